@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -93,6 +94,32 @@ def conform(spec: TableSpec, data: pa.Table, where: str = "input") -> pa.Table:
             raise SchemaError(f"{where}: column '{field.name}' has {column.null_count} null value(s)")
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=spec.schema)
+
+
+@functools.cache
+def _sql_types(spec: TableSpec) -> tuple[duckdb.DuckDBPyType, ...]:
+    """The DuckDB type of each declared column, as DuckDB itself maps the Arrow schema."""
+    con = duckdb.connect()
+    try:
+        return tuple(con.from_arrow(spec.schema.empty_table()).types)
+    finally:
+        con.close()
+
+
+def _check_written(spec: TableSpec, path: Path, partition: dict[str, str], where: str) -> int:
+    """Rows of a file just written for `partition`: no null in a required column, none outside it."""
+    required = [field.name for field in spec.schema if not field.nullable]
+    rows = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 17, columns=list(dict.fromkeys(
+            [*required, *partition]))):
+        for name in required:
+            if batch.column(name).null_count:
+                raise SchemaError(f"{where}: column '{name}' has {batch.column(name).null_count} null value(s)")
+        for column, value in partition.items():
+            if not pc.all(pc.equal(batch.column(column), value)).as_py():
+                raise SchemaError(f"{where}: a row has {column} other than '{value}'")
+        rows += batch.num_rows
+    return rows
 
 
 def _partition_folder(spec: TableSpec, values: dict[str, str]) -> Path:
@@ -327,25 +354,40 @@ class Store:
                       params: dict | list | None, partition: dict[str, str]) -> int:
         """Store the result of `sql` as partition `partition` of `table`, atomically.
 
-        The result streams from DuckDB into the file batch by batch, so memory stays flat
-        however many rows the query yields. Every row must belong to `partition`.
+        DuckDB's own Parquet writer runs the query and writes the file from all its threads
+        (a pyarrow writer fed batch by batch was the slowest step of labelling), so memory
+        stays flat however many rows the query yields. The result is cast to the declared
+        column types on the way; the written file is then read back, a few columns at a
+        time, for nulls in required columns and rows outside `partition` before it
+        replaces the old one.
         """
         spec = TABLES[table]
         if not spec.replace:
             raise ValueError(f"table '{table}' is append-only; use Store.append")
         relative = _partition_folder(spec, partition)
+        where = f"query for {relative}"
         folder = self.root / relative
         self._ensure_dir(folder)
-        reader = con.sql(sql, params=params or None).to_arrow_reader(1 << 17)
-        rows = 0
+        try:
+            result = con.sql(sql, params=params or None)
+        except duckdb.Error as exc:
+            raise SchemaError(f"{where}: {str(exc).splitlines()[0]}") from None
+        extra = [name for name in result.columns if spec.schema.get_field_index(name) < 0]
+        if extra:
+            raise SchemaError(f"{where}: unexpected column '{extra[0]}' for table '{spec.name}'")
+        columns = []
+        for field, sql_type in zip(spec.schema, _sql_types(spec), strict=True):
+            if field.name in result.columns:
+                columns.append(duckdb.ColumnExpression(field.name).cast(sql_type).alias(field.name))
+            elif field.nullable:
+                columns.append(duckdb.ConstantExpression(None).cast(sql_type).alias(field.name))
+            else:
+                raise SchemaError(f"{where}: missing column '{field.name}' of table '{spec.name}'")
         with self.lock(str(relative)):
-            with self._atomic(folder / _REPLACE_FILE) as temp, \
-                    pq.ParquetWriter(temp, spec.schema, compression="zstd") as writer:
-                for batch in reader:
-                    part = conform(spec, pa.Table.from_batches([batch]), where=f"query for {relative}")
-                    for column, value in partition.items():
-                        if not pc.all(pc.equal(part.column(column), value)).as_py():
-                            raise SchemaError(f"query for {relative}: a row has {column} other than '{value}'")
-                    writer.write_table(part)
-                    rows += part.num_rows
+            with self._atomic(folder / _REPLACE_FILE) as temp:
+                try:
+                    result.select(*columns).write_parquet(str(temp), compression="zstd")
+                except duckdb.ConversionException as exc:
+                    raise SchemaError(f"{where}: a value cannot be stored: {str(exc).splitlines()[0]}") from None
+                rows = _check_written(spec, temp, partition, where)
         return rows

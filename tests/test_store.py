@@ -100,6 +100,28 @@ def test_replace_query_streams_into_one_partition(store: Store):
     assert store.connect().sql("SELECT count(*) FILTER (WHERE refusal) FROM labels").fetchall() == [(150000,)]
 
 
+@pytest.mark.parametrize("sql, message", [
+    ("SELECT 'r2' AS run_id, 'p' AS prompt_id, 0 AS sample_index, 'rules' AS labeler",
+     "a row has run_id other than 'r1'"),
+    ("SELECT 'r1' AS run_id, NULL AS prompt_id, 0 AS sample_index, 'rules' AS labeler",
+     "column 'prompt_id' has 1 null value"),
+    ("SELECT 'r1' AS run_id, 'p' AS prompt_id, 0 AS sample_index, 'rules' AS labeler, 1 AS verdict",
+     "unexpected column 'verdict'"),
+    ("SELECT 'r1' AS run_id, 'p' AS prompt_id, 'rules' AS labeler", "missing column 'sample_index'"),
+    ("SELECT 'r1' AS run_id, 'p' AS prompt_id, 'x' AS sample_index, 'rules' AS labeler", "cannot be stored"),
+])
+def test_replace_query_rejects_bad_rows_and_keeps_the_old_partition(store: Store, sql, message):
+    con = store.connect()
+    partition = {"labeler": "rules", "run_id": "r1"}
+    store.replace_query("labels", con, "SELECT 'r1' AS run_id, 'kept' AS prompt_id, 0 AS sample_index, "
+                        "'rules' AS labeler, true AS refusal", None, partition)
+    before = {p: p.read_bytes() for p in store.files("labels")}
+    with pytest.raises(SchemaError, match=message):
+        store.replace_query("labels", con, sql, None, partition)
+    assert {p: p.read_bytes() for p in store.files("labels")} == before
+    assert not [p for p in (store.root / "labels").rglob(".tmp-*")]
+
+
 def test_unwritable_store_is_a_clear_error(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store should be")
