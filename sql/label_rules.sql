@@ -22,7 +22,7 @@
 --   $window_pattern     regex of every other phrase and the exceptions, earliest first
 --   $exception_pattern  regex that fully matches a hit of an exception phrase
 --   $fewest_words       the smallest N of the `first N words` phrases: a phrase that
---                       starts within that many characters needs no word count
+--                       starts before character 2N needs no word count
 --   $opening_chars      how many leading characters hold the opening
 --   $opening_words      regex of the first words kept (normalized) as `opening`
 WITH heads AS (
@@ -56,8 +56,9 @@ window_places AS (
 ),
 matched AS (
     SELECT run_id, prompt_id, sample_index, opening_hit, rd_phrase(window_hit) AS window_phrase, window_at,
-        -- fewer characters than N before the phrase: fewer than N words, no count needed
-        CASE WHEN window_at > $fewest_words THEN rd_words(left(head, window_at - 1)) END AS words_before,
+        -- N words take at least 2N - 1 characters: a phrase starting before character 2N
+        -- has fewer than N words before it, no count needed
+        CASE WHEN window_at >= 2 * $fewest_words THEN rd_words(left(head, window_at - 1)) END AS words_before,
         rd_normalize(regexp_extract(left(head, $opening_chars), $opening_words)) AS opening
     FROM window_places
 ),
@@ -66,7 +67,7 @@ verdicts AS (
         coalesce(
             rd_phrase(m.opening_hit),
             CASE WHEN l."where" = 'exception' THEN NULL
-                 WHEN l.words IS NULL OR m.window_at <= l.words OR m.words_before < l.words
+                 WHEN l.words IS NULL OR m.window_at < 2 * l.words OR m.words_before < l.words
                  THEN m.window_phrase END) AS marker
     FROM matched m
     LEFT JOIN lexicon l ON l.phrase = m.window_phrase
