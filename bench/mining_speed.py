@@ -7,6 +7,9 @@ random cut between 240 and 360 characters), written as Parquet into a temporary 
 Each measurement runs in its own subprocess, so its peak RSS (getrusage) is its own:
 
 - scan:       a bare DuckDB scan of the response column (sum of lengths): the floor;
+- regex:      one RE2 pass of the lexicon's window regex over each response's head (the
+              first HEAD_CHARS characters the labeler reads), counting matches: what any
+              regex labeler pays before it extracts, decides or writes anything;
 - startswith: a Python loop, lower() + str.startswith(tuple of the lexicon's phrases);
 - label:      refusaldata.label.label_with_rules (normalize, match, write labels);
 - uniformity: refusaldata.mine.uniformity (k=5), over the labels just written.
@@ -40,7 +43,7 @@ import pyarrow as pa
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data"
 RUN_ID = "bench-run"
-METHODS = ("scan", "startswith", "label", "uniformity")
+METHODS = ("scan", "regex", "startswith", "label", "uniformity")
 
 
 def real_responses(data: Path) -> list[str]:
@@ -112,7 +115,7 @@ def build_corpus(store_root: Path, size: int, seed: int = 0) -> None:
 
 def measure(kind: str, store_root: Path) -> dict:
     """One measurement in this process: seconds, rows, peak RSS."""
-    from refusaldata.label import label_with_rules, load_lexicon
+    from refusaldata.label import HEAD_CHARS, label_with_rules, load_lexicon, rule_patterns
     from refusaldata.mine import uniformity
     from refusaldata.store import Store
 
@@ -123,6 +126,11 @@ def measure(kind: str, store_root: Path) -> dict:
         con = duckdb.connect()
         rows = con.sql("SELECT count(*), sum(length(response)) FROM read_parquet($files)",
                        params={"files": files}).fetchall()[0][0]
+    elif kind == "regex":
+        con = duckdb.connect()
+        rows = con.sql("SELECT count(*), count(*) FILTER (WHERE regexp_matches(left(response, $head_chars), $pattern)) "
+                       "FROM read_parquet($files)", params={"files": files, "head_chars": HEAD_CHARS,
+                                                            "pattern": rule_patterns()[0]["window_pattern"]}).fetchall()[0][0]
     elif kind == "startswith":
         import pyarrow.parquet as pq
 
@@ -176,8 +184,10 @@ def main() -> None:
             if "label" in seconds:
                 python_ratio = (f", {seconds['label'] / seconds['startswith']:.2f}x the Python startswith loop"
                                 if "startswith" in seconds else "")
+                regex_ratio = (f", {seconds['label'] / seconds['regex']:.2f}x one regex pass"
+                               if "regex" in seconds else "")
                 print(f"# label at {size:,} rows: {seconds['label'] / seconds['scan']:.2f}x the bare scan "
-                      f"(target <= 2x){python_ratio}", flush=True)
+                      f"(target <= 2x){regex_ratio}{python_ratio}", flush=True)
 
 
 if __name__ == "__main__":
