@@ -8,6 +8,7 @@ import sys
 
 import duckdb
 import typer
+from typer.exceptions import TyperException
 
 from refusaldata.errors import RefusalDataError, shorten_quoted
 
@@ -70,8 +71,21 @@ _guard_all(app)
 
 
 def main() -> None:
-    app(prog_name="refusaldata")
-
+    """The console script: usage errors (a bad option value, a missing argument) become one
+    `Error:` line naming the option, like every other failure, with click's exit code 2."""
+    try:
+        code = app(prog_name="refusaldata", standalone_mode=False)
+    except TyperException as exc:
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # typer has printed the help already
+        where = f" (see `{context.command_path} --help`)" if context is not None else ""
+        typer.echo(f"Error: {' '.join(exc.format_message().split())}{where}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Error: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -288,3 +290,21 @@ def test_there_are_at_least_thirty_cases_over_every_command():
     prefixes = {name.split("-")[0] for name in CASES}
     assert prefixes >= {"prompts", "responses", "generate", "label", "mine", "build", "sets", "train", "compare",
                         "report", "judge", "quickstart", "sql", "tables"}
+
+
+@pytest.mark.parametrize("args, names", [
+    (["sql", "--format", "nope", "SELECT 1"], "'--format'"),
+    (["mine", "rates", "--by", "nope"], "'--by'"),
+    (["label", "--no-such-option"], "--no-such-option"),
+    (["sql"], "'query'"),
+])
+def test_usage_errors_of_the_console_script_are_one_line(args, names, store):
+    """click's own usage errors (raised before a command runs) get the same one-line form."""
+    before = _snapshot(store.root)
+    done = subprocess.run([sys.executable, "-m", "refusaldata.cli.main", *args], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and names in lines[0], done.stderr
+    assert _snapshot(store.root) == before
