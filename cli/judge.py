@@ -1,4 +1,4 @@
-"""`refusaldata judge train|list`: learned unsafe-content labelers kept in the store."""
+"""`refusaldata judge train|list`: learned unsafe-content or refusal labelers kept in the store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
 from refusaldata.store import DEFAULT_STORE
 
-judge_app = typer.Typer(help="Learned unsafe-content labelers (MiniLM embeddings + a small classifier).",
+judge_app = typer.Typer(help="Learned unsafe-content or refusal labelers (MiniLM embeddings + a small classifier).",
                         no_args_is_help=True)
 
 
@@ -22,16 +22,21 @@ def train(
     data: Annotated[Path, typer.Option("--data", help="Labelled CSV, JSONL or Parquet file.")],
     text_columns: Annotated[str, typer.Option(
         "--text-columns", help="RESPONSE or PROMPT,RESPONSE: the column(s) holding the texts.")],
-    label_column: Annotated[str, typer.Option("--label-column", help="Column with 1/0 (true/false) = unsafe.")],
+    label_column: Annotated[str, typer.Option(
+        "--label-column", help="Column with 1/0 (true/false) = the target (unsafe, or refusal).")],
+    target: Annotated[str, typer.Option(
+        "--target", help="What the label column says: unsafe (content) or refusal; `label` writes that column.")
+    ] = "unsafe",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Train a learned labeler and save its weights and card under <store>/judges/NAME/."""
     from refusaldata.judge.learned import train as train_learned
 
     columns = [c.strip() for c in text_columns.split(",") if c.strip()]
-    card = train_learned(open_store(store), name, data, columns, label_column)
+    card = train_learned(open_store(store), name, data, columns, label_column, target=target)
     validation = card["metrics"]["validation"]
-    typer.echo(f"trained '{name}' on {card['data']['rows']} rows; threshold {card['threshold']:.3f}; "
+    typer.echo(f"trained '{name}' on {card['data']['rows']} rows (target {card['target']}); "
+               f"threshold {card['threshold']:.3f}; "
                f"validation ({validation['n']} rows) accuracy {validation['accuracy']:.3f} "
                f"precision {validation['precision']:.3f} recall {validation['recall']:.3f}")
 
@@ -50,11 +55,13 @@ def list_judges(
     for name in known_judges(opened):
         card = json.loads((judges_dir(opened) / name / CARD_FILE).read_text(encoding="utf-8"))
         validation = card["metrics"]["validation"]
-        rows.append({"name": name, "features": card["features"], "rows": card["data"]["rows"],
+        rows.append({"name": name, "target": card.get("target", "unsafe"), "features": card["features"],
+                     "rows": card["data"]["rows"],
                      "threshold": card["threshold"], "val_accuracy": validation["accuracy"],
                      "val_precision": validation["precision"], "val_recall": validation["recall"],
                      "data": card["data"]["path"]})
-    schema = pa.schema([("name", pa.string()), ("features", pa.string()), ("rows", pa.int64()),
+    schema = pa.schema([("name", pa.string()), ("target", pa.string()), ("features", pa.string()),
+                        ("rows", pa.int64()),
                         ("threshold", pa.float64()), ("val_accuracy", pa.float64()),
                         ("val_precision", pa.float64()), ("val_recall", pa.float64()), ("data", pa.string())])
     emit(pa.Table.from_pylist(rows, schema=schema), fmt, output, title="learned judges")

@@ -1,4 +1,4 @@
-"""What every unsafe-content labeler shares: reading a run's (prompt, response) rows and
+"""What every learned or judge labeler shares: reading a run's (prompt, response) rows and
 storing its verdicts as one labels partition (labeler, run)."""
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ def run_inputs(store: Store, run_id: str) -> pa.Table:
 
 
 def write_verdicts(store: Store, run_id: str, labeler: str, rows: pa.Table, *,
-                   unsafe: list[bool | None], score: list[float | None] | None = None,
+                   unsafe: list[bool | None] | None = None, score: list[float | None] | None = None,
                    categories: list[str | None] | None = None, raw: list[str | None] | None = None,
-                   marker: str | None = None) -> int:
+                   marker: str | None = None, refusal: list[bool | None] | None = None,
+                   markers: list[str | None] | None = None, openings: list[str | None] | None = None) -> int:
     """Replace the labels partition (labeler, run_id) with one verdict per input row.
 
     A run without answered responses gets its partition emptied (stale verdicts removed).
+    Unsafe-content labelers pass `unsafe` (and one `marker` for all rows); a refusal
+    labeler passes `refusal` with a marker and opening per row.
     """
     count = rows.num_rows
     labels = pa.table({
@@ -35,8 +38,10 @@ def write_verdicts(store: Store, run_id: str, labeler: str, rows: pa.Table, *,
         "sample_index": rows.column("sample_index"),
         "labeler": pa.array([labeler] * count, pa.string()),
         "score": pa.array(score if score is not None else [None] * count, pa.float64()),
-        "marker": pa.array([marker] * count, pa.string()),
-        "unsafe": pa.array(unsafe, pa.bool_()),
+        "refusal": pa.array(refusal if refusal is not None else [None] * count, pa.bool_()),
+        "marker": pa.array(markers if markers is not None else [marker] * count, pa.string()),
+        "opening": pa.array(openings if openings is not None else [None] * count, pa.string()),
+        "unsafe": pa.array(unsafe if unsafe is not None else [None] * count, pa.bool_()),
         "categories": pa.array(categories if categories is not None else [None] * count, pa.string()),
         "raw": pa.array(raw if raw is not None else [None] * count, pa.string()),
         "created_at": pa.array([now()] * count, LABELS.schema.field("created_at").type),

@@ -33,6 +33,10 @@ import pyarrow as pa
 from refusaldata.errors import InputError, NotFoundError, excerpt
 from refusaldata.judge.common import run_inputs, write_verdicts
 from refusaldata.judge.embed import EMBEDDING_MODEL, embed
+from refusaldata.judge.refusal import FEATURE_NAMES as REFUSAL_FEATURE_NAMES
+from refusaldata.judge.refusal import REFUSAL, UNSAFE, check_target
+from refusaldata.judge.refusal import features as refusal_features
+from refusaldata.judge.refusal import label_run as label_refusal_run
 from refusaldata.runs import now
 from refusaldata.store import Store
 
@@ -253,11 +257,16 @@ def _file_sha256(path: Path) -> str:
 
 
 def train(store: Store, name: str, data_path: Path, text_columns: list[str], label_column: str,
-          settings: TrainSettings = TrainSettings()) -> dict:
-    """Train the labeler `name` on a labelled file and save it; returns its card."""
+          settings: TrainSettings = TrainSettings(), target: str = UNSAFE) -> dict:
+    """Train the labeler `name` on a labelled file and save it; returns its card.
+
+    `target` is what the label column says: unsafe content, or refusal (refusal.py's
+    features; `label` then writes the refusal column).
+    """
     from safetensors.numpy import save_file
 
     check_name(name)
+    check_target(target)
     data = read_data(data_path)
     if label_column not in data.column_names:
         raise InputError(f"{data_path}: no label column '{label_column}' (columns: {', '.join(data.column_names)})")
@@ -266,7 +275,7 @@ def train(store: Store, name: str, data_path: Path, text_columns: list[str], lab
     if data.num_rows < 10 or y.min() == y.max():
         raise InputError(f"{data_path}: needs at least 10 rows with both labels present "
                          f"(has {data.num_rows} rows, {int(y.sum())} positive)")
-    x = features(responses, prompts)
+    x = (refusal_features if target == REFUSAL else features)(responses, prompts)
     # Validation by prompt when there are prompts (no prompt on both sides), else by row.
     groups = prompts if prompts is not None and len(set(prompts)) >= 5 else list(range(len(y)))
     held = _group_split(groups, settings.validation_fraction, settings.seed)
@@ -279,8 +288,10 @@ def train(store: Store, name: str, data_path: Path, text_columns: list[str], lab
     card = {
         "name": name,
         "kind": "learned",
+        "target": target,
         "embedding_model": EMBEDDING_MODEL,
-        "features": ("response, prompt*response, refusal cues" if prompts is not None
+        "features": (REFUSAL_FEATURE_NAMES if target == REFUSAL
+                     else "response, prompt*response, refusal cues" if prompts is not None
                      else "response, refusal cues"),
         "text_columns": text_columns,
         "label_column": label_column,
@@ -319,9 +330,18 @@ class LearnedJudge:
     def uses_prompt(self) -> bool:
         return len(self.card["text_columns"]) == 2
 
-    def scores(self, prompts: list[str | None], responses: list[str | None], cache: bool = False) -> np.ndarray:
-        x = features(responses, prompts if self.uses_prompt else None, cache=cache)
-        return predict(self.weights, x)
+    @property
+    def target(self) -> str:
+        """unsafe or refusal (cards written before --target existed are unsafe)."""
+        return self.card.get("target", UNSAFE)
+
+    def scores(self, prompts: list[str | None], responses: list[str | None], cache: bool = False,
+               facts: pa.Table | None = None) -> np.ndarray:
+        """Scores of the pairs; `facts` are the rule facts of `responses` (refusal target) when already known."""
+        prompts = prompts if self.uses_prompt else None
+        if self.target == REFUSAL:
+            return predict(self.weights, refusal_features(responses, prompts, cache=cache, facts=facts))
+        return predict(self.weights, features(responses, prompts, cache=cache))
 
 
 def load(store: Store, name: str) -> LearnedJudge:
@@ -342,6 +362,8 @@ def label_with_learned(store: Store, run_ids: list[str], labeler: str) -> dict[s
     """Score every answered response of each run with the labeler named in 'learned:NAME'.
 
     Stores unsafe (score >= the card's threshold) and the score; rows written per run.
+    A labeler trained with --target refusal stores refusal instead, with the rule
+    labeler's marker and opening (refusal.label_run).
     """
     family, _, name = labeler.partition(":")
     if family != "learned" or not name:
@@ -350,6 +372,11 @@ def label_with_learned(store: Store, run_ids: list[str], labeler: str) -> dict[s
     threshold = float(judge.card["threshold"])
     written = {}
     for run_id in run_ids:
+        if judge.target == REFUSAL:
+            written[run_id] = label_refusal_run(
+                store, run_id, labeler, lambda prompts, responses, facts: judge.scores(prompts, responses, facts=facts),
+                threshold)
+            continue
         rows = run_inputs(store, run_id)
         scores = judge.scores(rows.column("prompt").to_pylist(), rows.column("response").to_pylist())
         written[run_id] = write_verdicts(store, run_id, labeler, rows,
