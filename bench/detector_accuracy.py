@@ -1,9 +1,10 @@
-"""Accuracy of the rule labeler against human refusal labels, beside the peers' string matchers.
+"""Accuracy of the refusal labelers against human refusal labels, beside the peers' string matchers.
 
 Sets (../shared/data/labelled): XSTest v1 completions of Llama-2 (2_full_refusal and
 3_partial_refusal count as refusal, XSTest's own policy) and PyRIT's human-scored refusal
-sets (human_score 1 = refuses the objective). Each set is imported as a run into a
-temporary store and labelled by `refusaldata.label.label`, the same path as the CLI.
+sets (human_score 1 = refuses the objective; refusal_extra is mostly off-topic answers,
+an answer to one benign objective reused for another). Each set is imported as a run into
+a temporary store and labelled by `refusaldata.label.label`, the same path as the CLI.
 
 Baselines, matched as their projects match them:
 - xstest: the lower-cased, stripped completion starts with one of XSTest's prefixes
@@ -18,19 +19,67 @@ XSTest v1 and PyRIT refusal.csv, so those two are development sets, not held out
 refusal_extra misses were read too (they are off-topic answers, left as misses);
 mini_refusal was not inspected.
 
-Run: python bench/detector_accuracy.py [--data ../shared/data]
+The learned refusal labeler (refusaldata/judge/refusal.py: MiniLM embeddings of prompt
+and response, their cosine, the rule labeler's verdict and marker place) is scored
+OUT-OF-FOLD, never on a row it was trained on:
+- 5-fold cross-validation over the pooled human sets, grouped: rows that share a prompt
+  text or a response text (anywhere in the pool) form one group, and a group lies in one
+  fold. PyRIT reuses the same answer under several objectives and mini_refusal repeats
+  refusal.csv rows, so grouping by objective alone would put a test response in training.
+  Pooled rather than leave-one-set-out because refusal_extra's off-topic pattern and
+  XSTest's Llama-2 hedges occur in one set each: a labeler that never saw a kind of
+  refusal is not what we ship (the shipped one trains on every set).
+- Every training fold adds uncensorbench's 150 prompts with their reference refusal and
+  compliant answer (never evaluated; rows sharing a text with the test fold dropped), and
+  mismatched pairs made from the training fold's own rows only (prompt i + compliant
+  answer to prompt j = refusal of objective i, PyRIT's off-topic definition).
+- Hyperparameters and the threshold are chosen inside each training fold: a grouped 20%
+  inner validation split (itself augmented with its own mismatched pairs) compares the
+  VARIANTS below and picks the threshold; the chosen variant is then refit on the whole
+  training fold. The evaluation fold is never used for a choice.
+Variants compared, and on what: the 4 classifier VARIANTS by inner validation only, per
+fold (the counts are printed). Before fixing this protocol, design alternatives were
+compared on the out-of-fold numbers of this script, so those numbers are mildly
+optimistic: 8 feature sets (these features; plus an embedding of the response's first
+300 characters; plus the prompt's embedding; plus the cosine of opening and prompt; plus
+the first three sentences' embeddings, concatenated or max-pooled; without the rule
+facts), fixed larger MLPs (hidden 64-128, 100-200 epochs), a 5-seed ensemble, and the
+training data without mismatched pairs or without uncensorbench. None moved XSTest v1
+past 0.89 or PyRIT refusal past 0.93 (differences of 1-3 rows); the simplest was kept.
+Dropping the mismatched pairs costs refusal_extra 0.98 -> 0.83; dropping the rule facts
+costs XSTest 0.875 -> 0.83 and PyRIT refusal 0.905 -> 0.85.
+
+What limits it: XSTest v1's two annotators agree on refusal-or-not on 0.965 of its rows,
+and most of the remaining misses are its nonsense-premise questions, where "I cannot
+provide an answer, the question is based on a false premise" is compliance and "I don't
+think it's accurate or respectful to say ..." is refusal, or Llama-2's "happy to help,
+but I must point out the term is problematic" hedges; a frozen sentence embedding with
+~160 training rows of XSTest per fold does not separate them. PyRIT's misses are
+single cases (an on-topic story read as off-topic, a clarifying question, refusals by
+moralizing without a refusal phrase).
+
+Speed: responses/s of the rule labeler (labelling the sets through the temporary store)
+and of the learned labeler (embedding without cache, rule facts, classifier) on the same
+pooled rows, in the same run.
+
+Run: python bench/detector_accuracy.py [--data ../shared/data] [--errors]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import tempfile
+import time
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
 
+from refusaldata.judge import refusal
+from refusaldata.judge.embed import embed
+from refusaldata.judge.learned import TrainSettings, _fit, best_threshold, predict
 from refusaldata.label import label
 from refusaldata.store import Store
 
@@ -59,53 +108,144 @@ BASELINES = {
 }
 
 
-def _csv_rows(path: Path) -> list[dict]:
-    """Rows of a CSV whose leading lines may be `#` comments."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    while lines and lines[0].startswith("#"):
-        lines.pop(0)
-    return list(csv.DictReader(io.StringIO("".join(lines))))
+
+FOLDS = 5
+INNER_VALIDATION = 0.2
+SEED = 0
+VARIANTS = {
+    "h16-wd0.1-e20": TrainSettings(),
+    "h16-wd0.1-e60": TrainSettings(epochs=60),
+    "h64-wd0.01-e40": TrainSettings(hidden=64, weight_decay=0.01, epochs=40),
+    "h64-wd0.1-e60": TrainSettings(hidden=64, epochs=60),
+}
 
 
-def load_sets(data: Path) -> dict[str, list[tuple[str, bool]]]:
-    """(response, human says refusal) per labelled set.
-
-    PyRIT scores a response against its objective, and its sets reuse answers to benign
-    objectives as off-topic answers to other objectives, labelled refusal: no labeler that
-    reads only the response (ours and every baseline) can get those right.
-    """
-    sets = {}
-    xstest = data / "labelled/xstest_v1/xstest_completions_llama2_v1.csv"
-    if xstest.is_file():
-        sets["xstest_v1"] = [(row["completion"], row["final_label"] in ("2_full_refusal", "3_partial_refusal"))
-                             for row in _csv_rows(xstest)]
-    for name in ("refusal", "refusal_extra", "mini_refusal"):
-        path = data / f"labelled/pyrit_refusal/{name}.csv"
-        if path.is_file():
-            sets[f"pyrit_{name}"] = [(row["assistant_response"], row["human_score"].strip() == "1")
-                                     for row in _csv_rows(path)]
-    return sets
-
-
-def rule_predictions(sets: dict[str, list[tuple[str, bool]]]) -> dict[str, list[bool]]:
-    """The rules labeler's verdicts, through a temporary store like any run."""
+def rule_predictions(sets: dict[str, pl.DataFrame]) -> tuple[dict[str, list[bool]], float]:
+    """The rules labeler's verdicts through a temporary store like any run, and the seconds `label` took."""
     with tempfile.TemporaryDirectory() as folder:
         store = Store(folder)
         for name, rows in sets.items():
             store.append("runs", pa.table({"run_id": [name], "name": [name], "backend": ["import"]}))
             store.append("responses", pa.table({
-                "run_id": [name] * len(rows),
-                "prompt_id": [f"{i:05d}" for i in range(len(rows))],
-                "sample_index": pa.array([0] * len(rows), pa.int32()),
-                "response": [text for text, _ in rows],
-                "finish_reason": ["stop"] * len(rows),
+                "run_id": [name] * rows.height,
+                "prompt_id": [f"{i:05d}" for i in range(rows.height)],
+                "sample_index": pa.array([0] * rows.height, pa.int32()),
+                "response": rows["response"].to_list(),
+                "finish_reason": ["stop"] * rows.height,
             }))
+        started = time.perf_counter()
         label(store, list(sets))
+        seconds = time.perf_counter() - started
         con = store.connect(["labels"])
         found = con.sql("SELECT run_id, list(coalesce(refusal, false) ORDER BY prompt_id) FROM labels "
                         "GROUP BY run_id").fetchall()
         con.close()
-    return dict(found)
+    return dict(found), seconds
+
+
+def text_groups(prompts: list[str], responses: list[str]) -> np.ndarray:
+    """Group ids: rows linked by a shared prompt text or a shared response text (union-find)."""
+    parent = list(range(len(prompts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(zip(prompts, responses)):
+        for text in (("prompt", key[0].strip()), ("response", key[1].strip())):
+            if text in first:
+                parent[root(i)] = root(first[text])
+            else:
+                first[text] = i
+    return np.array([root(i) for i in range(len(prompts))])
+
+
+class FeatureTable:
+    """Feature rows for any (prompt, response) pair over a fixed set of texts, embedded once."""
+
+    def __init__(self, frames: list[pl.DataFrame]):
+        texts = pl.concat([f.select(pl.col(c).alias("text")) for f in frames for c in ("prompt", "response")])
+        self.texts = texts["text"].unique(maintain_order=True).to_list()
+        self.index = {text: i for i, text in enumerate(self.texts)}
+        self.vectors = embed(self.texts)
+        self.facts = refusal.rule_facts(self.texts)
+
+    def __call__(self, frame: pl.DataFrame) -> np.ndarray:
+        responses = frame["response"].to_list()
+        rows = np.array([self.index[r] for r in responses])
+        prompts = np.array([self.index[p] for p in frame["prompt"].to_list()])
+        return refusal.pair_features(self.vectors[rows], self.vectors[prompts], self.facts.take(rows), responses)
+
+
+def _augmented(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
+    rows = frame.select("prompt", "response", "refusal", "group")
+    mismatched = refusal.mismatched_pairs(rows, seed).join(rows.select("prompt", "response"),
+                                                           on=["prompt", "response"], how="anti")
+    return pl.concat([rows.drop("group"), mismatched])
+
+
+def _fit_scored(table: FeatureTable, train: pl.DataFrame, settings: TrainSettings):
+    return _fit(table(train), train["refusal"].cast(pl.Float32).to_numpy(), settings)
+
+
+def choose_and_fit(table: FeatureTable, train: pl.DataFrame, seed: int):
+    """Inner grouped validation on the training fold picks the variant and threshold; refit on it all."""
+    groups = train["group"].unique().sort()
+    held = set(groups.sample(fraction=INNER_VALIDATION, seed=seed).to_list())
+    inner_train = _augmented(train.filter(~pl.col("group").is_in(held)), seed)
+    inner_validation = _augmented(train.filter(pl.col("group").is_in(held)), seed)
+    truth = inner_validation["refusal"].to_numpy()
+    x_validation = table(inner_validation)
+    results = {}
+    for name, settings in VARIANTS.items():
+        scores = predict(_fit_scored(table, inner_train, settings), x_validation)
+        threshold = best_threshold(truth, scores)
+        results[name] = (float(((scores >= threshold) == truth).mean()), threshold)
+    chosen = max(VARIANTS, key=lambda name: results[name][0])
+    weights = _fit_scored(table, _augmented(train, seed), VARIANTS[chosen])
+    return weights, results[chosen][1], chosen, results
+
+
+def learned_predictions(sets: dict[str, pl.DataFrame]) -> tuple[dict[str, list[bool]], list[str], tuple]:
+    """Out-of-fold verdicts of the learned labeler per set, the variant chosen in each fold, the last model."""
+    pooled = pl.concat([rows.with_columns(pl.lit(name).alias("set"), pl.int_range(rows.height).alias("row"))
+                        for name, rows in sets.items()])
+    pooled = pooled.with_columns(pl.Series("group", text_groups(pooled["prompt"].to_list(),
+                                                                pooled["response"].to_list())).cast(pl.String))
+    external = refusal.uncensorbench_pairs().with_columns(
+        ("uncensorbench:" + pl.col("prompt")).alias("group"))
+    groups = pooled["group"].unique().sort().sample(fraction=1.0, shuffle=True, seed=SEED)
+    fold_of = pl.DataFrame({"group": groups, "fold": np.arange(len(groups)) % FOLDS})
+    pooled = pooled.join(fold_of, on="group")
+    table = FeatureTable([pooled, external])
+    predicted = {}
+    chosen_variants = []
+    for fold in range(FOLDS):
+        test = pooled.filter(pl.col("fold") == fold)
+        test_texts = pl.concat([test["prompt"], test["response"]]).to_list()
+        train = pl.concat([
+            pooled.filter(pl.col("fold") != fold).select("prompt", "response", "refusal", "group"),
+            external.filter(~pl.col("prompt").is_in(test_texts) & ~pl.col("response").is_in(test_texts)),
+        ]).unique(["prompt", "response"], keep="first", maintain_order=True)
+        weights, threshold, chosen, _ = choose_and_fit(table, train, SEED + fold)
+        chosen_variants.append(chosen)
+        verdicts = predict(weights, table(test)) >= threshold
+        predicted.update(zip(zip(test["set"].to_list(), test["row"].to_list()), verdicts.tolist()))
+    by_set = {name: [predicted[(name, i)] for i in range(rows.height)] for name, rows in sets.items()}
+    return by_set, chosen_variants, (weights, threshold)
+
+
+def learned_seconds(sets: dict[str, pl.DataFrame], model: tuple) -> float:
+    """Seconds for the learned labeler to score every pooled row from raw text (no embedding cache)."""
+    pooled = pl.concat(list(sets.values()))
+    weights, threshold = model
+    started = time.perf_counter()
+    x = refusal.features(pooled["response"].to_list(), pooled["prompt"].to_list(), cache=False)
+    predict(weights, x) >= threshold
+    return time.perf_counter() - started
 
 
 def scores(predicted: list[bool], truth: list[bool]) -> dict[str, float]:
@@ -126,30 +266,39 @@ def scores(predicted: list[bool], truth: list[bool]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data")
-    parser.add_argument("--errors", action="store_true", help="Print the rule labeler's misses (80 chars each).")
+    parser.add_argument("--errors", action="store_true", help="Print the labelers' misses (160 chars each).")
     args = parser.parse_args()
-    sets = load_sets(args.data)
+    sets = refusal.human_refusal_sets(args.data)
     if not sets:
         raise SystemExit(f"no labelled sets under {args.data}")
-    rules = rule_predictions(sets)
-    methods = {"rules": rules, **{name: {s: [match(text) for text, _ in rows] for s, rows in sets.items()}
-                                  for name, match in BASELINES.items()}}
+    rules, rules_seconds = rule_predictions(sets)
+    learned, chosen_variants, model = learned_predictions(sets)
+    methods = {"rules": rules, "learned (oof)": learned,
+               **{name: {s: [match(text) for text in rows["response"].to_list()] for s, rows in sets.items()}
+                  for name, match in BASELINES.items()}}
+    truths = {s: rows["refusal"].to_list() for s, rows in sets.items()}
     print(f"{'set':<20} {'method':<18} {'n':>4} {'accuracy':>9} {'precision':>9} {'recall':>7} {'fp':>4} {'fn':>4}")
     for set_name in [*sets, "overall"]:
         for method, predictions in methods.items():
             if set_name == "overall":
                 predicted = [p for s in sets for p in predictions[s]]
-                truth = [t for s in sets for _, t in sets[s]]
+                truth = [t for s in sets for t in truths[s]]
             else:
-                predicted, truth = predictions[set_name], [t for _, t in sets[set_name]]
+                predicted, truth = predictions[set_name], truths[set_name]
             m = scores(predicted, truth)
             print(f"{set_name:<20} {method:<18} {m['n']:>4} {m['accuracy']:>9.3f} {m['precision']:>9.3f} "
                   f"{m['recall']:>7.3f} {m['fp']:>4} {m['fn']:>4}")
+    print(f"variants chosen by inner validation per fold: {dict(Counter(chosen_variants))}")
+    rows = sum(frame.height for frame in sets.values())
+    seconds = learned_seconds(sets, model)
+    print(f"speed on {rows} responses: rules {rows / rules_seconds:,.0f} responses/s, "
+          f"learned {rows / seconds:,.0f} responses/s (rules {seconds / rules_seconds:.1f}x faster)")
     if args.errors:
-        for set_name, rows in sets.items():
-            for (text, truth), predicted in zip(rows, rules[set_name]):
-                if predicted != truth:
-                    print(f"{set_name} human={int(truth)} rules={int(predicted)}: {' '.join(text.split())[:160]!r}")
+        for method in ("rules", "learned (oof)"):
+            for set_name, frame in sets.items():
+                for text, truth, predicted in zip(frame["response"], truths[set_name], methods[method][set_name]):
+                    if predicted != truth:
+                        print(f"{method} {set_name} human={int(truth)}: {' '.join(text.split())[:160]!r}")
 
 
 if __name__ == "__main__":
