@@ -93,6 +93,12 @@ def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv)
     assert rates["refusal_rate"] == pytest.approx(refusals / 3)
     assert rates["unsafe_rate"] is None
 
+    result = cli("mine", "openings", "--run", run_id, "--labeler", "learned:refusal-tiny", "--k", "3",
+                 "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    openings = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(o["opening"], o["refusals"], o["share"]) for o in openings] == [("i'm sorry, but", 1, 1.0)]
+
 
 def test_bad_target_is_one_line_error_and_changes_nothing(store, cli, refusal_csv):
     result = cli("judge", "train", "tiny", "--target", "harm", "--data", refusal_csv,
