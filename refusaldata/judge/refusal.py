@@ -28,6 +28,7 @@ import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -65,8 +66,6 @@ def rule_facts(responses: Sequence[str | None]) -> pa.Table:
         "finish_reason": pa.array(["stop"] * count, pa.string()),
     })
     patterns, lexicon = rule_patterns()
-    import duckdb
-
     con = duckdb.connect()
     try:
         prepare(con)
@@ -100,7 +99,8 @@ def pair_features(response_vectors: np.ndarray, prompt_vectors: np.ndarray | Non
     """Feature rows from embeddings already computed (row i: response i, prompt i, facts of response i)."""
     scalars = [facts.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
                for name in ("refusal", "marker_at_start", "marker_in_opening")]
-    scalars.append(np.log1p(np.array([len(r) for r in responses], dtype=np.float32)) / 10)
+    lengths = pl.Series(responses, dtype=pl.String).str.len_chars().to_numpy().astype(np.float32)
+    scalars.append(np.log1p(lengths) / 10)
     if prompt_vectors is None:
         return np.concatenate([response_vectors, SCALAR_SCALE * np.stack(scalars, axis=1)], axis=1)
     product = prompt_vectors * response_vectors
