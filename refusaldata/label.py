@@ -134,20 +134,26 @@ def prepare(con) -> None:
     con.execute(sql_text("normalize"))
 
 
+def prepare_rules(con, labeler: str = RULES) -> dict:
+    """Ready `con` for sql/label_rules.sql (macros, the `lexicon` relation); returns its
+    parameters but $run_id. Whoever runs the rule labeler's query goes through here."""
+    patterns, lexicon = rule_patterns()
+    prepare(con)
+    con.register("lexicon", lexicon)
+    return {"labeler": labeler, "head_chars": HEAD_CHARS, "opening_chars": OPENING_CHARS, **patterns}
+
+
 def label_with_rules(store: Store, run_ids: list[str], labeler: str = RULES, **options) -> dict[str, int]:
     """Label each run with the SQL rule labeler; returns rows written per run."""
     if options:
         raise InputError(f"the rules labeler takes no options (got {', '.join(sorted(options))})")
     query = sql_text("label_rules")
-    patterns, lexicon = rule_patterns()
-    params = {"labeler": labeler, "head_chars": HEAD_CHARS, "opening_chars": OPENING_CHARS, **patterns}
     con = store.connect(["responses"])
     try:
-        prepare(con)
+        params = prepare_rules(con, labeler)
         # Rows may reach the file in any order (readers key on prompt_id): DuckDB then streams
         # from its threads without reordering batches.
         con.execute("SET preserve_insertion_order = false")
-        con.register("lexicon", lexicon)
         return {run_id: store.replace_query("labels", con, query, {**params, "run_id": run_id},
                                             {"labeler": labeler, "run_id": run_id})
                 for run_id in run_ids}

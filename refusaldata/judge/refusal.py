@@ -36,7 +36,7 @@ import pyarrow as pa
 from refusaldata.errors import InputError
 from refusaldata.judge.common import run_inputs, write_verdicts
 from refusaldata.judge.embed import embed
-from refusaldata.label import HEAD_CHARS, OPENING_CHARS, RULES, prepare, rule_patterns
+from refusaldata.label import prepare_rules
 from refusaldata.queries import sql_text
 from refusaldata.store import Store
 
@@ -65,15 +65,11 @@ def rule_facts(responses: Sequence[str | None]) -> pa.Table:
         "response": pa.array(["" if r is None else str(r) for r in responses], pa.string()),
         "finish_reason": pa.array(["stop"] * count, pa.string()),
     })
-    patterns, lexicon = rule_patterns()
     con = duckdb.connect()
     try:
-        prepare(con)
+        params = prepare_rules(con)
         con.register("responses", inputs)
-        con.register("lexicon", lexicon)
-        rules = con.sql(sql_text("label_rules"), params={
-            "run_id": "", "labeler": RULES, "head_chars": HEAD_CHARS, "opening_chars": OPENING_CHARS,
-            **patterns}).to_arrow_table()
+        rules = con.sql(sql_text("label_rules"), params={**params, "run_id": ""}).to_arrow_table()
         con.register("rule_labels", rules)
         return con.sql(sql_text("learned_refusal_facts")).to_arrow_table()
     finally:
