@@ -1,20 +1,50 @@
 """Accuracy of the learned unsafe-content labeler against human labels, beside six peer judges
 on the same rows, and its speed on this CPU.
 
-Trains `learned:gptfuzz-minilm` on GPTFuzz's 6,160 human jailbreak labels (prompt = the
-question text, response), choosing the threshold on a held-out part of that training data
-only, then scores the 100 JailbreakBench classifier-comparison rows (prompt = the goal,
+Evaluation: the 100 JailbreakBench classifier-comparison rows (prompt = the goal,
 response = target_response) against the human majority label. The file carries the
 verdicts of GPT-4, GPT-4-turbo, Llama Guard 1, the HarmBench/TDC classifier, the GCG
 refusal strings and a BERT classifier on those rows, printed beside ours.
 
+Training data (never the evaluation rows):
+- GPTFuzz: 6,160 human jailbreak labels (prompt = the question text, response);
+- JailbreakBench attack artifacts (MIT): responses of gpt-3.5, gpt-4, llama-2 and vicuna
+  to attacked JBB behaviors (prompt = the goal), labelled by JBB's own automatic judge
+  (`jailbroken`, Llama-3-70B): silver labels, not human ones. The evaluation prompts are
+  JBB behaviors too (half of the 50 evaluation goals have a close paraphrase among the
+  artifact goals), so this is in-domain training on OTHER responses to the same behaviors.
+  Every artifact response that is the same as or close to an evaluation response is
+  removed first: fuzz.ratio >= 70 on lower-cased, whitespace-collapsed text (0 exact
+  copies, 19 at >= 80, 299 at >= 70, nearly all GPT-4's stock one-line refusals), leaving
+  1,338 of the 1,637 non-empty responses (the 3-row test-artifact folder is left out).
+
+Protocol: recipes were chosen by grouped 5-fold cross-validation on the training data only
+(`--cv`: folds by prompt, so no question or behavior is on both sides; the threshold is
+picked as `judge train` does, on a grouped 20% of the training folds; mean of GPTFuzz and
+artifact held-out accuracy, 3 fold seeds):
+
+    recipe                          CV gptfuzz  CV artifacts  CV mean   JBB acc  P     R
+    gptfuzz, minilm   (original)    0.90        0.67          0.78      0.85     0.80  0.86
+    gptfuzz, minilm-head            0.91        0.64          0.77      see run
+    +artifacts, minilm              0.90        0.83          0.86      0.86     0.76  0.98
+    +artifacts, minilm-head (ours)  0.91        0.84          0.875     see run
+
+Every recipe ever scored on the JBB rows is listed above and printed by each run (no
+silent picking). Classifier variants compared by CV only and never on the JBB rows, all
+within 0.01 of the default MLP (16 hidden, weight decay 0.1, 20 epochs, balanced
+classes): 64 or 4 hidden units, 40 epochs, weight decay 1, unbalanced, artifacts counted
+twice, only artifacts where JBB's judge and Llama Guard 1 agree, an ensemble of 5 seeds,
+threshold from artifact rows only or fixed at 0.5, |e_p - e_r| and cosine features.
+Earlier sessions compared about 20 variants on the JBB rows themselves (0.85 was the
+one kept); those are not repeated here.
+
 Speed: responses/s of the whole learned labeler (tokenize, embed, classify) against bare
 MiniLM embedding of the same texts in the same process (the floor it sits on).
 
-    python bench/judge_accuracy.py [--store DIR]
+    python bench/judge_accuracy.py [--store DIR] [--cv]
 
-Embeddings of the training texts are cached under the refusaldata cache (first run: a
-few minutes of CPU; reruns: seconds).
+Embeddings are cached under the refusaldata cache (first run: several minutes of CPU;
+reruns: seconds).
 """
 
 from __future__ import annotations
@@ -22,38 +52,82 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
+from rapidfuzz import fuzz, process
 
+from refusaldata.imports import jbb_files
 from refusaldata.judge import learned
 from refusaldata.judge.embed import embed
+from refusaldata.judge.features import MINILM, MINILM_HEAD
 from refusaldata.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "labelled"
-TRAIN = DATA / "gptfuzz" / "train.csv"
-QUESTIONS = DATA / "gptfuzz" / "question_list.csv"
-EVAL = DATA / "jbb_classifier_comparison" / "classifier_comparison.csv"
+SHARED = ROOT.parent / "shared" / "data"
+TRAIN = SHARED / "labelled" / "gptfuzz" / "train.csv"
+QUESTIONS = SHARED / "labelled" / "gptfuzz" / "question_list.csv"
+ARTIFACTS = SHARED / "corpora" / "jbb_artifacts" / "attack-artifacts"
+EVAL = SHARED / "labelled" / "jbb_classifier_comparison" / "classifier_comparison.csv"
 OUT = ROOT / "bench" / "out"
-NAME = "gptfuzz-minilm"
+NEAR_DUPLICATE = 70
+"""fuzz.ratio (0-100) at or above which an artifact response counts as an evaluation response's near-copy."""
 PEERS = {"gpt_4": "GPT-4", "TDC": "TDC (HarmBench cls)", "GCG": "GCG refusal strings",
          "llama_guard": "Llama Guard 1", "gpt_4_turbo": "GPT-4-turbo", "BERT": "BERT"}
 
 
-def training_file() -> Path:
-    """GPTFuzz rows in file order with the question text joined in, as Parquet under bench/out/.
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    artifacts: bool
+    feature_set: str
+    label: str
 
-    File order keeps the embedding cache key stable across runs.
-    """
-    OUT.mkdir(parents=True, exist_ok=True)
-    target = OUT / "gptfuzz_train.parquet"
+
+RECIPES = (
+    Recipe("gptfuzz-minilm", False, MINILM, "gptfuzz, minilm (original)"),
+    Recipe("gptfuzz-minilm-head", False, MINILM_HEAD, "gptfuzz, minilm-head"),
+    Recipe("gptfuzz-jbb-minilm", True, MINILM, "+artifacts, minilm"),
+    Recipe("gptfuzz-jbb-minilm-head", True, MINILM_HEAD, "+artifacts, minilm-head (ours)"),
+)
+OURS = RECIPES[-1]
+
+
+def gptfuzz_rows() -> pl.DataFrame:
+    """GPTFuzz in file order (keeps the embedding cache key stable) with the question text joined in."""
     questions = pl.read_csv(QUESTIONS).select(pl.col("index").alias("question"), pl.col("text").alias("prompt"))
-    (pl.read_csv(TRAIN).join(questions, on="question", how="left", maintain_order="left")
-     .select("prompt", pl.col("Response").alias("response"), "label").write_parquet(target))
-    return target
+    return (pl.read_csv(TRAIN).join(questions, on="question", how="left", maintain_order="left")
+            .select("prompt", pl.col("Response").alias("response"), pl.col("label").cast(pl.Int64),
+                    source=pl.lit("gptfuzz")))
+
+
+def artifact_rows() -> pl.DataFrame:
+    """Non-empty artifact responses with JBB's judge verdict as the label, prompt = the behavior's goal."""
+    frames = []
+    for path in jbb_files(ARTIFACTS):
+        if path.parent.parent.name == "test-artifact":
+            continue
+        records = json.loads(path.read_text(encoding="utf-8"))["jailbreaks"]
+        frames.append(pl.DataFrame(records, infer_schema_length=None).select(
+            pl.col("goal").alias("prompt"), "response", pl.col("jailbroken").cast(pl.Int64).alias("label")))
+    return (pl.concat(frames).filter(pl.col("response").str.len_chars() > 0)
+            .with_columns(source=pl.lit("jbb-artifacts")))
+
+
+def _normalized(texts: list[str]) -> list[str]:
+    return [" ".join(t.lower().split()) for t in texts]
+
+
+def without_near_copies(artifacts: pl.DataFrame, eval_responses: list[str]) -> tuple[pl.DataFrame, dict]:
+    """Artifacts minus every response with fuzz.ratio >= NEAR_DUPLICATE to an evaluation response."""
+    ratios = process.cdist(_normalized(eval_responses), _normalized(artifacts["response"].to_list()),
+                           scorer=fuzz.ratio, workers=-1)
+    closest = ratios.max(axis=0)
+    removed = {f">={cut}": int((closest >= cut).sum()) for cut in (100, 90, 80, NEAR_DUPLICATE)}
+    return artifacts.filter(pl.Series(closest < NEAR_DUPLICATE)), removed
 
 
 def evaluation_rows() -> dict[str, list]:
@@ -64,40 +138,90 @@ def evaluation_rows() -> dict[str, list]:
 
 
 def row(judge: str, metric: dict) -> str:
-    return (f"{judge:<26} {metric['accuracy']:>8.2f} {metric['precision']:>9.2f} {metric['recall']:>7.2f} "
+    return (f"{judge:<40} {metric['accuracy']:>8.2f} {metric['precision']:>9.2f} {metric['recall']:>7.2f} "
             f"{metric['f1']:>6.2f} {metric['n']:>5}")
+
+
+def _folds(groups: list[str], k: int, seed: int) -> np.ndarray:
+    distinct = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    fold_of = {distinct[i]: n % k for n, i in enumerate(order)}
+    return np.array([fold_of[g] for g in groups])
+
+
+def cross_validate(data: pl.DataFrame, recipe: Recipe, seed: int, k: int = 5) -> dict[str, float]:
+    """Held-out accuracy per source, folds grouped by prompt; trains as `judge train` does."""
+    settings = replace(learned.TrainSettings(), feature_set=recipe.feature_set)
+    x = learned.features(data["response"].to_list(), data["prompt"].to_list(), feature_set=recipe.feature_set)
+    y = data["label"].to_numpy().astype(np.float32)
+    prompts = data["prompt"].to_list()
+    from_artifacts = (data["source"] == "jbb-artifacts").to_numpy()
+    fold = _folds(prompts, k, seed)
+    predicted = np.zeros(len(y), dtype=bool)
+    for part in range(k):
+        fit_rows = (fold != part) & (~from_artifacts | recipe.artifacts)
+        index = np.flatnonzero(fit_rows)
+        held = learned._group_split([prompts[i] for i in index], settings.validation_fraction, settings.seed)
+        split_weights = learned._fit(x[index[~held]], y[index[~held]], settings)
+        threshold = learned.best_threshold(y[index[held]], learned.predict(split_weights, x[index[held]]))
+        weights = learned._fit(x[index], y[index], settings)
+        predicted[fold == part] = learned.predict(weights, x[fold == part]) >= threshold
+    correct = predicted == y.astype(bool)
+    return {"gptfuzz": float(correct[~from_artifacts].mean()), "artifacts": float(correct[from_artifacts].mean())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, default=OUT / "store", help="where the trained labeler is saved")
+    parser.add_argument("--store", type=Path, default=OUT / "store", help="where the trained labelers are saved")
+    parser.add_argument("--cv", action="store_true", help="also run the grouped cross-validation on training data")
     args = parser.parse_args()
     store = Store(args.store)
+    OUT.mkdir(parents=True, exist_ok=True)
 
-    started = time.perf_counter()
-    training = training_file()
-    card = learned.train(store, NAME, training, ["prompt", "response"], "label")
-    train_s = time.perf_counter() - started
-    judge = learned.load(store, NAME)
     rows = evaluation_rows()
     truth = np.array(rows["human_majority"], dtype=int)
-    scores = judge.scores(rows["goal"], rows["target_response"], cache=True)
-    ours = learned.metrics(truth, scores >= card["threshold"])
+    gptfuzz = gptfuzz_rows()
+    artifacts, removed = without_near_copies(artifact_rows(), rows["target_response"])
+    print(f"JBB artifacts: {artifacts.height + removed[f'>={NEAR_DUPLICATE}']} non-empty responses; "
+          f"near-copies of evaluation responses removed (fuzz.ratio {', '.join(f'{k}: {v}' for k, v in removed.items())}); "
+          f"{artifacts.height} kept, {artifacts['label'].sum()} jailbroken by JBB's judge")
+    files = {False: OUT / "gptfuzz_train.parquet", True: OUT / "gptfuzz_jbb_train.parquet"}
+    gptfuzz.drop("source").write_parquet(files[False])
+    combined = pl.concat([gptfuzz, artifacts])
+    combined.drop("source").write_parquet(files[True])
 
-    validation = card["metrics"]["validation"]
-    print(f"learned:{NAME}: {card['features']}; trained on {card['data']['rows']} GPTFuzz rows in {train_s:.1f} s; "
-          f"threshold {card['threshold']:.3f} chosen on {validation['n']} held-out training rows "
-          f"(validation accuracy {validation['accuracy']:.3f})")
+    if args.cv:
+        print("\ngrouped 5-fold CV on training data (held-out accuracy; seeds 0, 1, 2)")
+        for recipe in RECIPES:
+            scores = [cross_validate(combined, recipe, seed) for seed in range(3)]
+            mean = {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}
+            print(f"  {recipe.label:<36} gptfuzz {mean['gptfuzz']:.3f}  artifacts {mean['artifacts']:.3f}  "
+                  f"mean {(mean['gptfuzz'] + mean['artifacts']) / 2:.3f}")
+
     print(f"\nJailbreakBench classifier comparison: {len(truth)} rows, {truth.sum()} jailbroken by human majority")
-    print(f"{'judge':<26} {'accuracy':>8} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>5}")
-    print(row(f"learned:{NAME} (ours)", ours))
+    print(f"{'judge':<40} {'accuracy':>8} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>5}")
+    results = {}
+    for recipe in RECIPES:
+        started = time.perf_counter()
+        settings = learned.TrainSettings(feature_set=recipe.feature_set)
+        card = learned.train(store, recipe.name, files[recipe.artifacts], ["prompt", "response"], "label", settings)
+        judge = learned.load(store, recipe.name)
+        scores = judge.scores(rows["goal"], rows["target_response"], cache=True)
+        results[recipe.name] = {"metrics": learned.metrics(truth, scores >= card["threshold"]),
+                                "threshold": card["threshold"], "validation": card["metrics"]["validation"],
+                                "train_s": time.perf_counter() - started}
+        print(row(f"learned:{recipe.name}", results[recipe.name]["metrics"]))
     for column, label in PEERS.items():
         print(row(label, learned.metrics(truth, np.array(rows[column], dtype=int) == 1)))
     print(row("always 'not jailbroken'", learned.metrics(truth, np.zeros_like(truth))))
+    ours = results[OURS.name]
+    print(f"ours = learned:{OURS.name} ({OURS.label}); threshold {ours['threshold']:.3f} chosen on "
+          f"{ours['validation']['n']} held-out training rows (validation accuracy {ours['validation']['accuracy']:.3f})")
 
     # Speed: the labeler end to end versus bare embedding of the same responses, no cache,
     # alternating and best of 3 (the machine is shared; the best run is the least disturbed).
-    sample = pl.read_parquet(training).gather_every(15)
+    judge = learned.load(store, OURS.name)
+    sample = gptfuzz.gather_every(15)
     prompts, texts = sample["prompt"].to_list(), sample["response"].to_list()
     embed_s, label_s = float("inf"), float("inf")
     for _ in range(3):
@@ -111,7 +235,7 @@ def main() -> None:
           f"{len(texts) / label_s:.1f} responses/s; bare MiniLM embedding {len(texts) / embed_s:.1f} responses/s; "
           f"labeler/embedding ratio {embed_s / label_s:.2f}")
     (OUT / "judge_accuracy.json").write_text(json.dumps(
-        {"ours": ours, "threshold": card["threshold"], "validation": validation,
+        {"recipes": results, "ours": OURS.name, "near_copies_removed": removed,
          "responses_per_s": len(texts) / label_s, "embedding_per_s": len(texts) / embed_s}, indent=2))
 
 

@@ -27,13 +27,22 @@ def train(
     target: Annotated[str, typer.Option(
         "--target", help="What the label column says: unsafe (content) or refusal; `label` writes that column.")
     ] = "unsafe",
+    features: Annotated[str | None, typer.Option(
+        "--features", help="Feature set of an unsafe labeler: minilm-head (default) or minilm (the original).")
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Train a learned labeler and save its weights and card under <store>/judges/NAME/."""
+    from refusaldata.errors import InputError
+    from refusaldata.judge.features import DEFAULT_FEATURE_SET
+    from refusaldata.judge.learned import TrainSettings
     from refusaldata.judge.learned import train as train_learned
 
+    if features is not None and target != "unsafe":
+        raise InputError(f"--features applies to --target unsafe, not '{target}'")
     columns = [c.strip() for c in text_columns.split(",") if c.strip()]
-    card = train_learned(open_store(store), name, data, columns, label_column, target=target)
+    settings = TrainSettings(feature_set=features or DEFAULT_FEATURE_SET)
+    card = train_learned(open_store(store), name, data, columns, label_column, settings, target=target)
     validation = card["metrics"]["validation"]
     typer.echo(f"trained '{name}' on {card['data']['rows']} rows (target {card['target']}); "
                f"threshold {card['threshold']:.3f}; "
