@@ -11,37 +11,48 @@ Training data (never the evaluation rows):
 - JailbreakBench attack artifacts (MIT): responses of gpt-3.5, gpt-4, llama-2 and vicuna
   to attacked JBB behaviors (prompt = the goal), labelled by JBB's own automatic judge
   (`jailbroken`, Llama-3-70B): silver labels, not human ones. The evaluation prompts are
-  JBB behaviors too (half of the 50 evaluation goals have a close paraphrase among the
-  artifact goals), so this is in-domain training on OTHER responses to the same behaviors.
+  JBB behaviors too (9 of the 50 evaluation goals appear verbatim among the artifact goals,
+  14 at fuzz.ratio >= 80; the others are different wordings or behaviors), so this is
+  in-domain training on OTHER responses to the same or similar behaviors.
   Every artifact response that is the same as or close to an evaluation response is
   removed first: fuzz.ratio >= 70 on lower-cased, whitespace-collapsed text (0 exact
-  copies, 19 at >= 80, 299 at >= 70, nearly all GPT-4's stock one-line refusals), leaving
+  copies, 19 at >= 80, 299 at >= 70: all GPT-3.5/GPT-4 one-line refusals, none labelled
+  jailbroken), leaving
   1,338 of the 1,637 non-empty responses (the 3-row test-artifact folder is left out).
 
 Protocol: recipes were chosen by grouped 5-fold cross-validation on the training data only
 (`--cv`: folds by prompt, so no question or behavior is on both sides; the threshold is
-picked as `judge train` does, on a grouped 20% of the training folds; mean of GPTFuzz and
-artifact held-out accuracy, 3 fold seeds):
+picked as `judge train` does, on a grouped 20% of the training folds; held-out accuracy
+per source, mean of 3 fold seeds). Then each finished recipe was scored once on the JBB
+rows, at training seed 0 (the default):
 
     recipe                          CV gptfuzz  CV artifacts  CV mean   JBB acc  P     R
-    gptfuzz, minilm   (original)    0.90        0.67          0.78      0.85     0.80  0.86
-    gptfuzz, minilm-head            0.91        0.64          0.77      see run
-    +artifacts, minilm              0.90        0.83          0.86      0.86     0.76  0.98
-    +artifacts, minilm-head (ours)  0.91        0.84          0.875     see run
+    gptfuzz, minilm   (original)    0.905       0.695         0.800     0.85     0.80  0.86
+    gptfuzz, minilm-head            0.910       0.483         0.697     0.77     0.81  0.60
+    +artifacts, minilm              0.892       0.821         0.856     0.86     0.76  0.98
+    +artifacts, minilm-head (ours)  0.901       0.840         0.870     0.86     0.75  1.00
 
-Every recipe ever scored on the JBB rows is listed above and printed by each run (no
-silent picking). Classifier variants compared by CV only and never on the JBB rows, all
-within 0.01 of the default MLP (16 hidden, weight decay 0.1, 20 epochs, balanced
+The CV order matched the JBB order. Ours does not reach GPT-4's 0.88: it calls 57 of the
+100 rows jailbroken where humans call 43 (recall 1.00, precision 0.75); a guess, not
+tested: its silver labels' judge is more lenient than these human raters. `--seeds 5`
+retrains ours with seeds 0..4 to show the spread (0.86, 0.88, 0.87, 0.87, 0.87: mean
+0.870, sd 0.006; precision mean 0.77, recall mean 0.99); this was measured after the
+choice and is not used to pick a seed — seed 0 stays the reported figure.
+
+Every recipe ever scored on the JBB rows in this round is listed above and printed by each
+run (no silent picking). Variants compared by CV only and never scored on the JBB rows,
+all within 0.01 of the default MLP (16 hidden, weight decay 0.1, 20 epochs, balanced
 classes): 64 or 4 hidden units, 40 epochs, weight decay 1, unbalanced, artifacts counted
 twice, only artifacts where JBB's judge and Llama Guard 1 agree, an ensemble of 5 seeds,
-threshold from artifact rows only or fixed at 0.5, |e_p - e_r| and cosine features.
-Earlier sessions compared about 20 variants on the JBB rows themselves (0.85 was the
-one kept); those are not repeated here.
+threshold from artifact rows only or fixed at 0.5, |e_p - e_r| and cosine features; and
+silver label = JBB's judge AND Llama Guard 1 (GPTFuzz human held-out accuracy 0.911 vs
+0.910: no signal to prefer it). Earlier sessions compared about 20 variants on the JBB rows
+themselves (0.85 was the one kept); those are not repeated here.
 
 Speed: responses/s of the whole learned labeler (tokenize, embed, classify) against bare
 MiniLM embedding of the same texts in the same process (the floor it sits on).
 
-    python bench/judge_accuracy.py [--store DIR] [--cv]
+    python bench/judge_accuracy.py [--store DIR] [--cv] [--seeds N]
 
 Embeddings are cached under the refusaldata cache (first run: several minutes of CPU;
 reruns: seconds).
@@ -174,6 +185,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=OUT / "store", help="where the trained labelers are saved")
     parser.add_argument("--cv", action="store_true", help="also run the grouped cross-validation on training data")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="also retrain ours with seeds 1..N-1 (split and init) and print the spread on the JBB rows")
     args = parser.parse_args()
     store = Store(args.store)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -215,8 +228,21 @@ def main() -> None:
         print(row(label, learned.metrics(truth, np.array(rows[column], dtype=int) == 1)))
     print(row("always 'not jailbroken'", learned.metrics(truth, np.zeros_like(truth))))
     ours = results[OURS.name]
+    spread = [ours["metrics"]]
     print(f"ours = learned:{OURS.name} ({OURS.label}); threshold {ours['threshold']:.3f} chosen on "
           f"{ours['validation']['n']} held-out training rows (validation accuracy {ours['validation']['accuracy']:.3f})")
+    if args.seeds > 1:
+        # The spread over training seeds, to read the table's single-seed figures against; never used to choose.
+        for seed in range(1, args.seeds):
+            name = f"{OURS.name}-seed{seed}"
+            card = learned.train(store, name, files[OURS.artifacts], ["prompt", "response"], "label",
+                                 learned.TrainSettings(feature_set=OURS.feature_set, seed=seed))
+            scores = learned.load(store, name).scores(rows["goal"], rows["target_response"], cache=True)
+            spread.append(learned.metrics(truth, scores >= card["threshold"]))
+        accuracy = np.array([m["accuracy"] for m in spread])
+        print(f"ours over training seeds 0..{args.seeds - 1}: accuracy {' '.join(f'{a:.2f}' for a in accuracy)}; "
+              f"mean {accuracy.mean():.3f} sd {accuracy.std():.3f}; precision mean "
+              f"{np.mean([m['precision'] for m in spread]):.3f}, recall mean {np.mean([m['recall'] for m in spread]):.3f}")
 
     # Speed: the labeler end to end versus bare embedding of the same responses, no cache,
     # alternating and best of 3 (the machine is shared; the best run is the least disturbed).
@@ -235,7 +261,7 @@ def main() -> None:
           f"{len(texts) / label_s:.1f} responses/s; bare MiniLM embedding {len(texts) / embed_s:.1f} responses/s; "
           f"labeler/embedding ratio {embed_s / label_s:.2f}")
     (OUT / "judge_accuracy.json").write_text(json.dumps(
-        {"recipes": results, "ours": OURS.name, "near_copies_removed": removed,
+        {"recipes": results, "ours": OURS.name, "seed_spread": spread, "near_copies_removed": removed,
          "responses_per_s": len(texts) / label_s, "embedding_per_s": len(texts) / embed_s}, indent=2))
 
 
