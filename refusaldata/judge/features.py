@@ -10,9 +10,12 @@ out, the places where a jailbroken answer and a refusal or a harmless dodge diff
   frame, and the number of lines.
 
 Chosen by 5-fold cross-validation grouped by prompt on the training data only (GPTFuzz
-human labels + JailbreakBench artifacts' judge labels, 3 fold seeds; see
-bench/judge_accuracy.py): mean of the two domains' held-out accuracy 0.864 (minilm),
-0.871 (+ e_head), 0.871 (+ form cues), 0.875 (both).
+human labels + JailbreakBench artifacts' judge labels, 3 fold seeds), mean of the two
+sources' held-out accuracy: 0.864 (minilm), 0.871 (+ e_head), 0.871 (+ form cues), 0.875
+(both) in the exploratory runs; `bench/judge_accuracy.py --cv` reproduces the two ends
+with its own folds (0.856 and 0.870). Trained on GPTFuzz alone the set transfers worse
+(0.48 held-out accuracy on the artifacts against 0.70 for minilm): the opening features
+fit GPTFuzz's templates, so use it with in-domain data.
 """
 
 from __future__ import annotations
