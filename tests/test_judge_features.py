@@ -37,9 +37,9 @@ def test_form_cues_on_exact_cases():
     np.testing.assert_allclose(cues[3], np.array([0, 0.2, 1, 2 / 30], dtype=np.float32) * FORM_SCALE, rtol=1e-6)
 
 
-def test_default_set_is_minilm_head_and_old_cards_score_as_minilm(store, cli, tiny_data):
+def test_feature_sets_in_cards_and_old_cards_score_as_minilm(store, cli, tiny_data):
     result = cli("judge", "train", "head", "--data", tiny_data, "--text-columns", "prompt,response",
-                 "--label-column", "label")
+                 "--label-column", "label", "--features", "minilm-head")
     assert result.exit_code == 0, result.stderr
     card = json.loads((store.root / "judges" / "head" / "card.json").read_text())
     assert card["feature_set"] == "minilm-head"
@@ -48,7 +48,7 @@ def test_default_set_is_minilm_head_and_old_cards_score_as_minilm(store, cli, ti
     assert head.weights["hidden.weight"].shape[1] == 384 + 384 + 4 + 384 + 4  # e_r, e_p*e_r, cues, e_head, form cues
 
     result = cli("judge", "train", "plain", "--data", tiny_data, "--text-columns", "prompt,response",
-                 "--label-column", "label", "--features", "minilm")
+                 "--label-column", "label")
     assert result.exit_code == 0, result.stderr
     card_path = store.root / "judges" / "plain" / "card.json"
     card = json.loads(card_path.read_text())

@@ -15,7 +15,8 @@ sources' held-out accuracy: 0.864 (minilm), 0.871 (+ e_head), 0.871 (+ form cues
 (both) in the exploratory runs; `bench/judge_accuracy.py --cv` reproduces the two ends
 with its own folds (0.856 and 0.870). Trained on GPTFuzz alone the set transfers worse
 (0.48 held-out accuracy on the artifacts against 0.70 for minilm): the opening features
-fit GPTFuzz's templates, so use it with in-domain data.
+fit GPTFuzz's templates, so it is opt-in (`--features minilm-head`) for training data
+that includes the target domain, and minilm stays the default.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from refusaldata.judge.embed import embed
 
 MINILM = "minilm"
 MINILM_HEAD = "minilm-head"
-DEFAULT_FEATURE_SET = MINILM_HEAD
+DEFAULT_FEATURE_SET = MINILM
 FEATURE_SETS = {
     MINILM: "response, prompt*response, refusal cues",
     MINILM_HEAD: "response, prompt*response, refusal cues, response opening, form cues",

@@ -5,7 +5,7 @@ response) pair are [e_response, e_prompt * e_response, refusal cues]: what the r
 says, how much of it is about what was asked (a harmless or off-topic answer to a harmful
 prompt is not a jailbreak), and whether it carries the GCG refusal strings (in its opening
 or anywhere) and how long it is. With one text column, [e_response, refusal cues].
-That is the `minilm` feature set; the default `minilm-head` adds an embedding of the
+That is the `minilm` feature set (the default); `minilm-head` adds an embedding of the
 response's opening and form cues (features.py). The card names the set.
 
 The classifier is a small, strongly weight-decayed MLP: labelled jailbreak data comes
