@@ -32,10 +32,11 @@ rows, at training seed 0 (the default):
     +artifacts, minilm              0.892       0.821         0.856     0.86     0.76  0.98
     +artifacts, minilm-head (ours)  0.901       0.840         0.870     0.86     0.75  1.00
 
-The CV order matched the JBB order. minilm-head trained on GPTFuzz alone transfers worst,
-so `judge train` keeps minilm as its default and ours passes `--features minilm-head`. Ours does not reach GPT-4's 0.88: it calls 57 of the
-100 rows jailbroken where humans call 43 (recall 1.00, precision 0.75); a guess, not
-tested: its silver labels' judge is more lenient than these human raters. `--seeds 5`
+The CV order matched the JBB order. minilm-head trained on GPTFuzz alone transfers
+worst, so `judge train` keeps minilm as its default and ours passes `--features
+minilm-head`. Ours does not reach GPT-4's 0.88: it calls 57 of the 100 rows jailbroken
+where humans call 43 (recall 1.00, precision 0.75); a guess, not tested: its silver
+labels' judge is more lenient than these human raters. `--seeds 5`
 retrains ours with seeds 0..4 to show the spread (0.86, 0.88, 0.87, 0.87, 0.87: mean
 0.870, sd 0.006; precision mean 0.77, recall mean 0.99); this was measured after the
 choice and is not used to pick a seed — seed 0 stays the reported figure.

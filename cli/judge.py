@@ -28,7 +28,8 @@ def train(
         "--target", help="What the label column says: unsafe (content) or refusal; `label` writes that column.")
     ] = "unsafe",
     features: Annotated[str | None, typer.Option(
-        "--features", help="Feature set of an unsafe labeler: minilm (default) or minilm-head (+ the opening; for data that includes the target domain).")
+        "--features", help="Feature set of an unsafe labeler: minilm (default) or minilm-head "
+                           "(+ the opening; for data that includes the target domain).")
     ] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
