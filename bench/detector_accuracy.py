@@ -62,7 +62,18 @@ Speed: responses/s of the rule labeler (labelling the sets through the temporary
 and of the learned labeler (embedding without cache, rule facts, classifier) on the same
 pooled rows, in the same run.
 
-Run: python bench/detector_accuracy.py [--data ../shared/data] [--errors]
+With --crossencoder, a third column: MiniLM fine-tuned as a cross-encoder over (prompt,
+response) (refusaldata/judge/crossencoder.py: top 2 of 6 layers trained, 128 tokens, the
+rule facts beside the pooled output), on exactly the MLP's folds, training rows and inner
+split; the inner validation picks the epoch count (1-3) and the threshold, then it is
+refit on the whole training fold.
+Measured (2026-11-22, 2 shared cores, 38 min for the 5 folds): it loses to the MLP on
+every set (XSTest v1 0.775 / PyRIT refusal 0.819 / refusal_extra 0.859 / mini 0.917 vs
+0.870 / 0.905 / 0.984 / 0.958), with many more false refusals on XSTest (36 vs 13);
+every fold's inner validation chose 3 epochs, the most allowed. So it is not offered by
+`judge train`; 53 responses/s against the MLP's 27 (the MLP embeds 256 tokens twice).
+
+Run: python bench/detector_accuracy.py [--data ../shared/data] [--errors] [--crossencoder]
 """
 
 from __future__ import annotations
@@ -71,13 +82,14 @@ import argparse
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from refusaldata.judge import refusal
+from refusaldata.judge import crossencoder, refusal
 from refusaldata.judge.embed import embed
 from refusaldata.judge.learned import TrainSettings, _fit, best_threshold, predict
 from refusaldata.label import label
@@ -118,6 +130,8 @@ VARIANTS = {
     "h64-wd0.01-e40": TrainSettings(hidden=64, weight_decay=0.01, epochs=40),
     "h64-wd0.1-e60": TrainSettings(hidden=64, epochs=60),
 }
+CROSSENCODER = crossencoder.CrossEncoderSettings(max_tokens=128, epochs=3)
+"""Epochs is the most the inner validation may choose (1..3)."""
 
 
 def rule_predictions(sets: dict[str, pl.DataFrame]) -> tuple[dict[str, list[bool]], float]:
@@ -209,8 +223,11 @@ def choose_and_fit(table: FeatureTable, train: pl.DataFrame, seed: int):
     return weights, results[chosen][1], chosen, results
 
 
-def learned_predictions(sets: dict[str, pl.DataFrame]) -> tuple[dict[str, list[bool]], list[str], tuple]:
-    """Out-of-fold verdicts of the learned labeler per set, the variant chosen in each fold, the last model."""
+def fold_splits(sets: dict[str, pl.DataFrame]):
+    """The pooled rows with group and fold, and per fold (fold, test rows, training rows).
+
+    Training rows: the other folds plus uncensorbench's pairs that share no text with the test fold.
+    """
     pooled = pl.concat([rows.with_columns(pl.lit(name).alias("set"), pl.int_range(rows.height).alias("row"))
                         for name, rows in sets.items()])
     pooled = pooled.with_columns(pl.Series("group", text_groups(pooled["prompt"].to_list(),
@@ -220,9 +237,7 @@ def learned_predictions(sets: dict[str, pl.DataFrame]) -> tuple[dict[str, list[b
     groups = pooled["group"].unique().sort().sample(fraction=1.0, shuffle=True, seed=SEED)
     fold_of = pl.DataFrame({"group": groups, "fold": np.arange(len(groups)) % FOLDS})
     pooled = pooled.join(fold_of, on="group")
-    table = FeatureTable([pooled, external])
-    predicted = {}
-    chosen_variants = []
+    splits = []
     for fold in range(FOLDS):
         test = pooled.filter(pl.col("fold") == fold)
         test_texts = pl.concat([test["prompt"], test["response"]]).to_list()
@@ -230,12 +245,86 @@ def learned_predictions(sets: dict[str, pl.DataFrame]) -> tuple[dict[str, list[b
             pooled.filter(pl.col("fold") != fold).select("prompt", "response", "refusal", "group"),
             external.filter(~pl.col("prompt").is_in(test_texts) & ~pl.col("response").is_in(test_texts)),
         ]).unique(["prompt", "response"], keep="first", maintain_order=True)
+        splits.append((fold, test, train))
+    return pooled, external, splits
+
+
+def learned_predictions(sets: dict[str, pl.DataFrame], table: FeatureTable
+                        ) -> tuple[dict[str, list[bool]], list[str], tuple]:
+    """Out-of-fold verdicts of the learned labeler per set, the variant chosen in each fold, the last model."""
+    _, _, splits = fold_splits(sets)
+    predicted = {}
+    chosen_variants = []
+    for fold, test, train in splits:
         weights, threshold, chosen, _ = choose_and_fit(table, train, SEED + fold)
         chosen_variants.append(chosen)
         verdicts = predict(weights, table(test)) >= threshold
         predicted.update(zip(zip(test["set"].to_list(), test["row"].to_list()), verdicts.tolist()))
     by_set = {name: [predicted[(name, i)] for i in range(rows.height)] for name, rows in sets.items()}
     return by_set, chosen_variants, (weights, threshold)
+
+
+def crossencoder_facts(table: FeatureTable, frame: pl.DataFrame) -> np.ndarray:
+    responses = frame["response"].to_list()
+    return crossencoder.fact_matrix(table.facts.take(np.array([table.index[r] for r in responses])), responses)
+
+
+def crossencoder_choose_and_fit(table: FeatureTable, train: pl.DataFrame, seed: int):
+    """The MLP's inner split (same groups, same seed) picks the epoch count and threshold; refit on it all."""
+    groups = train["group"].unique().sort()
+    held = set(groups.sample(fraction=INNER_VALIDATION, seed=seed).to_list())
+    inner_train = _augmented(train.filter(~pl.col("group").is_in(held)), seed)
+    inner_validation = _augmented(train.filter(pl.col("group").is_in(held)), seed)
+    truth = inner_validation["refusal"].to_numpy()
+    validation_facts = crossencoder_facts(table, inner_validation)
+    by_epoch = {}
+
+    def validate(epoch, model):
+        found = crossencoder.score(model, inner_validation["prompt"].to_list(), inner_validation["response"].to_list(),
+                                   validation_facts, CROSSENCODER)
+        threshold = best_threshold(truth, found)
+        by_epoch[epoch] = (float(((found >= threshold) == truth).mean()), threshold)
+
+    crossencoder.fit(inner_train["prompt"].to_list(), inner_train["response"].to_list(),
+                     crossencoder_facts(table, inner_train), inner_train["refusal"].to_numpy().astype(np.float32),
+                     CROSSENCODER, after_epoch=validate)
+    epochs = max(by_epoch, key=lambda epoch: (by_epoch[epoch][0], -epoch))
+    settings = replace(CROSSENCODER, epochs=epochs)
+    everything = _augmented(train, seed)
+    model = crossencoder.fit(everything["prompt"].to_list(), everything["response"].to_list(),
+                             crossencoder_facts(table, everything), everything["refusal"].to_numpy().astype(np.float32),
+                             settings)
+    return model, by_epoch[epochs][1], epochs
+
+
+def crossencoder_predictions(sets: dict[str, pl.DataFrame], table: FeatureTable
+                             ) -> tuple[dict[str, list[bool]], list[int], tuple, float]:
+    """Out-of-fold verdicts of the fine-tuned cross-encoder on the MLP's folds and training rows,
+    the epochs chosen per fold, the last fold's model and threshold, and the training seconds."""
+    _, _, splits = fold_splits(sets)
+    predicted = {}
+    chosen_epochs = []
+    started = time.perf_counter()
+    for fold, test, train in splits:
+        model, threshold, epochs = crossencoder_choose_and_fit(table, train, SEED + fold)
+        chosen_epochs.append(epochs)
+        found = crossencoder.score(model, test["prompt"].to_list(), test["response"].to_list(),
+                                   crossencoder_facts(table, test), CROSSENCODER)
+        predicted.update(zip(zip(test["set"].to_list(), test["row"].to_list()), (found >= threshold).tolist()))
+        print(f"cross-encoder fold {fold}: {epochs} epochs, {time.perf_counter() - started:.0f} s so far", flush=True)
+    by_set = {name: [predicted[(name, i)] for i in range(rows.height)] for name, rows in sets.items()}
+    return by_set, chosen_epochs, (model, threshold), time.perf_counter() - started
+
+
+def crossencoder_seconds(sets: dict[str, pl.DataFrame], model: tuple) -> float:
+    """Seconds for the cross-encoder to score every pooled row from raw text (rule facts included)."""
+    pooled = pl.concat(list(sets.values()))
+    responses = pooled["response"].to_list()
+    encoder, threshold = model
+    started = time.perf_counter()
+    facts = crossencoder.fact_matrix(refusal.rule_facts(responses), responses)
+    crossencoder.score(encoder, pooled["prompt"].to_list(), responses, facts, CROSSENCODER) >= threshold
+    return time.perf_counter() - started
 
 
 def learned_seconds(sets: dict[str, pl.DataFrame], model: tuple) -> float:
@@ -267,13 +356,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data")
     parser.add_argument("--errors", action="store_true", help="Print the labelers' misses (160 chars each).")
+    parser.add_argument("--crossencoder", action="store_true",
+                        help="Also score the fine-tuned MiniLM cross-encoder out-of-fold (~40 min on 2 shared cores).")
     args = parser.parse_args()
     sets = refusal.human_refusal_sets(args.data)
     if not sets:
         raise SystemExit(f"no labelled sets under {args.data}")
     rules, rules_seconds = rule_predictions(sets)
-    learned, chosen_variants, model = learned_predictions(sets)
-    methods = {"rules": rules, "learned (oof)": learned,
+    pooled, external, _ = fold_splits(sets)
+    table = FeatureTable([pooled, external])
+    learned, chosen_variants, model = learned_predictions(sets, table)
+    extra = {}
+    if args.crossencoder:
+        extra["crossencoder (oof)"], chosen_epochs, encoder, train_seconds = crossencoder_predictions(sets, table)
+    methods = {"rules": rules, "learned (oof)": learned, **extra,
                **{name: {s: [match(text) for text in rows["response"].to_list()] for s, rows in sets.items()}
                   for name, match in BASELINES.items()}}
     truths = {s: rows["refusal"].to_list() for s, rows in sets.items()}
@@ -293,8 +389,12 @@ def main() -> None:
     seconds = learned_seconds(sets, model)
     print(f"speed on {rows} responses: rules {rows / rules_seconds:,.0f} responses/s, "
           f"learned {rows / seconds:,.0f} responses/s (rules {seconds / rules_seconds:.1f}x faster)")
+    if args.crossencoder:
+        seconds = crossencoder_seconds(sets, encoder)
+        print(f"cross-encoder: epochs chosen per fold {chosen_epochs}; {train_seconds:.0f} s to train and score "
+              f"{FOLDS} folds; {rows / seconds:,.0f} responses/s (rules {seconds / rules_seconds:.1f}x faster)")
     if args.errors:
-        for method in ("rules", "learned (oof)"):
+        for method in ("rules", "learned (oof)", *extra):
             for set_name, frame in sets.items():
                 for text, truth, predicted in zip(frame["response"], truths[set_name], methods[method][set_name]):
                     if predicted != truth:
