@@ -6,7 +6,8 @@ problematic" hedge is a refusal, "I cannot answer, the question has a false prem
 not. A cross-encoder lets attention read prompt and response together and learns what
 a hedge is from the labels, at the cost of training the encoder (minutes on CPU).
 
-Measured only, not shipped: bench/detector_accuracy.py --crossencoder scores it
+Measured only, not shipped (so it lives beside the bench, not in the package):
+bench/detector_accuracy.py --crossencoder scores it
 out-of-fold on the MLP labeler's folds, and it lost on every set (XSTest v1 0.775 vs the
 MLP's 0.870, PyRIT refusal 0.819 vs 0.905, refusal_extra 0.859 vs 0.984, mini 0.917 vs
 0.958; the inner validation chose the most epochs, 3, in every fold, so it is
