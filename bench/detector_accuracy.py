@@ -207,12 +207,17 @@ def _fit_scored(table: FeatureTable, train: pl.DataFrame, settings: TrainSetting
     return _fit(table(train), train["refusal"].cast(pl.Float32).to_numpy(), settings)
 
 
-def choose_and_fit(table: FeatureTable, train: pl.DataFrame, seed: int):
-    """Inner grouped validation on the training fold picks the variant and threshold; refit on it all."""
+def inner_split(train: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A training fold cut by group into inner train and inner validation, each augmented."""
     groups = train["group"].unique().sort()
     held = set(groups.sample(fraction=INNER_VALIDATION, seed=seed).to_list())
-    inner_train = _augmented(train.filter(~pl.col("group").is_in(held)), seed)
-    inner_validation = _augmented(train.filter(pl.col("group").is_in(held)), seed)
+    return (_augmented(train.filter(~pl.col("group").is_in(held)), seed),
+            _augmented(train.filter(pl.col("group").is_in(held)), seed))
+
+
+def choose_and_fit(table: FeatureTable, train: pl.DataFrame, seed: int):
+    """Inner grouped validation on the training fold picks the variant and threshold; refit on it all."""
+    inner_train, inner_validation = inner_split(train, seed)
     truth = inner_validation["refusal"].to_numpy()
     x_validation = table(inner_validation)
     results = {}
@@ -273,10 +278,7 @@ def crossencoder_facts(table: FeatureTable, frame: pl.DataFrame) -> np.ndarray:
 
 def crossencoder_choose_and_fit(table: FeatureTable, train: pl.DataFrame, seed: int):
     """The MLP's inner split (same groups, same seed) picks the epoch count and threshold; refit on it all."""
-    groups = train["group"].unique().sort()
-    held = set(groups.sample(fraction=INNER_VALIDATION, seed=seed).to_list())
-    inner_train = _augmented(train.filter(~pl.col("group").is_in(held)), seed)
-    inner_validation = _augmented(train.filter(pl.col("group").is_in(held)), seed)
+    inner_train, inner_validation = inner_split(train, seed)
     truth = inner_validation["refusal"].to_numpy()
     validation_facts = crossencoder_facts(table, inner_validation)
     by_epoch = {}
