@@ -69,27 +69,33 @@ def check_schema(spec: TableSpec, schema: pa.Schema, where: str) -> None:
         raise SchemaError(f"{where}: unexpected column '{extra[0]}' for table '{spec.name}'")
 
 
+def _present(spec: TableSpec, names: list[str], where: str) -> list[bool]:
+    """Which declared columns `names` holds, in schema order; an extra column, or a missing
+    required one, is a SchemaError naming it (an absent nullable column is filled with nulls)."""
+    extra = [name for name in names if spec.schema.get_field_index(name) < 0]
+    if extra:
+        raise SchemaError(f"{where}: unexpected column '{extra[0]}' for table '{spec.name}'")
+    for field in spec.schema:
+        if field.name not in names and not field.nullable:
+            raise SchemaError(f"{where}: missing column '{field.name}' of table '{spec.name}'")
+    return [field.name in names for field in spec.schema]
+
+
 def conform(spec: TableSpec, data: pa.Table, where: str = "input") -> pa.Table:
     """Cast `data` to the declared schema: order columns, add absent nullable ones as nulls.
 
     Missing required columns, extra columns, uncastable values and nulls in required
     columns are SchemaErrors naming the column.
     """
-    extra = [name for name in data.column_names if spec.schema.get_field_index(name) < 0]
-    if extra:
-        raise SchemaError(f"{where}: unexpected column '{extra[0]}' for table '{spec.name}'")
     columns = []
-    for field in spec.schema:
-        if field.name in data.column_names:
-            column = data.column(field.name)
+    for field, present in zip(spec.schema, _present(spec, data.column_names, where), strict=True):
+        if present:
             try:
-                column = column.cast(field.type)
+                column = data.column(field.name).cast(field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise SchemaError(f"{where}: column '{field.name}' cannot be read as {field.type}: {exc}") from None
-        elif field.nullable:
-            column = pa.nulls(data.num_rows, field.type)
         else:
-            raise SchemaError(f"{where}: missing column '{field.name}' of table '{spec.name}'")
+            column = pa.nulls(data.num_rows, field.type)
         if not field.nullable and column.null_count:
             raise SchemaError(f"{where}: column '{field.name}' has {column.null_count} null value(s)")
         columns.append(column)
@@ -372,17 +378,10 @@ class Store:
             result = con.sql(sql, params=params or None)
         except duckdb.Error as exc:
             raise SchemaError(f"{where}: {str(exc).splitlines()[0]}") from None
-        extra = [name for name in result.columns if spec.schema.get_field_index(name) < 0]
-        if extra:
-            raise SchemaError(f"{where}: unexpected column '{extra[0]}' for table '{spec.name}'")
-        columns = []
-        for field, sql_type in zip(spec.schema, _sql_types(spec), strict=True):
-            if field.name in result.columns:
-                columns.append(duckdb.ColumnExpression(field.name).cast(sql_type).alias(field.name))
-            elif field.nullable:
-                columns.append(duckdb.ConstantExpression(None).cast(sql_type).alias(field.name))
-            else:
-                raise SchemaError(f"{where}: missing column '{field.name}' of table '{spec.name}'")
+        present = _present(spec, result.columns, where)
+        columns = [(duckdb.ColumnExpression(field.name) if found else duckdb.ConstantExpression(None))
+                   .cast(sql_type).alias(field.name)
+                   for field, sql_type, found in zip(spec.schema, _sql_types(spec), present, strict=True)]
         with self.lock(str(relative)):
             with self._atomic(folder / _REPLACE_FILE) as temp:
                 try:
