@@ -143,5 +143,5 @@ def label_with_judge(store: Store, run_ids: list[str], labeler: str = "judge", j
         written[run_id] = write_verdicts(store, run_id, labeler, rows,
                                          unsafe=[v.unsafe for v in verdicts],
                                          categories=[v.categories for v in verdicts], raw=raw,
-                                         marker=judge_model)
+                                         markers=[judge_model] * len(verdicts))
     return written
