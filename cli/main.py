@@ -80,11 +80,9 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":
             sys.exit(2)  # typer has printed the help already
         where = f" (see `{context.command_path} --help`)" if context is not None else ""
-        typer.echo(f"Error: {' '.join(exc.format_message().split())}{where}", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(fail(f"{exc.format_message()}{where}", exc.exit_code).exit_code)
     except typer.Abort:
-        typer.echo("Error: aborted", err=True)
-        sys.exit(1)
+        sys.exit(fail("aborted").exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
