@@ -49,11 +49,18 @@ def check_feature_set(name: str) -> str:
     return name
 
 
+def lowered(responses: Sequence[str | None]):
+    """The texts as a polars Series, lower-cased with straight apostrophes (null as ''): what the cue patterns match."""
+    import polars as pl
+
+    return pl.Series("text", list(responses), dtype=pl.String).fill_null("").str.replace_all("’", "'").str.to_lowercase()
+
+
 def form_cues(responses: Sequence[str | None]) -> np.ndarray:
     """(n, 4): compliant opening, list items (capped at 10) / 10, a framing phrase, lines (capped at 30) / 30."""
     import polars as pl
 
-    text = pl.Series("text", list(responses), dtype=pl.String).fill_null("").str.replace_all("’", "'").str.to_lowercase()
+    text = lowered(responses)
     frame = pl.DataFrame({
         "opening": text.str.slice(0, 80).str.contains(_COMPLIANT_OPENING).cast(pl.Float32),
         "items": (text.str.count_matches(_LIST_ITEM).clip(0, 10) / 10).cast(pl.Float32),

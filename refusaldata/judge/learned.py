@@ -35,7 +35,9 @@ import pyarrow as pa
 from refusaldata.errors import InputError, NotFoundError, excerpt
 from refusaldata.judge.common import run_inputs, write_verdicts
 from refusaldata.judge.embed import EMBEDDING_MODEL, embed
-from refusaldata.judge.features import DEFAULT_FEATURE_SET, FEATURE_SETS, MINILM, check_feature_set, opening_features
+from refusaldata.judge.features import (
+    DEFAULT_FEATURE_SET, FEATURE_SETS, MINILM, check_feature_set, lowered, opening_features,
+)
 from refusaldata.judge.refusal import FEATURE_NAMES as REFUSAL_FEATURE_NAMES
 from refusaldata.judge.refusal import REFUSAL, UNSAFE, check_target
 from refusaldata.judge.refusal import features as refusal_features
@@ -101,7 +103,7 @@ def refusal_cues(responses: list[str | None]) -> np.ndarray:
     import polars as pl
 
     pattern = "|".join(re.escape(cue) for cue in REFUSAL_CUES)
-    text = pl.Series("text", responses, dtype=pl.String).fill_null("").str.replace_all("’", "'").str.to_lowercase()
+    text = lowered(responses)
     frame = pl.DataFrame({
         "any": text.str.contains(pattern).cast(pl.Float32),
         "head": text.str.slice(0, CUE_HEAD_CHARS).str.contains(pattern).cast(pl.Float32),
