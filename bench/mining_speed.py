@@ -26,8 +26,6 @@ Run: python bench/mining_speed.py [--sizes 1000000 10000000] [--methods scan sta
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import resource
@@ -48,23 +46,22 @@ METHODS = ("scan", "regex", "startswith", "label", "uniformity")
 
 def real_responses(data: Path) -> list[str]:
     """Every real response text under ../shared/data we can read."""
+    from refusaldata.judge.refusal import human_refusal_sets
+
     texts = []
     for path in sorted((data / "corpora/jbb_artifacts/attack-artifacts").rglob("*.json")):
         content = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(content, dict) and isinstance(content.get("jailbreaks"), list):
             texts += [row["response"] for row in content["jailbreaks"] if row.get("response")]
-    con = duckdb.connect()
-    csvs = [(data / "labelled/xstest_v1/xstest_completions_llama2_v1.csv", "completion"),
-            (data / "labelled/gptfuzz/train.csv", "Response")]
-    for path, column in csvs:
-        if path.is_file():
-            texts += [row[0] for row in con.sql(f'SELECT "{column}" FROM read_csv($path, header = true) '
-                                                f'WHERE "{column}" IS NOT NULL', params={"path": str(path)}).fetchall()]
-    for path in sorted((data / "labelled/pyrit_refusal").glob("*.csv")):
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        while lines and lines[0].startswith("#"):
-            lines.pop(0)
-        texts += [row["assistant_response"] for row in csv.DictReader(io.StringIO("".join(lines)))]
+    human = {name: rows["response"].drop_nulls().to_list() for name, rows in human_refusal_sets(data).items()}
+    texts += human.pop("xstest_v1", [])
+    gptfuzz = data / "labelled/gptfuzz/train.csv"
+    if gptfuzz.is_file():
+        con = duckdb.connect()
+        texts += [row[0] for row in con.sql('SELECT "Response" FROM read_csv($path, header = true) '
+                                            'WHERE "Response" IS NOT NULL', params={"path": str(gptfuzz)}).fetchall()]
+    for name in sorted(human):  # the PyRIT sets, in file-name order
+        texts += human[name]
     return texts
 
 
