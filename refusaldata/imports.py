@@ -11,9 +11,7 @@ nothing (same run_id, same keys).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from refusaldata import prompts as prompt_sets
+from refusaldata import io
 from refusaldata.errors import InputError
 from refusaldata.keys import prompt_id, run_id
 from refusaldata.queries import sql_text
@@ -77,18 +76,6 @@ class RunImportSummary:
 # -- parsing ------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _load_json(path: Path):
-    text = prompt_sets.read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-
-
 def _rows(frame: pl.DataFrame, **sources: str) -> pl.DataFrame:
     """The run's rows: each row column taken from its named source column, null where absent."""
     if frame.height == 0:
@@ -101,7 +88,7 @@ def _rows(frame: pl.DataFrame, **sources: str) -> pl.DataFrame:
 def _records(path: Path, records: object, what: str) -> pl.DataFrame:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise InputError(f"{path}: expected {what} to be a list of JSON objects")
-    return prompt_sets.records_frame(records, path) if records else pl.DataFrame()
+    return io.records_frame(records, path) if records else pl.DataFrame()
 
 
 def _require(path: Path, frame: pl.DataFrame, columns: tuple[str, ...]) -> None:
@@ -119,7 +106,7 @@ def parse_jbb(path: Path, model: str | None = None) -> ImportedRun:
     attack type, defense, attack success rate, method parameters) goes whole into the run
     config; the per-response judge verdicts are left out (they judge jailbreaks, not refusals).
     """
-    value = _load_json(path)
+    value = io.read_json(path)
     if not isinstance(value, dict) or not isinstance(value.get("parameters"), dict) or "jailbreaks" not in value:
         raise InputError(f"{path}: not a JailbreakBench artifact (needs 'parameters' and 'jailbreaks')")
     parameters = value["parameters"]
@@ -129,7 +116,7 @@ def parse_jbb(path: Path, model: str | None = None) -> ImportedRun:
     method_folder, attack_type, stem = path.parent.parent.name, path.parent.name, path.stem
     model_name = model or parameters.get("model") or stem
     config = {"format": "jbb", "artifact": f"{method_folder}/{attack_type}/{path.name}",
-              "sha256": _sha256(path), "parameters": parameters, "model": model_name}
+              "sha256": io.sha256_file(path), "parameters": parameters, "model": model_name}
     rows = _rows(frame, text="prompt", category="category", source_ref="behavior", response="response",
                  n_prompt_tokens="prompt_tokens", n_output_tokens="response_tokens")
     return ImportedRun(name=f"jbb-{method_folder}-{attack_type}-{model_name}", model=model_name,
@@ -147,7 +134,7 @@ def jbb_files(folder: Path) -> list[Path]:
 
 def parse_harmbench(path: Path, model: str | None = None) -> ImportedRun:
     """HarmBench completions: {behavior_id: [{"test_case": ..., "generation": ...}, ...]}."""
-    value = _load_json(path)
+    value = io.read_json(path)
     if not isinstance(value, dict):
         raise InputError(f"{path}: expected a JSON object mapping behavior_id to a list of completions")
     parts = []
@@ -160,7 +147,7 @@ def parse_harmbench(path: Path, model: str | None = None) -> ImportedRun:
         raise InputError(f"{path}: empty file (no completions)")
     frame = pl.concat(parts, how="vertical_relaxed")
     model_name = model or path.stem
-    config = {"format": "harmbench", "source": path.name, "sha256": _sha256(path), "model": model_name}
+    config = {"format": "harmbench", "source": path.name, "sha256": io.sha256_file(path), "model": model_name}
     rows = _rows(frame, text="test_case", source_ref="behavior_id", response="generation")
     return ImportedRun(name=f"harmbench-{model_name}", model=model_name, config=config,
                        dataset=DEFAULT_DATASETS["harmbench"], rows=rows)
@@ -169,10 +156,10 @@ def parse_harmbench(path: Path, model: str | None = None) -> ImportedRun:
 def parse_table(path: Path, fmt: str, model: str | None = None, prompt_column: str = "prompt",
                 response_column: str = "response") -> ImportedRun:
     """A generic CSV or JSONL file with one prompt and one response per row."""
-    frame = prompt_sets.read_records(path, fmt)
+    frame = io.read_records(path, fmt)
     _require(path, frame, (prompt_column, response_column))
     model_name = model or path.stem
-    config = {"format": fmt, "source": path.name, "sha256": _sha256(path), "model": model_name,
+    config = {"format": fmt, "source": path.name, "sha256": io.sha256_file(path), "model": model_name,
               "prompt_column": prompt_column, "response_column": response_column}
     rows = _rows(frame, text=prompt_column, response=response_column)
     return ImportedRun(name=f"import-{model_name}", model=model_name, config=config,
@@ -186,13 +173,13 @@ def parse_uncensorbench(path: Path | None = None) -> list[ImportedRun]:
     so other stages can name the teacher run directly.
     """
     source = path or prompt_sets.package_data(prompt_sets.BUILTINS["uncensorbench"].location)
-    frame = prompt_sets.read_records(source, "json", records_key="prompts")
+    frame = io.read_records(source, "json", records_key="prompts")
     _require(source, frame, ("prompt", *UNCENSORBENCH_RUNS.values()))
     version = importlib.metadata.version("uncensorbench") if path is None else None
     runs = []
     for name, column in UNCENSORBENCH_RUNS.items():
         config = {"format": "uncensorbench", "field": column, "package_version": version,
-                  "sha256": _sha256(source)}
+                  "sha256": io.sha256_file(source)}
         rows = _rows(frame, text="prompt", category="topic", source_ref="id", response=column)
         runs.append(ImportedRun(name=name, model="uncensorbench-reference", config=config,
                                 dataset=DEFAULT_DATASETS["uncensorbench"], rows=rows, fixed_run_id=name))

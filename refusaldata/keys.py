@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import unicodedata
 from typing import Any
+
+from refusaldata.io import sha256_text
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
                          "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
@@ -20,7 +21,7 @@ def normalize_prompt(text: str) -> str:
 
 
 def digest(payload: str, length: int = 16) -> str:
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
+    return sha256_text(payload)[:length]
 
 
 def prompt_id(text: str) -> str:

@@ -8,7 +8,6 @@ sample of openings, and for clustering distinct openings into templates.
 
 from __future__ import annotations
 
-import hashlib
 
 import duckdb
 import numpy as np
@@ -17,6 +16,7 @@ import pyarrow.compute as pc
 from rapidfuzz import fuzz, process
 
 from refusaldata.errors import InputError, NotFoundError
+from refusaldata.io import sha256_text
 from refusaldata.label import OPENING_WORDS, RULES, prepare, run_ids_for
 from refusaldata.queries import sql_text
 from refusaldata.runs import now
@@ -137,7 +137,7 @@ def cluster_openings(openings_list: list[str], counts: list[int], threshold: flo
 
 def template_id(medoid: str) -> str:
     """A stable id for a template: a hash of its medoid text."""
-    return hashlib.sha256(medoid.encode("utf-8")).hexdigest()[:16]
+    return sha256_text(medoid)[:16]
 
 
 def templates(store: Store, runs: list[str] | None = None, k: int = 5, threshold: float = 80.0,

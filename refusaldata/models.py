@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from refusaldata import io
 from refusaldata.errors import BackendError, NotFoundError
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
@@ -57,9 +56,7 @@ def embedded_model_dir() -> Path:
     gguf = embedded_gguf()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_MODEL}-", dir=target.parent))
-    try:
+    with io.atomic_folder(target, BackendError) as staging:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # A GGUF-loaded model carries a quantizer that forbids save_pretrained; the weights
@@ -69,12 +66,6 @@ def embedded_model_dir() -> Path:
             del model.config.quantization_config
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

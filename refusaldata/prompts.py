@@ -9,8 +9,6 @@ re-imports are idempotent and a prompt lands in the same split in every data set
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import socket
 import urllib.error
@@ -23,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refusaldata.errors import InputError, NotFoundError
+from refusaldata.io import TABULAR_FORMATS, read_records, write_bytes
 from refusaldata.keys import prompt_id
 from refusaldata.models import cache_dir, package_file
 from refusaldata.queries import sql_text
@@ -30,7 +29,6 @@ from refusaldata.runs import now
 from refusaldata.store import Store
 
 DEFAULT_TEST_FRACTION = 0.2
-FILE_FORMATS = ("csv", "jsonl", "json", "parquet")
 _BUCKETS = 16**8
 _DOWNLOAD_TIMEOUT_S = 30
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -176,100 +174,6 @@ class ImportSummary:
         return self.distinct - self.new
 
 
-# -- reading files ------------------------------------------------------------------------
-
-
-def read_text(path: Path) -> str:
-    """The file's text; empty, unreadable and non-UTF-8 files are one-line InputErrors."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read: {exc.strerror}") from None
-    if not data.strip():
-        raise InputError(f"{path}: empty file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path}: not UTF-8 text (line {line}, byte {exc.start}); convert it to UTF-8") from None
-
-
-def _read_jsonl(path: Path, text: str) -> pl.DataFrame:
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}: line {number} is not a JSON object")
-        records.append(record)
-    return records_frame(records, path)
-
-
-def records_frame(records: list[dict], path: Path) -> pl.DataFrame:
-    try:
-        return pl.from_dicts(records, infer_schema_length=None)
-    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: records do not form a table: {str(exc).splitlines()[0]}") from None
-
-
-def _read_json(path: Path, text: str, records_key: str | None) -> pl.DataFrame:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if records_key is not None and isinstance(value, dict):
-        value = value.get(records_key)
-    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-        where = f"its '{records_key}' entry" if records_key else "the file"
-        raise InputError(f"{path}: expected a list of JSON objects in {where}")
-    return records_frame(value, path)
-
-
-def read_records(path: Path, fmt: str | None = None, records_key: str | None = None) -> pl.DataFrame:
-    """A data file as a DataFrame (CSV columns all strings); the format defaults to the suffix."""
-    path = Path(path)
-    fmt = fmt or _format_from_suffix(path)
-    if fmt == "parquet":
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
-        try:
-            frame = pl.read_parquet(path)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
-    else:
-        text = read_text(path)
-        if fmt == "csv":
-            try:
-                frame = pl.read_csv(io.StringIO(text), infer_schema=False)
-            except pl.exceptions.PolarsError as exc:
-                raise InputError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
-        elif fmt == "jsonl":
-            frame = _read_jsonl(path, text)
-        elif fmt == "json":
-            frame = _read_json(path, text, records_key)
-        else:
-            raise InputError(f"{path}: unknown format '{fmt}' (one of {', '.join(FILE_FORMATS)})")
-    if frame.height == 0:
-        raise InputError(f"{path}: empty file (no rows)")
-    return frame
-
-
-def _format_from_suffix(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix == "ndjson":
-        return "jsonl"
-    if suffix not in FILE_FORMATS:
-        raise InputError(f"{path}: cannot tell the format from the suffix '.{suffix}' "
-                         f"(use .csv, .jsonl, .json or .parquet)")
-    return suffix
-
-
 # -- mapping ------------------------------------------------------------------------------
 
 
@@ -391,9 +295,7 @@ def _download(builtin: Builtin, location: RemoteFile) -> Path:
     except (urllib.error.URLError, OSError) as exc:
         raise _offline_error(builtin, f"download failed: {getattr(exc, 'reason', exc)}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.part")
-    temp.write_bytes(data)
-    os.replace(temp, target)
+    write_bytes(target, data, InputError)
     return target
 
 
@@ -431,8 +333,7 @@ def fetch_builtin(builtin: Builtin, path: Path | None = None) -> tuple[pl.DataFr
     failure offline (also forced by HF_HUB_OFFLINE=1).
     """
     if path is not None:
-        suffix = Path(path).suffix.lower().lstrip(".")
-        fmt = suffix if suffix in FILE_FORMATS else builtin.format
+        fmt = TABULAR_FORMATS.get(Path(path).suffix.lower(), builtin.format)
         return read_records(path, fmt, builtin.records_key), str(path)
     location = builtin.location
     if isinstance(location, PackageFile):

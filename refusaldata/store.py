@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from refusaldata import io
 from refusaldata.errors import NotFoundError, SchemaError, StoreError
 from refusaldata.schemas import TABLES, TableSpec
 
@@ -253,31 +254,8 @@ class Store:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _atomic(target: Path) -> Iterator[Path]:
-        """Yield a hidden temp path beside `target`; on success fsync it and rename it over
-        `target` (then fsync the folder), on any failure remove it. Readers never list it."""
-        temp = target.parent / f".tmp-{uuid.uuid4().hex}.parquet"
-        try:
-            yield temp
-            with open(temp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise StoreError(f"cannot write {target}: {exc.strerror}") from None
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
     def _write_atomic(self, data: pa.Table, target: Path) -> None:
-        with self._atomic(target) as temp:
+        with io.atomic_path(target) as temp:
             pq.write_table(data, temp, compression="zstd")
 
     def _partitions(self, spec: TableSpec, data: pa.Table) -> Iterator[tuple[Path, pa.Table]]:
@@ -383,7 +361,7 @@ class Store:
                    .cast(sql_type).alias(field.name)
                    for field, sql_type, found in zip(spec.schema, _sql_types(spec), present, strict=True)]
         with self.lock(str(relative)):
-            with self._atomic(folder / _REPLACE_FILE) as temp:
+            with io.atomic_path(folder / _REPLACE_FILE) as temp:
                 try:
                     result.select(*columns).write_parquet(str(temp), compression="zstd")
                 except duckdb.ConversionException as exc:

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from refusaldata import io
 from refusaldata import prompts as prompt_sets
 from refusaldata.keys import prompt_id
 from refusaldata.store import Store
@@ -240,7 +241,7 @@ def test_loading_from_upstream_without_a_network_fails_cleanly(store, cli, tmp_p
 
 def test_every_builtin_declares_its_source():
     for known in prompt_sets.BUILTINS.values():
-        assert known.format in prompt_sets.FILE_FORMATS
+        assert known.format in io.FORMATS
         assert known.columns.text and known.location.describe() and known.license
     assert isinstance(prompt_sets.BUILTINS["jbb"].location, prompt_sets.HubDataset)
     assert isinstance(prompt_sets.BUILTINS["xstest"].location, prompt_sets.RemoteFile)

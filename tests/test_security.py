@@ -22,7 +22,6 @@ SQL_WORDS = re.compile(r"\b(SELECT|INSERT|CREATE|FROM|WHERE|SET VARIABLE|COPY|AT
 ALLOWED_SQL_INTERPOLATIONS = {
     "refusaldata/analyst.py": {"name"},                      # a table name from TABLES
     "refusaldata/distill.py": {"table", "order"},            # 'sft'/'pairs' (checked), a fixed ORDER BY
-    "refusaldata/judge/learned.py": {"reader"},              # read_csv/read_parquet/read_json by suffix
     "refusaldata/store.py": {"variable", "table", "columns", "matches", "stored", "keys"},  # schema names
 }
 

@@ -9,7 +9,6 @@ loses at most the chunk in flight.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -321,19 +320,6 @@ def generate(store: Store, options: GenerateOptions, progress: Progress | None =
         finally:
             engine.close()
     return summary
-
-
-def sha256_files(paths: list[Path]) -> str:
-    """One digest over the names and bytes of `paths` (adapters, templates)."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode("utf-8") + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def json_file(path: Path) -> dict:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from refusaldata import models
 from refusaldata.errors import BackendError, InputError, NotFoundError
-from refusaldata.generate import Prompt, json_file, sha256_files, sha256_text
+from refusaldata.generate import Prompt, json_file
+from refusaldata.io import sha256_files, sha256_text
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 

@@ -11,14 +11,12 @@ file read instead of minutes of CPU.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from refusaldata import io
 from refusaldata.models import cache_dir, package_file
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -64,12 +62,7 @@ def _encode(texts: Sequence[str], batch_size: int) -> np.ndarray:
 
 
 def _cache_key(texts: Sequence[str]) -> str:
-    hasher = hashlib.sha256(f"{EMBEDDING_MODEL}|{MAX_TOKENS}|{len(texts)}".encode())
-    for text in texts:
-        encoded = text.encode("utf-8")
-        hasher.update(len(encoded).to_bytes(8, "little"))
-        hasher.update(encoded)
-    return hasher.hexdigest()[:24]
+    return io.sha256_parts([f"{EMBEDDING_MODEL}|{MAX_TOKENS}|{len(texts)}", *texts])[:24]
 
 
 def embed(texts: Sequence[str | None], batch_size: int = 64, cache: bool = True) -> np.ndarray:
@@ -86,8 +79,6 @@ def embed(texts: Sequence[str | None], batch_size: int = 64, cache: bool = True)
     vectors = _encode(texts, batch_size)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(prefix=".emb-", suffix=".npy", dir=path.parent)
-        with os.fdopen(handle, "wb") as sink:
+        with io.atomic_path(path) as staging, open(staging, "wb") as sink:
             np.save(sink, vectors)
-        os.replace(staging, path)
     return vectors

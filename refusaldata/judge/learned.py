@@ -21,17 +21,15 @@ them under <store>/judges/<name>/.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from refusaldata import io
 from refusaldata.errors import InputError, NotFoundError, excerpt
 from refusaldata.judge.common import run_inputs, write_verdicts
 from refusaldata.judge.embed import EMBEDDING_MODEL, embed
@@ -130,26 +128,6 @@ def features(responses: list[str | None], prompts: list[str | None] | None = Non
 
 
 # -- data ------------------------------------------------------------------------------------
-
-def read_data(path: Path) -> pa.Table:
-    """A CSV, JSONL or Parquet file as Arrow (through DuckDB's readers)."""
-    import duckdb
-
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    reader = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet",
-              ".jsonl": "read_json", ".json": "read_json"}.get(suffix)
-    if reader is None:
-        raise InputError(f"{path}: unsupported file type '{suffix}' (use .csv, .jsonl or .parquet)")
-    con = duckdb.connect()
-    try:
-        return con.sql(f"SELECT * FROM {reader}($path)", params={"path": str(path)}).to_arrow_table()
-    except duckdb.Error as exc:
-        raise InputError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
-    finally:
-        con.close()
-
 
 def _labels(data: pa.Table, column: str, path: Path) -> np.ndarray:
     """The label column as 0/1 floats; 1/0, true/false (any case) are accepted."""
@@ -256,14 +234,6 @@ def _group_split(groups: list, fraction: float, seed: int) -> np.ndarray:
 
 # -- train / load / apply --------------------------------------------------------------------
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def train(store: Store, name: str, data_path: Path, text_columns: list[str], label_column: str,
           settings: TrainSettings = TrainSettings(), target: str = UNSAFE) -> dict:
     """Train the labeler `name` on a labelled file and save it; returns its card.
@@ -276,7 +246,7 @@ def train(store: Store, name: str, data_path: Path, text_columns: list[str], lab
     check_name(name)
     check_target(target)
     feature_set = check_feature_set(settings.feature_set) if target == UNSAFE else None
-    data = read_data(data_path)
+    data = io.read_table(data_path)
     if label_column not in data.column_names:
         raise InputError(f"{data_path}: no label column '{label_column}' (columns: {', '.join(data.column_names)})")
     prompts, responses = _texts(data, text_columns, data_path)
@@ -306,7 +276,7 @@ def train(store: Store, name: str, data_path: Path, text_columns: list[str], lab
                      else FEATURE_SETS[feature_set].replace("prompt*response, ", "")),
         "text_columns": text_columns,
         "label_column": label_column,
-        "data": {"path": str(data_path.resolve()), "sha256": _file_sha256(data_path), "rows": data.num_rows,
+        "data": {"path": str(data_path.resolve()), "sha256": io.sha256_file(data_path), "rows": data.num_rows,
                  "positives": int(y.sum())},
         "split": {"validation_fraction": settings.validation_fraction, "seed": settings.seed,
                   "grouped_by": "prompt" if groups is prompts else "row",
@@ -319,15 +289,11 @@ def train(store: Store, name: str, data_path: Path, text_columns: list[str], lab
         },
         "created_at": now().isoformat(),
     }
-    folder = judges_dir(store) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()},
-              staging / WEIGHTS_FILE, metadata={"name": name, "threshold": str(threshold)})
-    (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    for file in (WEIGHTS_FILE, CARD_FILE):
-        os.replace(staging / file, folder / file)
-    os.rmdir(staging)
+    # Weights and card are one artefact: built in a staging folder, committed by one rename.
+    with io.atomic_folder(judges_dir(store) / name) as staging:
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()},
+                  staging / WEIGHTS_FILE, metadata={"name": name, "threshold": str(threshold)})
+        (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
 
 

@@ -11,15 +11,16 @@ restarts cleanly instead of mixing two configurations.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from refusaldata import io
+from refusaldata.errors import BackendError
 
 POINTER = "checkpoint.json"
 _PREFIX = "checkpoint-"
@@ -31,19 +32,6 @@ class Checkpoint:
     adapter: dict[str, torch.Tensor]
     optimizer: dict
     state: dict
-
-
-def write_json_atomic(path: Path, value: dict) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over `path`."""
-    temp = path.parent / f".tmp-{uuid.uuid4().hex}.json"
-    try:
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -69,15 +57,14 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 def save(out: Path, step: int, adapter: dict[str, torch.Tensor], optimizer_state: dict, state: dict) -> None:
     """Write checkpoint `step`, point checkpoint.json at it, then drop older ones."""
     folder = out / f"{_PREFIX}{step:08d}"
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
     tensors, meta = _flatten_optimizer(optimizer_state)
-    save_file({name: value.detach().contiguous().cpu() for name, value in adapter.items()},
-              folder / "adapter.safetensors")
-    save_file(tensors, folder / "optimizer.safetensors")
-    write_json_atomic(folder / "state.json", {**state, "step": step, "optimizer": meta})
-    write_json_atomic(out / POINTER, {"folder": folder.name, "step": step, "adapter_id": state["adapter_id"]})
+    with io.atomic_folder(folder, BackendError) as staging:
+        save_file({name: value.detach().contiguous().cpu() for name, value in adapter.items()},
+                  staging / "adapter.safetensors")
+        save_file(tensors, staging / "optimizer.safetensors")
+        io.write_json(staging / "state.json", {**state, "step": step, "optimizer": meta}, BackendError)
+    io.write_json(out / POINTER, {"folder": folder.name, "step": step, "adapter_id": state["adapter_id"]},
+                  BackendError)
     for stale in out.glob(f"{_PREFIX}*"):
         if stale.name != folder.name:
             shutil.rmtree(stale, ignore_errors=True)

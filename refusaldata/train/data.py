@@ -10,13 +10,13 @@ tokenized separately, so the prompt's tokens are exactly those a generator sees 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import pyarrow as pa
 import torch
 
 from refusaldata.errors import BackendError, InputError, NotFoundError
+from refusaldata.io import sha256_text
 from refusaldata.queries import sql_text
 from refusaldata.store import Store
 
@@ -71,11 +71,8 @@ def load_rows(store: Store, set_name: str, loss: str) -> tuple[str, pa.Table]:
 
 def rows_digest(rows: pa.Table) -> str:
     """A content hash of the rows, so a changed set never resumes an old checkpoint."""
-    hasher = hashlib.sha256()
-    for name in rows.column_names:
-        hasher.update(name.encode("utf-8"))
-        hasher.update("\x1f".join(map(str, rows.column(name).to_pylist())).encode("utf-8"))
-    return hasher.hexdigest()[:16]
+    return sha256_text("".join(name + "\x1f".join(map(str, rows.column(name).to_pylist()))
+                               for name in rows.column_names))[:16]
 
 
 def _end_of_turn(tokenizer) -> str:

@@ -35,6 +35,7 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
+from refusaldata import io
 from refusaldata.errors import BackendError, InputError
 from refusaldata.generate.vllm_backend import LORA_RANKS
 from refusaldata.keys import canonical_json, digest, slug
@@ -241,8 +242,7 @@ def _save_adapter(model, out: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out))
     try:
         model.save_pretrained(staging, safe_serialization=True)
-        for path in staging.iterdir():
-            os.replace(path, out / path.name)
+        io.move_files_into(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -362,7 +362,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
         "adapter_id": adapter_id, "path": str(out), "base_model": model, "set_name": set_name, "loss": loss,
         "config": json.dumps(record, sort_keys=True), "created_at": now()}]), where=f"adapter {adapter_id}")
     # The record goes last: its presence is what marks the run finished.
-    checkpoint.write_json_atomic(out / RECORD, record)
+    io.write_json(out / RECORD, record, BackendError)
     checkpoint.clear(out)
     return result
 

@@ -1,0 +1,322 @@
+"""The one I/O layer: atomic writes of files and folders, content hashes, tabular files.
+
+Every module that writes a file outside the store's tables, hashes content or reads a
+user's CSV / JSONL / JSON / Parquet file goes through here, so each of those is done one
+way: the same fsync discipline, the same accepted extensions, the same one-line errors.
+
+Atomic writes: the new content goes to a hidden temp name beside the target (same folder,
+so same file system), is fsynced, renamed over the target, and the folder is fsynced, so
+a crash leaves the old file or the new one, never a torn one. A target that exists and is
+not a regular file (a device, a pipe, /dev/stdout) is written in place: it is never
+replaced or removed. A multi-file artefact is built in a hidden staging folder and
+committed by one folder rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io as _stdio
+import json
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from refusaldata.errors import InputError, StoreError
+
+# -- atomic writes --------------------------------------------------------------------------
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_special(path: Path) -> bool:
+    """True when `path` exists and is not a regular file or folder (a device, pipe, socket)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], error: type[Exception] = StoreError) -> Iterator[Path]:
+    """Yield a path to write the new content of `target` to; commit it only on success.
+
+    The yielded path is a hidden temp file beside `target` (its suffix kept, for writers
+    that look at it); on success it is fsynced and renamed over `target`, then the folder
+    is fsynced; on any failure it is removed and `target` is left exactly as it was.
+    When `target` exists and is not a regular file (a device, a pipe), the target itself
+    is yielded and written in place. An OSError becomes `error` naming the target.
+    """
+    target = Path(target)
+    if is_special(target):
+        try:
+            yield target
+        except OSError as exc:
+            raise error(f"cannot write {target}: {exc.strerror or exc}") from None
+        return
+    if target.is_dir():
+        raise error(f"cannot write {target}: it is a folder")
+    temp = target.parent / f".tmp-{uuid.uuid4().hex}{target.suffix}"
+    try:
+        yield temp
+        with open(temp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+        _fsync_folder(target.parent)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise error(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(target: str | os.PathLike[str], data: bytes, error: type[Exception] = StoreError) -> None:
+    """Write `data` to `target` atomically (in place for a special file)."""
+    with atomic_path(target, error) as path:
+        with open(path, "wb") as handle:
+            handle.write(data)
+
+
+def write_text(target: str | os.PathLike[str], text: str, error: type[Exception] = StoreError) -> None:
+    """Write UTF-8 `text` to `target` atomically (in place for a special file)."""
+    write_bytes(target, text.encode("utf-8"), error)
+
+
+def write_json(target: str | os.PathLike[str], value: Any, error: type[Exception] = StoreError) -> None:
+    """Write `value` as indented, key-sorted JSON to `target` atomically."""
+    write_text(target, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", error)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike[str], error: type[Exception] = StoreError) -> Iterator[Path]:
+    """Yield a hidden staging folder beside `target`; on success it replaces `target` whole.
+
+    A multi-file artefact (a model folder, a judge's weights and card) is committed by one
+    rename: readers see the old folder or the new one, never a mix. An existing target is
+    first renamed aside and removed only after the new folder is in place, so a crash in
+    between leaves the new or the old folder under a hidden name, never neither.
+    """
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise error(f"cannot write {target}: {exc.strerror or exc}") from None
+    staging = target.parent / f".tmp-{uuid.uuid4().hex}-{target.name}"
+    old = target.parent / f".old-{uuid.uuid4().hex}-{target.name}"
+    try:
+        staging.mkdir()
+        yield staging
+        for path in staging.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+        _fsync_folder(staging)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        _fsync_folder(target.parent)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        raise error(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def move_files_into(staging: str | os.PathLike[str], folder: str | os.PathLike[str]) -> None:
+    """Move every file of `staging` into `folder` (fsynced, each by an atomic rename), then
+    fsync `folder`. For artefacts that must live in a folder holding other files too (a PEFT
+    adapter beside its checkpoints): the caller writes a manifest last to mark them whole."""
+    staging, folder = Path(staging), Path(folder)
+    for path in sorted(staging.iterdir()):
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(path, folder / path.name)
+    _fsync_folder(folder)
+
+
+# -- content hashes ---------------------------------------------------------------------------
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex SHA-256 of the UTF-8 text."""
+    return sha256_bytes(text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_files(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """One digest over the names and bytes of `paths`, in name order (adapters, templates)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode("utf-8") + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_parts(parts: Iterable[str | bytes]) -> str:
+    """One digest over a sequence of parts, each length-prefixed (no two sequences collide)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8") if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+# -- tabular files ------------------------------------------------------------------------------
+
+# Every tabular file a user gives is read by its extension, from this one list.
+TABULAR_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
+                   ".parquet": "parquet"}
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
+
+
+def format_of(path: str | os.PathLike[str]) -> str:
+    """The tabular format named by the file's extension; any other is a one-line InputError."""
+    path = Path(path)
+    fmt = TABULAR_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(TABULAR_FORMATS)
+        raise InputError(f"{path}: cannot tell the format from the extension '{path.suffix}' (use {known})")
+    return fmt
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The file's text; missing, empty, unreadable and non-UTF-8 files are one-line InputErrors."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read: {exc.strerror}") from None
+    if not data.strip():
+        raise InputError(f"{path}: empty file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: not UTF-8 text (line {line}, byte {exc.start}); convert it to UTF-8") from None
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file's value; a missing or malformed file is a one-line InputError."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def records_frame(records: list[dict], path: str | os.PathLike[str]):
+    """JSON records as a polars DataFrame; records that do not form a table are an InputError."""
+    import polars as pl
+
+    try:
+        return pl.from_dicts(records, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: records do not form a table: {str(exc).splitlines()[0]}") from None
+
+
+def _jsonl_records(path: Path, text: str) -> list[dict]:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: line {number} is not a JSON object")
+        records.append(record)
+    return records
+
+
+def _json_records(path: Path, text: str, records_key: str | None) -> list[dict]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if records_key is not None and isinstance(value, dict):
+        value = value.get(records_key)
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        where = f"its '{records_key}' entry" if records_key else "the file"
+        raise InputError(f"{path}: expected a list of JSON objects in {where}")
+    return value
+
+
+def read_records(path: str | os.PathLike[str], fmt: str | None = None, records_key: str | None = None,
+                 allow_empty: bool = False):
+    """A tabular file as a polars DataFrame (CSV/TSV columns all strings).
+
+    The format defaults to the extension (`TABULAR_FORMATS`); `records_key` picks the list
+    of records inside a JSON object. A file with no rows is an InputError unless
+    `allow_empty`.
+    """
+    import polars as pl
+
+    path = Path(path)
+    fmt = fmt or format_of(path)
+    if fmt not in FORMATS:
+        raise InputError(f"{path}: unknown format '{fmt}' (one of {', '.join(FORMATS)})")
+    if fmt == "parquet":
+        if path.is_dir() or not path.exists():
+            raise InputError(f"{path}: no such file")
+        try:
+            frame = pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
+    else:
+        text = read_text(path)
+        if fmt in ("csv", "tsv"):
+            try:
+                frame = pl.read_csv(_stdio.StringIO(text), infer_schema=False,
+                                    separator="\t" if fmt == "tsv" else ",")
+            except pl.exceptions.PolarsError as exc:
+                raise InputError(f"{path}: not a readable {fmt.upper()} file: {str(exc).splitlines()[0]}") from None
+        elif fmt == "jsonl":
+            frame = records_frame(_jsonl_records(path, text), path)
+        else:
+            frame = records_frame(_json_records(path, text, records_key), path)
+    if frame.height == 0 and not allow_empty:
+        raise InputError(f"{path}: empty file (no rows)")
+    return frame
+
+
+def read_table(path: str | os.PathLike[str], fmt: str | None = None, records_key: str | None = None):
+    """A tabular file as an Arrow table (through `read_records`)."""
+    return read_records(path, fmt, records_key).to_arrow()
