@@ -56,10 +56,17 @@ def _equivalent(actual: pa.DataType, declared: pa.DataType) -> bool:
 
 
 def check_schema(spec: TableSpec, schema: pa.Schema, where: str) -> None:
-    """Raise SchemaError naming `where` and the first column that does not match."""
+    """Raise SchemaError naming `where` and the first column that does not match.
+
+    A nullable column the file lacks is not an error: files written before the column was
+    declared read it as NULL (schema evolution). A missing required column, an extra
+    column or a column of another type is.
+    """
     for field in spec.schema:
         index = schema.get_field_index(field.name)
         if index < 0:
+            if field.nullable:
+                continue
             raise SchemaError(f"{where}: missing column '{field.name}' of table '{spec.name}'")
         actual = schema.field(index).type
         if not _equivalent(actual, field.type):
@@ -139,7 +146,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str] | None = None):
         self.root = Path(root) if root is not None else default_store_path()
-        self._checked: dict[Path, tuple[int, int]] = {}
+        self._checked: dict[Path, tuple[tuple[int, int], frozenset[str]]] = {}
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -157,20 +164,23 @@ class Store:
             self._check_file(spec, path)
         return found
 
-    def _check_file(self, spec: TableSpec, path: Path) -> None:
+    def _check_file(self, spec: TableSpec, path: Path) -> frozenset[str]:
+        """Check one file against the declared schema (cached by size and mtime); its column names."""
         try:
             stat = path.stat()
         except OSError as exc:
             raise StoreError(f"{path}: cannot be read: {exc.strerror}") from None
         stamp = (stat.st_size, stat.st_mtime_ns)
-        if self._checked.get(path) == stamp:
-            return
+        known = self._checked.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
         try:
             schema = pq.read_schema(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SchemaError(f"{path}: not a readable Parquet file (truncated or foreign?): {exc}") from None
         check_schema(spec, schema, str(path))
-        self._checked[path] = stamp
+        self._checked[path] = (stamp, frozenset(schema.names))
+        return self._checked[path][1]
 
     # -- reading -------------------------------------------------------------------------
 
@@ -188,13 +198,18 @@ class Store:
         """(Re)define the view `table` in `con` over the table's current files."""
         spec = TABLES[table]
         files = self.files(table)
-        columns = ", ".join(f'"{name}"' for name in spec.columns)
         if files:
+            # Files carry their partition columns, so the path is never read as data
+            # (hive_partitioning = false); a nullable column no file has yet reads as NULL.
+            present = frozenset().union(*(self._check_file(spec, path) for path in files))
+            columns = ", ".join(f'"{name}"' if name in present else f'NULL::{sql_type} AS "{name}"'
+                                for name, sql_type in zip(spec.columns, _sql_types(spec), strict=True))
             variable = f"refusaldata_files_{table}"
             con.execute(f"SET VARIABLE {variable} = ?", [[str(p) for p in files]])
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} "
-                        f"FROM read_parquet(getvariable('{variable}'), union_by_name = true)")
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM read_parquet("
+                        f"getvariable('{variable}'), union_by_name = true, hive_partitioning = false)")
         else:
+            columns = ", ".join(f'"{name}"' for name in spec.columns)
             con.register(f"refusaldata_empty_{table}", spec.schema.empty_table())
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM refusaldata_empty_{table}")
 
@@ -301,7 +316,8 @@ class Store:
             if existing:
                 con.execute("SET VARIABLE refusaldata_existing = ?", [[str(p) for p in existing]])
                 matches = " AND ".join(f'e."{k}" = i."{k}"' for k in spec.key)
-                stored = (f"SELECT 1 FROM read_parquet(getvariable('refusaldata_existing')) e WHERE {matches}")
+                stored = (f"SELECT 1 FROM read_parquet(getvariable('refusaldata_existing'), "
+                          f"hive_partitioning = false) e WHERE {matches}")
             fresh = con.sql(
                 f"SELECT * EXCLUDE (refusaldata_row) FROM incoming i WHERE NOT EXISTS ({stored}) "
                 f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY refusaldata_row) = 1 "

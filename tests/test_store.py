@@ -8,7 +8,8 @@ import pytest
 
 from refusaldata.errors import SchemaError, StoreError
 from refusaldata.keys import prompt_id, run_id
-from refusaldata.store import Store
+from refusaldata.schemas import TABLES
+from refusaldata.store import Store, conform
 
 
 def _prompts(texts, dataset="demo"):
@@ -127,3 +128,13 @@ def test_unwritable_store_is_a_clear_error(tmp_path):
     blocker.write_text("a file where the store should be")
     with pytest.raises(StoreError, match="cannot write to store"):
         Store(blocker / "store").append("prompts", _prompts(["a"]))
+
+
+def test_a_file_without_a_later_nullable_column_reads_it_as_null(store):
+    """Schema evolution: a file written before a nullable column was declared still opens."""
+    rows = conform(TABLES["runs"], pa.table({"run_id": ["r1"], "backend": ["import"]}))
+    folder = store.root / "runs"
+    folder.mkdir(parents=True)
+    pq.write_table(rows.drop(["dtype", "versions"]), folder / "part-0123456789abcdef0123456789abcdef.parquet")
+    assert store.read("runs").select(["run_id", "dtype", "versions"]).to_pylist() == [
+        {"run_id": "r1", "dtype": None, "versions": None}]
