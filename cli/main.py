@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 
@@ -28,6 +29,21 @@ app = typer.Typer(
 for module in (prompts, generate, responses, label, mine, build_sft, build_pairs, sets, train,
                judge, compare, report, quickstart, sql, tables):
     module.register(app)
+
+
+class _NoticeLines(logging.Handler):
+    """The library's notices (a store upgraded, files it ignores) as one stderr line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "Note" if record.levelno < logging.WARNING else "Warning"
+        typer.echo(f"{prefix}: {' '.join(record.getMessage().split())}", err=True)
+
+
+_library_log = logging.getLogger("refusaldata")
+if not any(isinstance(h, _NoticeLines) for h in _library_log.handlers):
+    _library_log.addHandler(_NoticeLines())
+    _library_log.setLevel(logging.INFO)
+    _library_log.propagate = False
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

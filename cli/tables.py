@@ -1,20 +1,35 @@
-"""`refusaldata tables`: what the store holds."""
+"""`refusaldata tables` and `refusaldata doctor`: what the store holds, and what is wrong with it."""
 
 from __future__ import annotations
 
 import typer
 
-from refusaldata.analyst import table_summary
+from refusaldata.analyst import store_problems, table_summary
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
-from refusaldata.store import DEFAULT_STORE
+from refusaldata.store import DEFAULT_STORE, FORMAT_VERSION
 
 
 def tables(fmt: FormatOption = OutputFormat.table, output: OutputOption = None,
            store: StoreOption = DEFAULT_STORE) -> None:
-    """List every table with its row count, file count, size and location."""
+    """List every table with its row count, file count, size, duplicate keys, ignored files and location."""
     store_ = open_store(store)
-    emit(table_summary(store_), fmt, output, title=f"store {store_.root}")
+    summary = table_summary(store_)
+    version = store_.format_version()
+    emit(summary, fmt, output, title=f"store {store_.root} (format {version or FORMAT_VERSION})")
+
+
+def doctor(fmt: FormatOption = OutputFormat.table, output: OutputOption = None,
+           store: StoreOption = DEFAULT_STORE) -> None:
+    """Check the store: files it ignores and keys stored twice. Exit 1 when anything is found."""
+    store_ = open_store(store)
+    problems = store_problems(store_)
+    if problems.num_rows == 0:
+        typer.echo(f"store {store_.root} (format {store_.format_version() or FORMAT_VERSION}): no problems found")
+        return
+    emit(problems, fmt, output, title=f"store {store_.root}: {problems.num_rows} problem(s)")
+    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     app.command("tables")(tables)
+    app.command("doctor")(doctor)

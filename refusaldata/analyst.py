@@ -7,7 +7,7 @@ import re
 import duckdb
 import pyarrow as pa
 
-from refusaldata.errors import InputError, shorten_quoted
+from refusaldata.errors import InputError, StoreError, shorten_quoted
 from refusaldata.schemas import TABLES
 from refusaldata.store import Store
 
@@ -61,7 +61,7 @@ def run_sql(store: Store, query: str, allow_write: bool = False) -> pa.Table:
 
 
 def table_summary(store: Store) -> pa.Table:
-    """One row per table: rows, files, bytes on disk and folder."""
+    """One row per table: rows, files, bytes on disk, rows whose key is stored twice, folder."""
     con = store.connect()
     try:
         rows = []
@@ -72,9 +72,42 @@ def table_summary(store: Store) -> pa.Table:
                 "rows": con.execute(f"SELECT count(*) FROM {name}").fetchone()[0],
                 "files": len(files),
                 "bytes": sum(f.stat().st_size for f in files),
+                "duplicate_keys": store.duplicate_keys(name, con),
                 "location": str(store.root / name),
                 "description": spec.description,
             })
     finally:
         con.close()
     return pa.Table.from_pylist(rows)
+
+
+def store_problems(store: Store) -> pa.Table:
+    """What `refusaldata doctor` reports, one row each (none: a healthy store): every file in
+    a table's folder that is not the store's, every file the schema check refuses (the
+    store will not read such a table), and every readable table with keys stored twice."""
+    rows, readable = [], []
+    for name in TABLES:
+        foreign = store.foreign_files(name)
+        rows.extend({"table": name, "problem": "foreign file", "path": str(found.path), "detail": found.reason}
+                    for found in foreign)
+        if foreign:
+            continue
+        try:
+            store.files(name)
+        except StoreError as exc:
+            rows.append({"table": name, "problem": "unreadable file", "path": str(store.root / name),
+                         "detail": str(exc)})
+            continue
+        readable.append(name)
+    con = store.connect(readable)
+    try:
+        for name in readable:
+            duplicates = store.duplicate_keys(name, con)
+            if duplicates:
+                rows.append({"table": name, "problem": "duplicate keys", "path": str(store.root / name),
+                             "detail": f"{duplicates} row(s) repeat the key ({', '.join(TABLES[name].key)}) of "
+                                       "another; derived tables store each key once"})
+    finally:
+        con.close()
+    return pa.Table.from_pylist(rows, schema=pa.schema([("table", pa.string()), ("problem", pa.string()),
+                                                         ("path", pa.string()), ("detail", pa.string())]))

@@ -144,7 +144,8 @@ def templates(store: Store, runs: list[str] | None = None, k: int = 5, threshold
               labeler: str = RULES) -> pa.Table:
     """Cluster each run's refusal openings into templates and store them (table `templates`).
 
-    Each run's partition of `templates` is replaced, so it holds the latest clustering.
+    Each (labeler, run, k) partition of `templates` is replaced, so it holds the latest
+    clustering of that k by that labeler; other labelers' and other k's templates stay.
     The MAX_TEMPLATE_OPENINGS most frequent distinct openings of a run are clustered
     (rarer ones are left out); share is support over all of the run's refusals.
     """
@@ -167,5 +168,5 @@ def templates(store: Store, runs: list[str] | None = None, k: int = 5, threshold
     table = pa.Table.from_pylist(rows, schema=TEMPLATES.schema)
     for run_id in (run_ids_for(store, runs) if runs else per_run):
         store.replace("templates", table.filter(pc.equal(table.column("run_id"), run_id)),
-                      partition={"run_id": run_id})
+                      partition={"labeler": labeler, "run_id": run_id, "k": k})
     return table.drop_columns(["labeler", "created_at"]).sort_by([("run_id", "ascending"), ("support", "descending")])

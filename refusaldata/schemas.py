@@ -136,7 +136,7 @@ TEMPLATES = TableSpec(
         pa.field("openings", pa.list_(pa.string())),
         pa.field("created_at", TIMESTAMP),
     ]),
-    partitions=(("run", "run_id"),),
+    partitions=(("labeler", "labeler"), ("run", "run_id"), ("k", "k")),
     key=("run_id", "labeler", "k", "template_id"),
     replace=True,
     description="Refusal templates: refusal openings clustered with rapidfuzz, with medoid text and support.",

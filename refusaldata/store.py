@@ -1,7 +1,17 @@
 """The Parquet store: every table write goes through here.
 
 Layout (see DESIGN.md): ``<root>/<table>/<key>=<value>/.../part-<uuid>.parquet`` for
-append tables and ``.../data.parquet`` for replace tables. Guarantees:
+append tables and ``.../data.parquet`` for replace tables, with ``<root>/store.json``
+holding the format version. Guarantees:
+
+- versioned: a store of an older format is upgraded in place, once, under the store-wide
+  lock (refusaldata.migrations); a newer one is refused untouched; a path that is a file,
+  or a folder that holds something else, is refused;
+- only its own files: a table's files are found by the naming rules above, at the depth
+  its partitions say; anything else in a table folder (a sync-conflict copy, a backup
+  folder) is refused with an error naming it, never read: ignoring it would change the
+  numbers without a word, reading it would count rows twice; the path above the store is
+  never data;
 
 - atomic writes: a temp file (a dot-name no reader lists) in the same folder, fsync,
   then ``os.replace``; a crash loses at most the file in flight;
@@ -16,8 +26,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
+import logging
 import os
+import re
 import uuid
+from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -27,13 +41,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refusaldata import io
+from refusaldata import io, migrations
 from refusaldata.errors import NotFoundError, SchemaError, StoreError
 from refusaldata.schemas import TABLES, TableSpec
 
 DEFAULT_STORE = Path("parquet_cache")
 STORE_ENV = "REFUSALDATA_STORE"
+FORMAT_FILE = "store.json"
+FORMAT_VERSION = migrations.FORMAT_VERSION
 _REPLACE_FILE = "data.parquet"
+_PART_FILE = re.compile(r"part-[0-9a-f]{32}\.parquet")
+_STORE_LOCK = "store"
+log = logging.getLogger("refusaldata")
+
+
+@dataclass(frozen=True)
+class ForeignFile:
+    """A path inside a table's folder that the store's naming rules do not name: never read."""
+
+    table: str
+    path: Path
+    reason: str
 
 
 def default_store_path() -> Path:
@@ -120,7 +148,7 @@ def _sql_types(spec: TableSpec) -> tuple[duckdb.DuckDBPyType, ...]:
         con.close()
 
 
-def _check_written(spec: TableSpec, path: Path, partition: dict[str, str], where: str) -> int:
+def _check_written(spec: TableSpec, path: Path, partition: dict[str, object], where: str) -> int:
     """Rows of a file just written for `partition`: no null in a required column, none outside it."""
     required = [field.name for field in spec.schema if not field.nullable]
     rows = 0
@@ -136,7 +164,7 @@ def _check_written(spec: TableSpec, path: Path, partition: dict[str, str], where
     return rows
 
 
-def _partition_folder(spec: TableSpec, values: dict[str, str]) -> Path:
+def _partition_folder(spec: TableSpec, values: dict[str, object]) -> Path:
     parts = [f"{folder}={quote(str(values[column]), safe='')}" for folder, column in spec.partitions]
     return Path(spec.name, *parts)
 
@@ -147,22 +175,166 @@ class Store:
     def __init__(self, root: str | os.PathLike[str] | None = None):
         self.root = Path(root) if root is not None else default_store_path()
         self._checked: dict[Path, tuple[tuple[int, int], frozenset[str]]] = {}
+        self._ready = False
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
+    # -- format ------------------------------------------------------------------------
+
+    def format_version(self) -> int | None:
+        """The store's format: store.json's, 1 for a store written before store.json existed,
+        None where there is no store yet (no folder, or one holding only a README or hidden
+        files). A file, or a folder holding something else, is a StoreError."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root}: is a file, not a store folder (--store takes a folder)")
+        marker = root / FORMAT_FILE
+        if marker.is_file():
+            try:
+                version = json.loads(marker.read_text(encoding="utf-8"))["format_version"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise StoreError(f"{marker}: not a readable store format file ({type(exc).__name__})") from None
+            if not isinstance(version, int) or version < 1:
+                raise StoreError(f"{marker}: format_version must be a positive integer, got {version!r}")
+            return version
+        if not root.is_dir():
+            return None
+        try:
+            entries = [name for name in os.listdir(root)
+                       if not name.startswith(".") and not name.lower().startswith("readme")]
+        except OSError as exc:
+            raise StoreError(f"{root}: cannot be read: {exc.strerror}") from None
+        if not entries:
+            return None
+        if any(name in TABLES and (root / name).is_dir() for name in entries):
+            return 1
+        shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise StoreError(f"{root}: not a refusaldata store (no {FORMAT_FILE} and no table folders; "
+                         f"it holds {shown}); give an empty or new folder, or the store's own")
+
+    def _open(self, write: bool = False) -> None:
+        """Check the format once per Store; upgrade an older store; on the first write to a
+        new store, create it with its format file. A newer store is refused untouched."""
+        if self._ready:
+            return
+        found = self.format_version()
+        if found is None:
+            if write:
+                self._ensure_dir(self.root)
+                with self.lock(_STORE_LOCK):
+                    if self.format_version() is None:
+                        self._write_format()
+                self._ready = True
+            return
+        if found > FORMAT_VERSION:
+            raise StoreError(f"{self.root}: store format {found} was written by a newer refusaldata "
+                             f"(this one reads formats up to {FORMAT_VERSION}); upgrade refusaldata")
+        if found < FORMAT_VERSION:
+            self._upgrade()
+        self._ready = True
+
+    def _write_format(self) -> None:
+        from refusaldata import __version__
+
+        io.write_json(self.root / FORMAT_FILE, {"format_version": FORMAT_VERSION,
+                                                "written_by": f"refusaldata {__version__}"})
+
+    def _upgrade(self) -> None:
+        """Run the pending migrations under the store-wide lock, then write the new version."""
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(f"{self.root}: store format {self.format_version()} needs an upgrade to "
+                             f"{FORMAT_VERSION}, but the folder is not writable")
+        with self.lock(_STORE_LOCK):
+            found = self.format_version()  # another process may have upgraded it meanwhile
+            if found is None or found >= FORMAT_VERSION:
+                return
+            self._ready = True  # the migrations write through this store
+            try:
+                done = [migrations.MIGRATIONS[version](self) for version in migrations.pending(found)]
+            except BaseException:
+                self._ready = False
+                raise
+            self._write_format()
+        log.info(f"upgraded store {self.root} from format {found} to {FORMAT_VERSION}: {'; '.join(done)}")
+
     # -- files -------------------------------------------------------------------------
 
     def files(self, table: str) -> list[Path]:
-        """The table's visible Parquet files, each checked against the declared schema."""
+        """The table's Parquet files by the naming rules, each checked against the declared
+        schema. Anything else in the table's folder is a StoreError naming it."""
+        self._open()
         spec = TABLES[table]
-        folder = self.root / table
-        if not folder.is_dir():
-            return []
-        found = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("."))
+        found, foreign = self._scan(spec)
+        if foreign:
+            first = foreign[0]
+            more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+            raise StoreError(f"{first.path}: not a file of table '{table}' ({first.reason}"
+                             f"{self._schema_hint(spec, first.path)}){more}; move it out of the store "
+                             "(`refusaldata doctor` lists every such file)")
         for path in found:
             self._check_file(spec, path)
         return found
+
+    def _schema_hint(self, spec: TableSpec, path: Path) -> str:
+        """For a foreign Parquet file: whether its columns are the table's (a copy?) or not."""
+        if not (path.is_file() and path.suffix == ".parquet"):
+            return ""
+        try:
+            check_schema(spec, pq.read_schema(path), "it")
+        except (pa.ArrowInvalid, OSError):
+            return "; not a readable Parquet file"
+        except SchemaError as exc:
+            return f"; {str(exc).removeprefix('it: ')}"
+        return "; its columns are the table's: a copy?"
+
+    def foreign_files(self, table: str) -> list[ForeignFile]:
+        """Entries of the table's folder that its naming rules do not name (for `doctor`)."""
+        self._open()
+        return self._scan(TABLES[table])[1]
+
+    def _scan(self, spec: TableSpec) -> tuple[list[Path], list[ForeignFile]]:
+        """Walk the table's folder: `key=value` folders at each partition level, then the
+        table's file name (data.parquet, or part-<32 hex>.parquet); hidden names (temp files
+        in flight) are skipped; everything else is foreign."""
+        found: list[Path] = []
+        foreign: list[ForeignFile] = []
+        leaf = "data.parquet" if spec.replace else "part-<32 hex digits>.parquet"
+
+        def walk(folder: Path, depth: int) -> None:
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError as exc:
+                raise StoreError(f"{folder}: cannot be read: {exc.strerror}") from None
+            for name in names:
+                if name.startswith("."):
+                    continue
+                path = folder / name
+                if depth < len(spec.partitions):
+                    key = spec.partitions[depth][0]
+                    if path.is_dir() and name.startswith(f"{key}=") and len(name) > len(key) + 1:
+                        walk(path, depth + 1)
+                    elif path.is_dir():
+                        reject_folder(path, f"folders {key}=<value>")
+                    else:
+                        foreign.append(ForeignFile(spec.name, path, f"expected a folder {key}=<value>"))
+                elif path.is_file() and (name == _REPLACE_FILE if spec.replace else _PART_FILE.fullmatch(name)):
+                    found.append(path)
+                elif path.is_dir():
+                    reject_folder(path, f"only files named {leaf}")
+                else:
+                    foreign.append(ForeignFile(spec.name, path, f"expected a file named {leaf}"))
+
+        def reject_folder(folder: Path, belongs: str) -> None:
+            """Name the files inside a foreign folder (the folder itself when it has none)."""
+            inside = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+            reason = f"in folder {folder.name}, where {belongs} belong"
+            foreign.extend(ForeignFile(spec.name, p, reason) for p in inside or [folder])
+
+        folder = self.root / spec.name
+        if folder.is_dir():
+            walk(folder, 0)
+        return found, foreign
 
     def _check_file(self, spec: TableSpec, path: Path) -> frozenset[str]:
         """Check one file against the declared schema (cached by size and mtime); its column names."""
@@ -190,7 +362,7 @@ class Store:
         Empty tables are typed empty views, so queries never fail for want of files.
         """
         con = duckdb.connect()
-        for name in tables or list(TABLES):
+        for name in list(TABLES) if tables is None else tables:
             self.attach_view(con, name)
         return con
 
@@ -227,6 +399,20 @@ class Store:
             return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         finally:
             con.close()
+
+    def duplicate_keys(self, table: str, con: duckdb.DuckDBPyConnection | None = None) -> int:
+        """Rows beyond the first of each key in `table` (0 in a healthy store: appends skip
+        stored keys and replaces write one row per key; a copied file can still double them)."""
+        spec = TABLES[table]
+        keys = ", ".join(f'"{k}"' for k in spec.key)
+        own = con is None
+        con = con or self.connect([table])
+        try:
+            return con.execute(f"SELECT coalesce(sum(n - 1), 0)::BIGINT FROM (SELECT count(*) AS n FROM {table} "
+                               f"GROUP BY {keys} HAVING count(*) > 1)").fetchone()[0]
+        finally:
+            if own:
+                con.close()
 
     def resolve_run(self, ref: str) -> str:
         """A run id from a run id, a run name, or a unique prefix of a run id."""
@@ -292,20 +478,25 @@ class Store:
         if spec.replace:
             raise ValueError(f"table '{table}' is replaced per partition; use Store.replace")
         data = conform(spec, data, where)
+        self._open(write=True)
         written = 0
         for relative, part in self._partitions(spec, data):
             folder = self.root / relative
             self._ensure_dir(folder)
             with self.lock(str(relative)):
-                fresh = self._new_rows(spec, part, folder)
+                fresh = self._new_rows(spec, part, self._scan_folder(spec, folder))
                 if fresh.num_rows:
                     self._write_atomic(fresh, folder / f"part-{uuid.uuid4().hex}.parquet")
                     written += fresh.num_rows
         return written
 
-    def _new_rows(self, spec: TableSpec, part: pa.Table, folder: Path) -> pa.Table:
-        """Rows of `part` whose key is neither stored in `folder` nor repeated earlier in `part`."""
-        existing = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    def _scan_folder(self, spec: TableSpec, folder: Path) -> list[Path]:
+        """The store files of one leaf partition folder, by the naming rules."""
+        return sorted(path for path in folder.iterdir()
+                      if (path.name == _REPLACE_FILE if spec.replace else _PART_FILE.fullmatch(path.name)))
+
+    def _new_rows(self, spec: TableSpec, part: pa.Table, existing: list[Path]) -> pa.Table:
+        """Rows of `part` whose key is neither stored in `existing` nor repeated earlier in `part`."""
         for path in existing:
             self._check_file(spec, path)
         con = duckdb.connect()
@@ -336,7 +527,9 @@ class Store:
         spec = TABLES[table]
         if not spec.replace:
             raise ValueError(f"table '{table}' is append-only; use Store.append")
-        data = conform(spec, data, where)
+        # A key repeated in `data` (its input held a duplicate) is stored once, never doubled.
+        data = self._new_rows(spec, conform(spec, data, where), [])
+        self._open(write=True)
         if data.num_rows == 0:
             if partition is not None:
                 target = self.root / _partition_folder(spec, partition) / _REPLACE_FILE
@@ -367,6 +560,7 @@ class Store:
         relative = _partition_folder(spec, partition)
         where = f"query for {relative}"
         folder = self.root / relative
+        self._open(write=True)
         self._ensure_dir(folder)
         try:
             result = con.sql(sql, params=params or None)
@@ -376,10 +570,15 @@ class Store:
         columns = [(duckdb.ColumnExpression(field.name) if found else duckdb.ConstantExpression(None))
                    .cast(sql_type).alias(field.name)
                    for field, sql_type, found in zip(spec.schema, _sql_types(spec), present, strict=True)]
+        # One row per key even when the query's input held a key twice: never doubled.
+        keys = ", ".join(f'"{k}"' for k in spec.key)
+        distinct = result.select(*columns).query(
+            "refusaldata_result",
+            f"SELECT * FROM refusaldata_result QUALIFY row_number() OVER (PARTITION BY {keys}) = 1")
         with self.lock(str(relative)):
             with io.atomic_path(folder / _REPLACE_FILE) as temp:
                 try:
-                    result.select(*columns).write_parquet(str(temp), compression="zstd")
+                    distinct.write_parquet(str(temp), compression="zstd")
                 except duckdb.ConversionException as exc:
                     raise SchemaError(f"{where}: a value cannot be stored: {str(exc).splitlines()[0]}") from None
                 rows = _check_written(spec, temp, partition, where)

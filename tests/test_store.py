@@ -60,11 +60,33 @@ def test_missing_required_column_is_named():
 
 
 def test_foreign_file_in_store_is_named(store: Store):
+    """A file named like a store file but of another schema is refused, naming it."""
     store.append("prompts", _prompts(["a"]))
-    foreign = store.root / "prompts" / "dataset=demo" / "part-foreign.parquet"
+    foreign = store.root / "prompts" / "dataset=demo" / f"part-{'f' * 32}.parquet"
     pq.write_table(pa.table({"prompt_id": ["x"], "colour": ["red"]}), foreign)
-    with pytest.raises(SchemaError, match=r"part-foreign\.parquet: missing column 'dataset'"):
+    with pytest.raises(SchemaError, match=rf"part-{'f' * 32}\.parquet: missing column 'dataset'"):
         store.connect()
+
+
+def test_a_file_the_naming_rules_do_not_name_is_refused_never_read(store: Store):
+    """A sync-conflict copy or a backup folder is never read as data: the error names it."""
+    store.append("prompts", _prompts(["a"]))
+    part = store.files("prompts")[0]
+    (store.root / "prompts" / "backup").mkdir()
+    (store.root / "prompts" / "backup" / part.name).write_bytes(part.read_bytes())
+    (part.parent / f"{part.stem} (1).parquet").write_bytes(part.read_bytes())
+    with pytest.raises(StoreError, match=r"prompts/backup/part-\w+\.parquet: not a file of table 'prompts' \(in "
+                                         r"folder backup, where folders dataset=<value> belong; its columns are "
+                                         r"the table's: a copy\?\) \(and 1 more\); move it out of the store"):
+        Store(store.root).count("prompts")
+    copy = part.parent / f"{part.stem} (1).parquet"
+    (store.root / "prompts" / "backup" / part.name).unlink()
+    (store.root / "prompts" / "backup").rmdir()
+    with pytest.raises(StoreError, match=r"\(1\)\.parquet: not a file .*its columns are the table's: a copy\?"):
+        Store(store.root).count("prompts")
+    assert sorted(f.path.name for f in Store(store.root).foreign_files("prompts")) == [copy.name]
+    copy.unlink()
+    assert Store(store.root).count("prompts") == 1
 
 
 def test_truncated_file_is_named(store: Store):
