@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -86,9 +87,30 @@ figure { margin: 16px 0; overflow-x: auto; } figcaption { font-size: 13px; color
 """
 
 
-def render(comparison: pa.Table, openings: pa.Table, svg_uniformity: str, svg_rates: str,
-           svg_files: tuple[str, str]) -> tuple[str, str]:
-    """The HTML page and the Markdown text for one comparison."""
+@dataclass(frozen=True)
+class Figure:
+    """One chart of the page: a section with its SVG inline (and as FILE-<key>.svg for the Markdown)."""
+
+    key: str
+    heading: str
+    alt: str
+    svg: str
+    caption: str
+
+
+UNIFORMITY_CAPTION = ("Each point is a run: its refusal rate on harmful prompts against how uniform its refusal "
+                      "openings are (1 when all refusals open alike, 0 when all differ). Whiskers: 95% bootstrap "
+                      "intervals on both axes.")
+RATES_CAPTION = ("Refusal rate on harmful prompts and over-refusal on benign ones per method; dashed lines mark "
+                 "the reference run (before), bars each method (after).")
+
+
+def _figure_file(stem: str, figure: Figure) -> str:
+    return f"{stem}-{figure.key}.svg"
+
+
+def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], stem: str) -> tuple[str, str]:
+    """The HTML page and the Markdown text for one comparison; the Markdown links FILE-<key>.svg."""
     meta = {key.decode(): value.decode() for key, value in (comparison.schema.metadata or {}).items()}
     settings = (f"Prompts of split '{meta.get('split')}', refusal labeler '{meta.get('labeler')}', openings of "
                 f"k = {meta.get('k')} words, 95% percentile bootstrap intervals over prompts (B = "
@@ -98,11 +120,12 @@ def render(comparison: pa.Table, openings: pa.Table, svg_uniformity: str, svg_ra
     table = comparison_cells(comparison)
     openings_table = _openings_table(openings, comparison)
     runs_table = _runs_table(comparison)
-    uniformity_caption = ("Each point is a run: its refusal rate on harmful prompts against how uniform its "
-                          "refusal openings are (1 when all refusals open alike, 0 when all differ). Whiskers: "
-                          "95% bootstrap intervals on both axes.")
-    rates_caption = ("Refusal rate on harmful prompts and over-refusal on benign ones per method; dashed lines "
-                     "mark the reference run (before), bars each method (after).")
+    html_figures = "".join(f"""<h2>{_text(figure.heading)}</h2>
+<figure>
+{figure.svg}
+<figcaption>{_text(figure.caption)}</figcaption>
+</figure>
+""" for figure in figures)
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -116,34 +139,21 @@ def render(comparison: pa.Table, openings: pa.Table, svg_uniformity: str, svg_ra
 <p class="settings">{_text(settings)}</p>
 <h2>Comparison</h2>
 {_html_table(table)}
-<h2>Refusal rate against uniformity</h2>
-<figure>
-{svg_uniformity}
-<figcaption>{_text(uniformity_caption)}</figcaption>
-</figure>
-<h2>Before and after, per method</h2>
-<figure>
-{svg_rates}
-<figcaption>{_text(rates_caption)}</figcaption>
-</figure>
-<h2>Top refusal openings per run</h2>
+{html_figures}<h2>Top refusal openings per run</h2>
 {_html_table(openings_table)}
 <h2>Runs</h2>
 {_html_table(runs_table)}
 </body>
 </html>
 """
+    markdown_figures = [part for figure in figures for part in (
+        f"## {figure.heading}", f"![{figure.alt}]({_figure_file(stem, figure)})", figure.caption)]
     markdown = "\n\n".join([
         "# Refusal patterns: comparison of methods",
         settings,
         "## Comparison",
         _markdown_table(table),
-        "## Refusal rate against uniformity",
-        f"![Refusal rate against uniformity]({svg_files[0]})",
-        uniformity_caption,
-        "## Before and after, per method",
-        f"![Refusal and over-refusal per method]({svg_files[1]})",
-        rates_caption,
+        *markdown_figures,
         "## Top refusal openings per run",
         _markdown_table(openings_table),
         "## Runs",
@@ -171,14 +181,18 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
     comparison = compare_runs(store, run_ids, labeler=labeler, k=k, bootstrap=bootstrap, seed=seed, split=split,
                               unsafe_labeler=unsafe_labeler)
     openings = top_openings(store, run_ids, labeler=labeler, k=k, split=split, top=top)
-    svg_uniformity, svg_rates = uniformity_chart(comparison, k), rates_chart(comparison)
+    figures = [
+        Figure("uniformity", "Refusal rate against uniformity", "Refusal rate against uniformity",
+               uniformity_chart(comparison, k), UNIFORMITY_CAPTION),
+        Figure("rates", "Before and after, per method", "Refusal and over-refusal per method",
+               rates_chart(comparison), RATES_CAPTION),
+    ]
+    page, markdown = render(comparison, openings, figures, out_html.stem)
     md_path = out_html.with_suffix(".md")
-    svg_paths = (out_html.with_name(f"{out_html.stem}-uniformity.svg"), out_html.with_name(f"{out_html.stem}-rates.svg"))
-    page, markdown = render(comparison, openings, svg_uniformity, svg_rates, tuple(p.name for p in svg_paths))
+    files = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg) for figure in figures]
     try:
         out_html.parent.mkdir(parents=True, exist_ok=True)
-        for path, text in ((svg_paths[0], svg_uniformity), (svg_paths[1], svg_rates), (md_path, markdown),
-                           (out_html, page)):
+        for path, text in [*files, (md_path, markdown), (out_html, page)]:
             path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot write the report to {out_html.parent}: {exc.strerror}") from None
