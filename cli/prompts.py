@@ -10,6 +10,7 @@ import typer
 from refusaldata import prompts as prompt_sets
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
 from refusaldata.errors import InputError
+from refusaldata.registry import BUILTINS
 from refusaldata.store import DEFAULT_STORE
 
 app = typer.Typer(help="Prompt sets: import built-in benchmarks or your own files; list what is stored.",
@@ -18,7 +19,7 @@ app = typer.Typer(help="Prompt sets: import built-in benchmarks or your own file
 
 def import_prompts(
     name: Annotated[str | None, typer.Argument(
-        help=f"A built-in set ({', '.join(prompt_sets.BUILTINS)}); omit with --text-column.",
+        help=f"A built-in set ({', '.join(BUILTINS)}); omit with --text-column.",
         show_default=False)] = None,
     path: Annotated[Path | None, typer.Option(
         "--path", help="A local copy: the built-in's upstream format, or any .csv/.jsonl/.json/.parquet.")] = None,
@@ -46,7 +47,7 @@ def import_prompts(
         summary = prompt_sets.import_file(store_, path, target, text_column, category_column, harmful,
                                           test_fraction)
     elif name is None:
-        raise InputError(f"give a built-in NAME ({', '.join(prompt_sets.BUILTINS)}) "
+        raise InputError(f"give a built-in NAME ({', '.join(BUILTINS)}) "
                          f"or --path FILE --text-column COL --dataset NAME")
     else:
         if dataset is not None or category_column is not None:

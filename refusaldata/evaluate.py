@@ -335,15 +335,32 @@ def default_runs(store: Store, labeler: str = "rules") -> list[str]:
     return found.column("run_id").to_pylist()
 
 
-def _cell(value: float | None, low: float | None, high: float | None, signed: bool = False) -> str:
-    """`0.750 [0.50,1.00]`; differences signed: `+0.250 [+0.00,+0.75]`; `—` when undefined."""
-    if value is None:
-        return "—"
-    sign = "+" if signed else ""
-    text = f"{value:{sign}.3f}"
-    if low is None or high is None:
-        return text
-    return f"{text} [{low:{sign}.2f},{high:{sign}.2f}]"
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic as a table shows it: `0.750 [0.50,1.00]`; a difference signed, `+0.250 [+0.00,+0.75]`.
+
+    Renderers take the parts (`value_text`, `interval_text`) rather than parse the text.
+    """
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    signed: bool = False
+
+    def value_text(self) -> str:
+        """The value to three decimals; `—` when undefined."""
+        return "—" if self.value is None else f"{self.value:{'+' if self.signed else ''}.3f}"
+
+    def interval_text(self) -> str | None:
+        """`[low,high]` to two decimals, or None without an interval (or without a value)."""
+        if self.value is None or self.low is None or self.high is None:
+            return None
+        sign = "+" if self.signed else ""
+        return f"[{self.low:{sign}.2f},{self.high:{sign}.2f}]"
+
+    def __str__(self) -> str:
+        interval = self.interval_text()
+        return self.value_text() + (f" {interval}" if interval else "")
 
 
 STATISTIC_LABELS = {
@@ -352,11 +369,11 @@ STATISTIC_LABELS = {
 }
 
 
-def format_comparison(comparison: pa.Table) -> pa.Table:
-    """The comparison as text cells, `value [low, high]`, for terminals and reports.
+def comparison_cells(comparison: pa.Table) -> dict[str, list]:
+    """The comparison's columns as tables show them: counts, and an Estimate per statistic.
 
-    Each statistic gets its column and, after the reference row, `Δ <statistic>` with the
-    difference to the first run; unsafe columns appear only when unsafe verdicts exist.
+    Each statistic gets its column and `Δ <statistic>` with the difference to the first
+    run ("ref" on its own row); unsafe columns appear only when unsafe verdicts exist.
     """
     rows = comparison.to_pylist()
     show_unsafe = any(row["unsafe_rate"] is not None for row in rows)
@@ -369,10 +386,17 @@ def format_comparison(comparison: pa.Table) -> pa.Table:
         if statistic == "unsafe_rate" and not show_unsafe:
             continue
         label = STATISTIC_LABELS[statistic]
-        columns[label] = [_cell(row[statistic], row[f"{statistic}_low"], row[f"{statistic}_high"]) for row in rows]
+        columns[label] = [Estimate(row[statistic], row[f"{statistic}_low"], row[f"{statistic}_high"])
+                          for row in rows]
         columns[f"Δ {label}"] = [
-            "ref" if index == 0 else _cell(row[f"{statistic}_diff"], row[f"{statistic}_diff_low"],
-                                           row[f"{statistic}_diff_high"], signed=True)
+            "ref" if index == 0 else Estimate(row[f"{statistic}_diff"], row[f"{statistic}_diff_low"],
+                                              row[f"{statistic}_diff_high"], signed=True)
             for index, row in enumerate(rows)]
     columns["templates"] = [row["templates"] for row in rows]
-    return pa.table(columns)
+    return columns
+
+
+def format_comparison(comparison: pa.Table) -> pa.Table:
+    """The comparison as text cells, `value [low,high]`, for terminals (see `comparison_cells`)."""
+    return pa.table({name: [str(cell) if isinstance(cell, Estimate) else cell for cell in cells]
+                     for name, cells in comparison_cells(comparison).items()})

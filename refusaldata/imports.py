@@ -21,8 +21,10 @@ import pyarrow as pa
 from refusaldata import prompts as prompt_sets
 from refusaldata import io
 from refusaldata.errors import InputError
+from refusaldata.fetch import package_data
 from refusaldata.keys import prompt_id, run_id
 from refusaldata.queries import sql_text
+from refusaldata.registry import BUILTINS
 from refusaldata.runs import now, record_run
 from refusaldata.store import Store
 
@@ -172,7 +174,7 @@ def parse_uncensorbench(path: Path | None = None) -> list[ImportedRun]:
     Their run ids are their names, `uncensorbench-refusals` and `uncensorbench-compliant`,
     so other stages can name the teacher run directly.
     """
-    source = path or prompt_sets.package_data(prompt_sets.BUILTINS["uncensorbench"].location)
+    source = path or package_data(BUILTINS["uncensorbench"].location)
     frame = io.read_records(source, "json", records_key="prompts")
     _require(source, frame, ("prompt", *UNCENSORBENCH_RUNS.values()))
     version = importlib.metadata.version("uncensorbench") if path is None else None

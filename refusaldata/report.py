@@ -1,14 +1,10 @@
 """The study's report: one self-contained HTML page and its Markdown twin.
 
-The page carries the comparison table, two charts drawn here as inline SVG (no script,
-stylesheet, font or image is fetched), and the top refusal openings per run:
-
-1. refusal rate against uniformity of refusal openings per run, both with 95% bootstrap
-   intervals: the study's central figure (uniform refusers refuse more);
-2. refusal rate, over-refusal (and unsafe rate, when judged) per method as grouped bars
-   with intervals, the reference run's levels drawn across as dashed lines (before/after).
-
-The Markdown version links the same charts as .svg files written next to it.
+The page carries the comparison table, the charts of `charts` as inline SVG, the top
+refusal openings per run and the runs. Tables are built from the comparison's numbers
+(`evaluate.comparison_cells`), so an estimate and its interval are laid out separately
+in HTML and as `value [low,high]` in Markdown. The Markdown version links the same charts
+as .svg files written next to it.
 """
 
 from __future__ import annotations
@@ -20,288 +16,36 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from refusaldata.charts import rates_chart, uniformity_chart
 from refusaldata.errors import InputError, NotFoundError
-from refusaldata.evaluate import compare_runs, default_runs, format_comparison, resolve_runs, top_openings
+from refusaldata.evaluate import Estimate, compare_runs, comparison_cells, default_runs, resolve_runs, top_openings
 from refusaldata.store import Store
-
-# Tableau 10: distinguishable, and readable by most colour-blind viewers.
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-           "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
-FONT = "font-family:Helvetica,Arial,sans-serif"
-TICKS = [i / 5 for i in range(6)]
 
 
 def _text(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _number(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """A plot area inside an SVG canvas, mapping [0, 1] on both axes to pixels."""
-
-    width: int
-    height: int
-    left: int = 64
-    right: int = 24
-    top: int = 44
-    bottom: int = 56
-    pad: int = 0  # inset of [0, 1] from the axes, so points at 0 or 1 do not sit on them
-
-    @property
-    def inner_width(self) -> int:
-        return self.width - self.left - self.right
-
-    @property
-    def inner_height(self) -> int:
-        return self.height - self.top - self.bottom
-
-    @property
-    def axis_y(self) -> float:
-        return self.top + self.inner_height
-
-    def x(self, value: float) -> float:
-        return self.left + self.pad + value * (self.inner_width - 2 * self.pad)
-
-    def y(self, value: float) -> float:
-        return self.top + self.pad + (1 - value) * (self.inner_height - 2 * self.pad)
-
-
-def _open_svg(frame: _Frame, title: str, chart_id: str) -> list[str]:
-    return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" id="{chart_id}" width="{frame.width}" height="{frame.height}" '
-        f'viewBox="0 0 {frame.width} {frame.height}" role="img" aria-label="{_text(title)}" style="{FONT}">',
-        f"<title>{_text(title)}</title>",
-        f'<rect x="0" y="0" width="{frame.width}" height="{frame.height}" fill="#ffffff"/>',
-        f'<text x="{frame.width / 2:.1f}" y="22" text-anchor="middle" font-size="15" font-weight="bold">'
-        f"{_text(title)}</text>",
-    ]
-
-
-def _y_axis(frame: _Frame, label: str) -> list[str]:
-    parts = []
-    for tick in TICKS:
-        y = frame.y(tick)
-        parts.append(f'<line x1="{frame.left}" y1="{y:.1f}" x2="{frame.width - frame.right}" y2="{y:.1f}" '
-                     f'stroke="#e3e3e3" stroke-width="1"/>')
-        parts.append(f'<line x1="{frame.left - 5}" y1="{y:.1f}" x2="{frame.left}" y2="{y:.1f}" stroke="#333"/>')
-        parts.append(f'<text x="{frame.left - 8}" y="{y + 4:.1f}" text-anchor="end" font-size="12">'
-                     f"{_number(tick)}</text>")
-    parts.append(f'<line x1="{frame.left}" y1="{frame.top}" x2="{frame.left}" y2="{frame.axis_y:.1f}" stroke="#333"/>')
-    middle, x = frame.top + frame.inner_height / 2, frame.left - 48
-    parts.append(f'<text x="{x}" y="{middle:.1f}" text-anchor="middle" font-size="13" '
-                 f'transform="rotate(-90 {x} {middle:.1f})">{_text(label)}</text>')
-    return parts
-
-
-def _x_axis_line(frame: _Frame) -> str:
-    return (f'<line x1="{frame.left}" y1="{frame.axis_y:.1f}" x2="{frame.width - frame.right}" '
-            f'y2="{frame.axis_y:.1f}" stroke="#333"/>')
-
-
-def _error_bar(x1: float, y1: float, x2: float, y2: float, color: str, cap: float = 4) -> list[str]:
-    """A whisker from (x1, y1) to (x2, y2) with caps across it (horizontal or vertical)."""
-    parts = [f'<line class="ci" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-             f'stroke="{color}" stroke-width="1.5"/>']
-    for x, y in ((x1, y1), (x2, y2)):
-        if x1 == x2:
-            parts.append(f'<line x1="{x - cap:.1f}" y1="{y:.1f}" x2="{x + cap:.1f}" y2="{y:.1f}" '
-                         f'stroke="{color}" stroke-width="1.5"/>')
-        else:
-            parts.append(f'<line x1="{x:.1f}" y1="{y - cap:.1f}" x2="{x:.1f}" y2="{y + cap:.1f}" '
-                         f'stroke="{color}" stroke-width="1.5"/>')
-    return parts
-
-
-LABEL_CHARS = 34  # longer run names are cut (the full name stays in each mark's tooltip)
-LEGEND_ROW = 18
-
-
-def _short(label: str) -> str:
-    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
-
-
-def _text_width(text: str, size: float) -> float:
-    """A generous estimate of rendered width (Helvetica averages ~0.55 em per character)."""
-    return 0.6 * size * len(text)
-
-
-def _legend_width(labels: Sequence[str]) -> float:
-    return 20 + max((_text_width(_short(label), 12) for label in labels), default=0)
-
-
-MARKERS = ("circle", "square", "diamond", "triangle")
-
-
-def _marker(shape: str, x: float, y: float, size: float, color: str, css_class: str = "", title: str = "") -> str:
-    """A point marker centred on (x, y); shapes tell runs apart once the palette repeats."""
-    attributes = f'fill="{color}" stroke="#222" stroke-width="0.8"' + (f' class="{css_class}"' if css_class else "")
-    tooltip = f"<title>{_text(title)}</title>" if title else ""
-    if shape == "circle":
-        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{size:.1f}" {attributes}>{tooltip}</circle>'
-    if shape == "square":
-        return (f'<rect x="{x - size:.1f}" y="{y - size:.1f}" width="{2 * size:.1f}" height="{2 * size:.1f}" '
-                f'{attributes}>{tooltip}</rect>')
-    corner = 1.3 * size
-    points = ([(x, y - corner), (x + corner, y), (x, y + corner), (x - corner, y)] if shape == "diamond"
-              else [(x, y - corner), (x + corner, y + 0.8 * size), (x - corner, y + 0.8 * size)])
-    path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
-    return f'<polygon points="{path}" {attributes}>{tooltip}</polygon>'
-
-
-def _run_style(index: int) -> tuple[str, str]:
-    """Colour and marker of the index-th run: ten colours, then the next marker shape."""
-    return PALETTE[index % len(PALETTE)], MARKERS[(index // len(PALETTE)) % len(MARKERS)]
-
-
-def _legend(x: float, y: float, entries: Sequence[tuple[str, str, str]]) -> list[str]:
-    """Legend rows (label, colour, shape: a marker name, 'box' or 'dash') from (x, y) downwards."""
-    parts = []
-    for index, (label, color, shape) in enumerate(entries):
-        row = y + index * LEGEND_ROW
-        if shape in MARKERS:
-            parts.append(_marker(shape, x + 6, row - 4, 5, color))
-        elif shape == "box":
-            parts.append(f'<rect x="{x}" y="{row - 10}" width="12" height="12" fill="{color}"/>')
-        else:
-            parts.append(f'<line x1="{x}" y1="{row - 4}" x2="{x + 14}" y2="{row - 4}" stroke="{color}" '
-                         f'stroke-width="2" stroke-dasharray="4 3"/>')
-        parts.append(f'<text x="{x + 20}" y="{row}" font-size="12">{_text(_short(label))}</text>')
-    return parts
-
-
-def uniformity_chart(comparison: pa.Table, k: int) -> str:
-    """Refusal rate (y) against uniformity (x) per run, with both intervals as whiskers."""
-    rows = comparison.to_pylist()
-    plotted = [row for row in rows if row["uniformity"] is not None and row["refusal_rate"] is not None]
-    missing = [row["method"] for row in rows if row not in plotted]
-    side = _legend_width([row["method"] for row in rows] + ["not plotted (no refusals):"])
-    legend_rows = len(plotted) + (len(missing) + 2 if missing else 0)
-    height = max(460, 44 + LEGEND_ROW * legend_rows + 40)
-    frame = _Frame(width=int(64 + 520 + 28 + side), height=height, right=int(28 + side), pad=12)
-    parts = _open_svg(frame, "Refusal rate against uniformity of refusals", "chart-uniformity")
-    parts += _y_axis(frame, "refusal rate (harmful prompts)")
-    parts.append(_x_axis_line(frame))
-    for tick in TICKS:
-        x = frame.x(tick)
-        parts.append(f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.axis_y:.1f}" stroke="#e3e3e3"/>')
-        parts.append(f'<line x1="{x:.1f}" y1="{frame.axis_y:.1f}" x2="{x:.1f}" y2="{frame.axis_y + 5:.1f}" '
-                     f'stroke="#333"/>')
-        parts.append(f'<text x="{x:.1f}" y="{frame.axis_y + 19:.1f}" text-anchor="middle" font-size="12">'
-                     f"{_number(tick)}</text>")
-    parts.append(f'<text x="{frame.left + frame.inner_width / 2:.1f}" y="{frame.height - 12}" text-anchor="middle" '
-                 f'font-size="13">uniformity of refusal openings, 1 − H/log n (k = {k})</text>')
-    legend = []
-    for index, row in enumerate(rows):
-        if row not in plotted:
-            continue
-        color, shape = _run_style(index)
-        x, y = frame.x(row["uniformity"]), frame.y(row["refusal_rate"])
-        if row["uniformity_low"] is not None:
-            parts += _error_bar(frame.x(row["uniformity_low"]), y, frame.x(row["uniformity_high"]), y, color)
-        if row["refusal_rate_low"] is not None:
-            parts += _error_bar(x, frame.y(row["refusal_rate_low"]), x, frame.y(row["refusal_rate_high"]), color)
-        parts.append(_marker(shape, x, y, 6, color, "point", f"{row['method']}: refusal rate "
-                             f"{row['refusal_rate']:.3f}, uniformity {row['uniformity']:.3f}"))
-        legend.append((row["method"], color, shape))
-    left = frame.width - frame.right + 18
-    parts += _legend(left, frame.top + 10, legend)
-    if missing:
-        top = frame.top + 10 + LEGEND_ROW * (len(legend) + 1)
-        parts.append(f'<text x="{left}" y="{top}" font-size="12" fill="#666">not plotted (no refusals):</text>')
-        parts += [f'<text x="{left + 20}" y="{top + LEGEND_ROW * (i + 1)}" font-size="12" fill="#666">'
-                  f"{_text(_short(name))}</text>" for i, name in enumerate(missing)]
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def rates_chart(comparison: pa.Table) -> str:
-    """Grouped bars per method: refusal, over-refusal (and unsafe) rates with their intervals.
-
-    A series no run has a value for (no benign prompts, no judge) is left out.
-    """
-    rows = comparison.to_pylist()
-    series = [(statistic, label) for statistic, label in (
-        ("refusal_rate", "refusal rate (harmful)"), ("over_refusal_rate", "over-refusal (benign)"),
-        ("unsafe_rate", "unsafe rate (harmful)")) if any(row[statistic] is not None for row in rows)]
-    reference = rows[0]
-    legend = [(label, PALETTE[position], "box") for position, (_, label) in enumerate(series)]
-    legend.append((f"{_short(reference['method'])} (reference)", "#555", "dash"))
-    side = _legend_width([label for label, _, _ in legend])
-    bar_width, gap = 30, 6
-    group_width = (bar_width + gap) * len(series) + 44
-    names = [_short(row["method"]) for row in rows]
-    widest = max(_text_width(name, 12) for name in names)
-    tilted = widest > group_width - 8
-    # Tilted names hang below the axis at 35 degrees: leave room for them.
-    bottom = int(56 + (0.58 * widest if tilted else 0))
-    span = len(series) * (bar_width + gap) - gap
-    # ... and reach left of the first group by cos(35°) of their width.
-    left = int(max(64, 0.82 * widest - 22 - span / 2 + 8)) if tilted else 64
-    frame = _Frame(width=int(max(560, left + 28 + side + group_width * len(rows))), height=44 + 340 + bottom,
-                   left=left, right=int(28 + side), bottom=bottom)
-    parts = _open_svg(frame, "Refusal and over-refusal per method", "chart-rates")
-    parts += _y_axis(frame, "rate")
-    for position, (statistic, _) in enumerate(series):
-        if reference[statistic] is not None:
-            y = frame.y(reference[statistic])
-            parts.append(f'<line class="reference" x1="{frame.left}" y1="{y:.1f}" x2="{frame.width - frame.right}" '
-                         f'y2="{y:.1f}" stroke="{PALETTE[position]}" stroke-width="1.5" stroke-dasharray="5 4"/>')
-    for index, row in enumerate(rows):
-        group_left = frame.left + index * group_width + 22
-        for position, (statistic, label) in enumerate(series):
-            x = group_left + position * (bar_width + gap)
-            value = row[statistic]
-            if value is None:
-                parts.append(f'<text x="{x + bar_width / 2:.1f}" y="{frame.axis_y - 4:.1f}" text-anchor="middle" '
-                             f'font-size="10" fill="#888">n/a</text>')
-                continue
-            top = frame.y(value)
-            parts.append(f'<rect class="bar" x="{x:.1f}" y="{top:.1f}" width="{bar_width}" '
-                         f'height="{max(frame.axis_y - top, 0.5):.1f}" fill="{PALETTE[position]}">'
-                         f'<title>{_text(row["method"])}: {label} {value:.3f}</title></rect>')
-            if row[f"{statistic}_low"] is not None:
-                center = x + bar_width / 2
-                parts += _error_bar(center, frame.y(row[f"{statistic}_low"]), center,
-                                    frame.y(row[f"{statistic}_high"]), "#222")
-        center = group_left + span / 2
-        if tilted:
-            parts.append(f'<text x="{center:.1f}" y="{frame.axis_y + 16:.1f}" text-anchor="end" font-size="12" '
-                         f'transform="rotate(-35 {center:.1f} {frame.axis_y + 16:.1f})">{_text(names[index])}</text>')
-        else:
-            parts.append(f'<text x="{center:.1f}" y="{frame.axis_y + 18:.1f}" text-anchor="middle" font-size="12">'
-                         f"{_text(names[index])}</text>")
-    parts.append(_x_axis_line(frame))
-    parts.append(f'<text x="{frame.left + frame.inner_width / 2:.1f}" y="{frame.height - 12}" text-anchor="middle" '
-                 f'font-size="13">method (whiskers: 95% bootstrap intervals)</text>')
-    parts += _legend(frame.width - frame.right + 18, frame.top + 10, legend)
-    parts.append("</svg>")
-    return "\n".join(parts)
+Columns = dict[str, list]
 
 
 def _html_cell(value: object) -> str:
-    """A table cell; `value [low,high]` cells put the interval under the value."""
-    if value is None:
+    """A table cell; an estimate's interval goes under its value."""
+    if value is None or isinstance(value, Estimate) and value.value is None:
         return "<td>—</td>"
+    if isinstance(value, Estimate):
+        interval = value.interval_text()
+        below = f'<br><span class="ci">{_text(interval)}</span>' if interval else ""
+        return f'<td class="num">{_text(value.value_text())}{below}</td>'
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f'<td class="num">{_text(value)}</td>'
-    estimate, bracket, interval = str(value).partition(" [")
-    if bracket:
-        return f'<td class="num">{_text(estimate)}<br><span class="ci">[{_text(interval)}</span></td>'
-    numeric = estimate.lstrip("+-").replace(".", "", 1).isdigit()
-    return f'<td class="{"num" if numeric else ""}">{_text(value)}</td>'
+    return f"<td>{_text(value)}</td>"
 
 
-def _html_table(table: pa.Table) -> str:
-    head = "".join(f"<th>{_text(name)}</th>" for name in table.column_names)
-    body = []
-    for row in table.to_pylist():
-        cells = "".join(_html_cell(value) for value in row.values())
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def _html_table(columns: Columns) -> str:
+    head = "".join(f"<th>{_text(name)}</th>" for name in columns)
+    body = "".join(f"<tr>{''.join(_html_cell(value) for value in row)}</tr>" for row in zip(*columns.values()))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _markdown_cell(value: object) -> str:
@@ -310,27 +54,25 @@ def _markdown_cell(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown_table(table: pa.Table) -> str:
-    lines = ["| " + " | ".join(table.column_names) + " |", "|" + "---|" * table.num_columns]
-    lines += ["| " + " | ".join(_markdown_cell(v) for v in row.values()) + " |" for row in table.to_pylist()]
+def _markdown_table(columns: Columns) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in zip(*columns.values())]
     return "\n".join(lines)
 
 
-def _openings_table(openings: pa.Table, comparison: pa.Table) -> pa.Table:
+def _openings_table(openings: pa.Table, comparison: pa.Table) -> Columns:
     """Top openings with the method name in front, in the comparison's run order."""
     methods = dict(zip(comparison.column("run_id").to_pylist(), comparison.column("method").to_pylist()))
     order = {run_id: index for index, run_id in enumerate(methods)}
     rows = sorted(openings.to_pylist(), key=lambda row: (order[row["run_id"]], row["rank"]))
-    return pa.Table.from_pylist(
-        [{"method": methods[row["run_id"]], "rank": row["rank"], "opening": row["opening"],
-          "refusals": row["refusals"], "share": f"{row['share']:.3f}"} for row in rows],
-        schema=pa.schema([("method", pa.string()), ("rank", pa.int64()), ("opening", pa.string()),
-                          ("refusals", pa.int64()), ("share", pa.string())]))
+    return {"method": [methods[row["run_id"]] for row in rows], "rank": [row["rank"] for row in rows],
+            "opening": [row["opening"] for row in rows], "refusals": [row["refusals"] for row in rows],
+            "share": [Estimate(row["share"]) for row in rows]}
 
 
-def _runs_table(comparison: pa.Table) -> pa.Table:
+def _runs_table(comparison: pa.Table) -> Columns:
     return comparison.select(["method", "run_id", "model", "adapter", "harmful_prompts", "harmful_responses",
-                              "benign_prompts", "benign_responses", "paired_harmful", "paired_benign"])
+                              "benign_prompts", "benign_responses", "paired_harmful", "paired_benign"]).to_pydict()
 
 
 _STYLE = """
@@ -345,23 +87,45 @@ figure { margin: 16px 0; overflow-x: auto; } figcaption { font-size: 13px; color
 """
 
 
-def render(comparison: pa.Table, openings: pa.Table, svg_uniformity: str, svg_rates: str,
-           svg_files: tuple[str, str]) -> tuple[str, str]:
-    """The HTML page and the Markdown text for one comparison."""
+@dataclass(frozen=True)
+class Figure:
+    """One chart of the page: a section with its SVG inline (and as FILE-<key>.svg for the Markdown)."""
+
+    key: str
+    heading: str
+    alt: str
+    svg: str
+    caption: str
+
+
+UNIFORMITY_CAPTION = ("Each point is a run: its refusal rate on harmful prompts against how uniform its refusal "
+                      "openings are (1 when all refusals open alike, 0 when all differ). Whiskers: 95% bootstrap "
+                      "intervals on both axes.")
+RATES_CAPTION = ("Refusal rate on harmful prompts and over-refusal on benign ones per method; dashed lines mark "
+                 "the reference run (before), bars each method (after).")
+
+
+def _figure_file(stem: str, figure: Figure) -> str:
+    return f"{stem}-{figure.key}.svg"
+
+
+def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], stem: str) -> tuple[str, str]:
+    """The HTML page and the Markdown text for one comparison; the Markdown links FILE-<key>.svg."""
     meta = {key.decode(): value.decode() for key, value in (comparison.schema.metadata or {}).items()}
     settings = (f"Prompts of split '{meta.get('split')}', refusal labeler '{meta.get('labeler')}', openings of "
                 f"k = {meta.get('k')} words, 95% percentile bootstrap intervals over prompts (B = "
                 f"{meta.get('bootstrap')}, seed {meta.get('seed')}); differences (Δ) are to the first run, "
                 f"'{comparison.column('method')[0].as_py()}', paired where both runs answered the same prompts."
                 + (f" Unsafe verdicts from '{meta['unsafe_labeler']}'." if meta.get("unsafe_labeler") else ""))
-    table = format_comparison(comparison)
+    table = comparison_cells(comparison)
     openings_table = _openings_table(openings, comparison)
     runs_table = _runs_table(comparison)
-    uniformity_caption = ("Each point is a run: its refusal rate on harmful prompts against how uniform its "
-                          "refusal openings are (1 when all refusals open alike, 0 when all differ). Whiskers: "
-                          "95% bootstrap intervals on both axes.")
-    rates_caption = ("Refusal rate on harmful prompts and over-refusal on benign ones per method; dashed lines "
-                     "mark the reference run (before), bars each method (after).")
+    html_figures = "".join(f"""<h2>{_text(figure.heading)}</h2>
+<figure>
+{figure.svg}
+<figcaption>{_text(figure.caption)}</figcaption>
+</figure>
+""" for figure in figures)
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -375,34 +139,21 @@ def render(comparison: pa.Table, openings: pa.Table, svg_uniformity: str, svg_ra
 <p class="settings">{_text(settings)}</p>
 <h2>Comparison</h2>
 {_html_table(table)}
-<h2>Refusal rate against uniformity</h2>
-<figure>
-{svg_uniformity}
-<figcaption>{_text(uniformity_caption)}</figcaption>
-</figure>
-<h2>Before and after, per method</h2>
-<figure>
-{svg_rates}
-<figcaption>{_text(rates_caption)}</figcaption>
-</figure>
-<h2>Top refusal openings per run</h2>
+{html_figures}<h2>Top refusal openings per run</h2>
 {_html_table(openings_table)}
 <h2>Runs</h2>
 {_html_table(runs_table)}
 </body>
 </html>
 """
+    markdown_figures = [part for figure in figures for part in (
+        f"## {figure.heading}", f"![{figure.alt}]({_figure_file(stem, figure)})", figure.caption)]
     markdown = "\n\n".join([
         "# Refusal patterns: comparison of methods",
         settings,
         "## Comparison",
         _markdown_table(table),
-        "## Refusal rate against uniformity",
-        f"![Refusal rate against uniformity]({svg_files[0]})",
-        uniformity_caption,
-        "## Before and after, per method",
-        f"![Refusal and over-refusal per method]({svg_files[1]})",
-        rates_caption,
+        *markdown_figures,
         "## Top refusal openings per run",
         _markdown_table(openings_table),
         "## Runs",
@@ -430,14 +181,18 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
     comparison = compare_runs(store, run_ids, labeler=labeler, k=k, bootstrap=bootstrap, seed=seed, split=split,
                               unsafe_labeler=unsafe_labeler)
     openings = top_openings(store, run_ids, labeler=labeler, k=k, split=split, top=top)
-    svg_uniformity, svg_rates = uniformity_chart(comparison, k), rates_chart(comparison)
+    figures = [
+        Figure("uniformity", "Refusal rate against uniformity", "Refusal rate against uniformity",
+               uniformity_chart(comparison, k), UNIFORMITY_CAPTION),
+        Figure("rates", "Before and after, per method", "Refusal and over-refusal per method",
+               rates_chart(comparison), RATES_CAPTION),
+    ]
+    page, markdown = render(comparison, openings, figures, out_html.stem)
     md_path = out_html.with_suffix(".md")
-    svg_paths = (out_html.with_name(f"{out_html.stem}-uniformity.svg"), out_html.with_name(f"{out_html.stem}-rates.svg"))
-    page, markdown = render(comparison, openings, svg_uniformity, svg_rates, tuple(p.name for p in svg_paths))
+    files = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg) for figure in figures]
     try:
         out_html.parent.mkdir(parents=True, exist_ok=True)
-        for path, text in ((svg_paths[0], svg_uniformity), (svg_paths[1], svg_rates), (md_path, markdown),
-                           (out_html, page)):
+        for path, text in [*files, (md_path, markdown), (out_html, page)]:
             path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot write the report to {out_html.parent}: {exc.strerror}") from None

@@ -10,6 +10,7 @@ import pytest
 
 from refusaldata import io
 from refusaldata import prompts as prompt_sets
+from refusaldata import registry
 from refusaldata.keys import prompt_id
 from refusaldata.store import Store
 
@@ -240,9 +241,9 @@ def test_loading_from_upstream_without_a_network_fails_cleanly(store, cli, tmp_p
 
 
 def test_every_builtin_declares_its_source():
-    for known in prompt_sets.BUILTINS.values():
+    for known in registry.BUILTINS.values():
         assert known.format in io.FORMATS
         assert known.columns.text and known.location.describe() and known.license
-    assert isinstance(prompt_sets.BUILTINS["jbb"].location, prompt_sets.HubDataset)
-    assert isinstance(prompt_sets.BUILTINS["xstest"].location, prompt_sets.RemoteFile)
-    assert prompt_sets.BUILTINS["coconot-contrast"].columns.harmful is False
+    assert isinstance(registry.BUILTINS["jbb"].location, registry.HubDataset)
+    assert isinstance(registry.BUILTINS["xstest"].location, registry.RemoteFile)
+    assert registry.BUILTINS["coconot-contrast"].columns.harmful is False

@@ -150,8 +150,9 @@ def human_refusal_sets(data: Path) -> dict[str, pl.DataFrame]:
 
 def uncensorbench_pairs() -> pl.DataFrame:
     """uncensorbench's prompts, each with its reference refusal (true) and compliant answer (false)."""
+    from refusaldata.fetch import package_data
     from refusaldata.io import read_records
-    from refusaldata.prompts import BUILTINS, package_data
+    from refusaldata.registry import BUILTINS
 
     frame = read_records(package_data(BUILTINS["uncensorbench"].location), "json", records_key="prompts")
     return pl.concat([
