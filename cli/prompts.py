@@ -1,4 +1,4 @@
-"""`refusaldata prompts import|list`: load prompt sets into the store and see what it holds."""
+"""`refusaldata prompts import|augment|list`: load prompt sets, attack them, see what the store holds."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
+from refusaldata import attacks as prompt_attacks
 from refusaldata import prompts as prompt_sets
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
 from refusaldata.errors import InputError
 from refusaldata.registry import BUILTINS
 from refusaldata.store import DEFAULT_STORE
 
-app = typer.Typer(help="Prompt sets: import built-in benchmarks or your own files; list what is stored.",
+app = typer.Typer(help="Prompt sets: import built-in benchmarks or your own files, attack them, list what is stored.",
                   no_args_is_help=True)
 
 
@@ -60,6 +61,30 @@ def import_prompts(
                f"{summary.harmful} harmful, {summary.benign} benign")
 
 
+def augment(
+    source: Annotated[str, typer.Argument(help="The stored data set whose prompts are attacked.", show_default=False)],
+    attack: Annotated[str, typer.Option(
+        "--attack", help=f"Comma-separated attacks: {', '.join(prompt_attacks.builtin_attacks())}, those of "
+                         f"--attack-file, or '{prompt_attacks.ALL}'.", show_default=False)],
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", help="The new data set of variants (default: SOURCE-attacked).")] = None,
+    attack_file: Annotated[Path | None, typer.Option(
+        "--attack-file", help="More attacks: a .csv/.jsonl/.json/.parquet file with columns name, template "
+                              "(holding {prompt}), origin and optionally transform (base64, leetspeak, split).")] = None,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Write the attacked variants of SOURCE's prompts as a new data set; re-running adds nothing.
+
+    Each variant keeps its source prompt (source_ref), the attack's name (attack) and the
+    source's split, so a test prompt's variants stay in test.
+    """
+    names = [name.strip() for name in attack.split(",") if name.strip()]
+    summary = prompt_attacks.augment(open_store(store), source, names, dataset, attack_file)
+    typer.echo(f"attacked {summary.sources} prompts of {summary.source} with {len(summary.attacks)} attack(s) into "
+               f"{summary.dataset}: {summary.variants} variants ({summary.already_stored} already stored): "
+               f"{summary.train} train, {summary.test} test")
+
+
 def list_prompts(
     dataset: Annotated[str | None, typer.Option(
         "--dataset", help="Show this data set's categories instead of one row per data set.")] = None,
@@ -73,6 +98,7 @@ def list_prompts(
 
 
 app.command("import")(import_prompts)
+app.command("augment")(augment)
 app.command("list")(list_prompts)
 
 

@@ -63,7 +63,7 @@ def _as_text(frame: pl.DataFrame, column: str | None) -> pl.Expr:
 
 
 def map_columns(frame: pl.DataFrame, columns: ColumnMap, where: str) -> pl.DataFrame:
-    """The source rows as prompt fields: text, category, source_ref, context, harmful.
+    """The source rows as prompt fields: text, category, source_ref, context, harmful, attack.
 
     A missing text column, or a row whose text is empty, is an InputError naming it.
     Without a source_ref column the 0-based row number is the reference.
@@ -80,12 +80,16 @@ def map_columns(frame: pl.DataFrame, columns: ColumnMap, where: str) -> pl.DataF
         harmful = _as_text(frame, columns.harmful_column).is_in(list(columns.harmful_values)).fill_null(False)
     else:
         harmful = pl.lit(columns.harmful)
+    text = _as_text(frame, text_column)
+    if columns.text_pattern is not None:
+        text = pl.coalesce(text.str.extract(columns.text_pattern, 1), text)
     mapped = frame.select(
-        text=_as_text(frame, text_column).str.strip_chars(),
+        text=text.str.strip_chars(),
         category=_as_text(frame, _pick(frame, columns.category)),
         source_ref=_as_text(frame, ref_column) if ref_column else pl.int_range(pl.len()).cast(pl.String),
         context=_as_text(frame, context_column).str.strip_chars().replace("", None),
         harmful=harmful,
+        attack=_as_text(frame, _pick(frame, columns.attack)).str.strip_chars().replace("", None),
     )
     empty = mapped.with_row_index("row").filter(pl.col("text").is_null() | (pl.col("text") == ""))
     if empty.height:
@@ -114,7 +118,9 @@ def check_test_fraction(test_fraction: float) -> None:
 
 
 def prompt_table(mapped: pl.DataFrame, dataset: str, test_fraction: float) -> pa.Table:
-    """Rows for the prompts table, one per distinct prompt (first occurrence wins)."""
+    """Rows for the prompts table, one per distinct prompt (first occurrence wins); attack NULL if absent."""
+    if "attack" not in mapped.columns:
+        mapped = mapped.with_columns(attack=pl.lit(None, dtype=pl.String))
     ids = [prompt_id(text) for text in mapped["text"]]
     rows = mapped.with_columns(
         prompt_id=pl.Series(ids, dtype=pl.String),
@@ -123,7 +129,7 @@ def prompt_table(mapped: pl.DataFrame, dataset: str, test_fraction: float) -> pa
         imported_at=pl.lit(now()),
     ).unique("prompt_id", keep="first", maintain_order=True)
     return rows.select("prompt_id", "dataset", "category", "text", "harmful", "split", "source_ref",
-                       "context", "imported_at").to_arrow()
+                       "context", "imported_at", "attack").to_arrow()
 
 
 def check_dataset_name(dataset: str) -> None:

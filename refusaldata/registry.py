@@ -59,12 +59,18 @@ class ColumnMap:
     that column's value is one of `harmful_values`.
     context_separator: a row with a context is asked as context, separator, text (the
     way HarmBench asks its contextual behaviours), so that is its text and its key.
+    text_pattern: a regular expression whose first group is the request inside an upstream
+    text that wraps it (ALERT's `### Instruction:` ... `### Response:`); a text it does
+    not match is kept whole.
+    attack: the column naming the attack an upstream prompt already carries.
     """
 
     text: tuple[str, ...]
     category: tuple[str, ...] = ()
     source_ref: tuple[str, ...] = ()
     context: tuple[str, ...] = ()
+    attack: tuple[str, ...] = ()
+    text_pattern: str | None = None
     harmful: bool = True
     harmful_column: str | None = None
     harmful_values: tuple[str, ...] = ()
@@ -93,9 +99,9 @@ def _location(entry: dict) -> HubDataset | RemoteFile | PackageFile:
 
 
 def _columns(entry: dict) -> ColumnMap:
-    lists = {role: tuple(entry[role]) for role in ("text", "category", "source_ref", "context", "harmful_values")
-             if role in entry}
-    scalars = {role: entry[role] for role in ("harmful", "harmful_column") if role in entry}
+    lists = {role: tuple(entry[role]) for role in ("text", "category", "source_ref", "context", "attack",
+                                                   "harmful_values") if role in entry}
+    scalars = {role: entry[role] for role in ("harmful", "harmful_column", "text_pattern") if role in entry}
     return ColumnMap(**lists, **scalars)
 
 

@@ -51,6 +51,8 @@ PROMPTS = TableSpec(
         pa.field("source_ref", pa.string()),
         pa.field("context", pa.string()),
         pa.field("imported_at", TIMESTAMP),
+        # The attack that made this prompt from the one named in source_ref (NULL: unattacked).
+        pa.field("attack", pa.string()),
     ]),
     partitions=(("dataset", "dataset"),),
     key=("dataset", "prompt_id"),

@@ -1,9 +1,14 @@
 -- Prompts a distillation set may draw from: one row per prompt_id that some dataset puts
 -- in split $split and that no dataset puts in the test split (test prompts never enter a
--- training set, not even as the source of a target). harmful: any dataset marks it
+-- training set, not even as the source of a target), nor is an attacked variant of a
+-- prompt some dataset puts in test (`prompts augment` keeps variants in their source's
+-- split; this holds even if the source moved to test later). harmful: any dataset marks it
 -- harmful. prompt: the user message as generation asks it (text, which already holds any
 -- context), from the first dataset by name.
 -- Parameters: $split.
+WITH test_prompts AS (
+    SELECT DISTINCT prompt_id FROM prompts WHERE split = 'test'
+)
 SELECT
     prompt_id,
     bool_or(harmful) AS harmful,
@@ -11,4 +16,5 @@ SELECT
 FROM prompts
 GROUP BY prompt_id
 HAVING bool_or(split = $split) AND NOT bool_or(split = 'test')
+   AND NOT bool_or(attack IS NOT NULL AND source_ref IN (SELECT prompt_id FROM test_prompts))
 ORDER BY prompt_id

@@ -10,7 +10,7 @@
 -- (`refusaldata sql`) defines typed empty views instead and checks each file's schema.
 -- tests/test_sql.py checks each statement against refusaldata/schemas.py.
 CREATE OR REPLACE VIEW prompts AS
-SELECT * FROM (SELECT NULL::VARCHAR AS "prompt_id", NULL::VARCHAR AS "dataset", NULL::VARCHAR AS "category", NULL::VARCHAR AS "text", NULL::BOOLEAN AS "harmful", NULL::VARCHAR AS "split", NULL::VARCHAR AS "source_ref", NULL::VARCHAR AS "context", NULL::TIMESTAMP WITH TIME ZONE AS "imported_at" LIMIT 0)
+SELECT * FROM (SELECT NULL::VARCHAR AS "prompt_id", NULL::VARCHAR AS "dataset", NULL::VARCHAR AS "category", NULL::VARCHAR AS "text", NULL::BOOLEAN AS "harmful", NULL::VARCHAR AS "split", NULL::VARCHAR AS "source_ref", NULL::VARCHAR AS "context", NULL::TIMESTAMP WITH TIME ZONE AS "imported_at", NULL::VARCHAR AS "attack" LIMIT 0)
 UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/prompts/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
