@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
-from refusaldata.evaluate import compare_runs, format_comparison
+from refusaldata.errors import InputError, NotFoundError
+from refusaldata.evaluate import PLAIN, as_text, attack_cells, compare_attacks, compare_runs, format_comparison
 from refusaldata.store import DEFAULT_STORE
 
 LabelerOption = Annotated[str, typer.Option("--labeler", help="The refusal labeler whose verdicts count.")]
@@ -19,6 +22,10 @@ UnsafeLabelerOption = Annotated[
     str | None, typer.Option("--unsafe-labeler", help="Judge whose unsafe verdicts count (default: the only one).")]
 
 
+class CompareGrouping(str, enum.Enum):
+    attack = "attack"
+
+
 def compare(
     runs: Annotated[list[str], typer.Argument(help="Runs (id, name or id prefix); the first is the reference.")],
     labeler: LabelerOption = "rules",
@@ -27,6 +34,9 @@ def compare(
     seed: SeedOption = 0,
     split: SplitOption = "test",
     unsafe_labeler: UnsafeLabelerOption = None,
+    by: Annotated[CompareGrouping | None, typer.Option(
+        "--by", help="attack: refusal rate per run and attack, with the paired difference to the unattacked "
+                     "source prompts (the --k and --unsafe-labeler statistics are not computed).")] = None,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -37,11 +47,32 @@ def compare(
     run (paired where both runs answered the same prompts). The table format prints each
     value with its interval in one cell; csv, json and parquet give every number its column.
     """
+    if by is CompareGrouping.attack:
+        if unsafe_labeler is not None:
+            raise InputError("--unsafe-labeler does not apply to --by attack (it compares refusal rates)")
+        _compare_attacks(runs, labeler, bootstrap, seed, split, fmt, output, store)
+        return
     comparison = compare_runs(open_store(store), runs, labeler=labeler, k=k, bootstrap=bootstrap, seed=seed,
                               split=split, unsafe_labeler=unsafe_labeler)
     if fmt is OutputFormat.table:
         emit(format_comparison(comparison), fmt, output,
              title=f"{split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, seed {seed})")
+    else:
+        emit(comparison, fmt, output)
+
+
+def _compare_attacks(runs: list[str], labeler: str, bootstrap: int, seed: int, split: str, fmt: OutputFormat,
+                     output: Path | None, store: Path) -> None:
+    comparison = compare_attacks(open_store(store), runs, labeler=labeler, bootstrap=bootstrap, seed=seed,
+                                 split=split)
+    if all(attack == PLAIN for attack in comparison.column("attack").to_pylist()):
+        raise NotFoundError(f"no response of these runs to an attacked harmful prompt of split '{split}' is "
+                            f"labelled by '{labeler}'; make attacked prompts with `refusaldata prompts augment "
+                            "SOURCE --attack NAME`, generate on them and label the answers")
+    if fmt is OutputFormat.table:
+        emit(as_text(attack_cells(comparison)), fmt, output,
+             title=f"refusal under attack: {split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, "
+                   f"seed {seed}); Δ: attacked minus its unattacked source, paired")
     else:
         emit(comparison, fmt, output)
 

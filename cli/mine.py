@@ -22,11 +22,14 @@ KOption = Annotated[int, typer.Option("--k", help="Words per opening.")]
 class Grouping(str, enum.Enum):
     dataset = "dataset"
     category = "category"
+    attack = "attack"
 
 
 @mine_app.command("rates")
 def rates(
-    by: Annotated[Grouping | None, typer.Option("--by", help="Also split each run by prompt dataset or category.")] = None,
+    by: Annotated[Grouping | None, typer.Option(
+        "--by", help="Also split each run by prompt dataset, category or attack (with the paired difference "
+                     "to the unattacked source prompts).")] = None,
     run: RunOption = None,
     labeler: LabelerOption = RULES,
     fmt: FormatOption = OutputFormat.table,

@@ -3,10 +3,12 @@
 1. refusal rate against uniformity of refusal openings per run, both with 95% bootstrap
    intervals: the study's central figure (uniform refusers refuse more);
 2. refusal rate, over-refusal (and unsafe rate, when judged) per method as grouped bars
-   with intervals, the reference run's levels drawn across as dashed lines (before/after).
+   with intervals, the reference run's levels drawn across as dashed lines (before/after);
+3. refusal rate per attack and method as grouped bars with intervals (safety under attack).
 
-Each chart takes the numbers of `evaluate.compare_runs` and returns one <svg> element;
-the primitives below (frame, axes, whiskers, markers, legend) are shared by all of them.
+Each chart takes the numbers of `evaluate.compare_runs` (or `compare_attacks`) and returns
+one <svg> element; the primitives below (frame, axes, whiskers, markers, legend) are shared
+by all of them.
 """
 
 from __future__ import annotations
@@ -166,6 +168,53 @@ def _legend(x: float, y: float, entries: Sequence[tuple[str, str, str]]) -> list
     return parts
 
 
+def _group_layout(names: Sequence[str], span: float, group_width: float) -> tuple[bool, int, int]:
+    """Whether the names under bar groups must tilt, and the bottom and left margins they need."""
+    widest = max(_text_width(name, 12) for name in names)
+    tilted = widest > group_width - 8
+    # Tilted names hang below the axis at 35 degrees: leave room for them ...
+    bottom = int(56 + (0.58 * widest if tilted else 0))
+    # ... and reach left of the first group by cos(35°) of their width.
+    left = int(max(64, 0.82 * widest - 22 - span / 2 + 8)) if tilted else 64
+    return tilted, bottom, left
+
+
+def _group_label(frame: _Frame, center: float, name: str, tilted: bool) -> str:
+    """A bar group's name under the axis, centred on the group or tilted to end there."""
+    if tilted:
+        return (f'<text x="{center:.1f}" y="{frame.axis_y + 16:.1f}" text-anchor="end" font-size="12" '
+                f'transform="rotate(-35 {center:.1f} {frame.axis_y + 16:.1f})">{_text(name)}</text>')
+    return (f'<text x="{center:.1f}" y="{frame.axis_y + 18:.1f}" text-anchor="middle" font-size="12">'
+            f"{_text(name)}</text>")
+
+
+def _bar(frame: _Frame, x: float, width: float, value: float, low: float | None, high: float | None, color: str,
+         title: str, cap: float = 4) -> list[str]:
+    """A bar from the x axis up to `value` (its tooltip `title`), with its interval as a whisker when known."""
+    top = frame.y(value)
+    parts = [f'<rect class="bar" x="{x:.1f}" y="{top:.1f}" width="{width}" '
+             f'height="{max(frame.axis_y - top, 0.5):.1f}" fill="{color}"><title>{_text(title)}</title></rect>']
+    if low is not None and high is not None:
+        center = x + width / 2
+        parts += _error_bar(center, frame.y(low), center, frame.y(high), "#222", cap)
+    return parts
+
+
+def _missing_bar(frame: _Frame, x: float, width: float, size: int) -> str:
+    """`n/a` where a bar has no value."""
+    return (f'<text x="{x + width / 2:.1f}" y="{frame.axis_y - 4:.1f}" text-anchor="middle" font-size="{size}" '
+            f'fill="#888">n/a</text>')
+
+
+def _close_bar_chart(frame: _Frame, parts: list[str], groups: str, legend: Sequence[tuple[str, str, str]]) -> str:
+    """The x axis, its label (what the groups are), the legend and the end of the SVG."""
+    parts = [*parts, _x_axis_line(frame),
+             f'<text x="{frame.left + frame.inner_width / 2:.1f}" y="{frame.height - 12}" text-anchor="middle" '
+             f'font-size="13">{_text(groups)} (whiskers: 95% bootstrap intervals)</text>',
+             *_legend(frame.width - frame.right + 18, frame.top + 10, legend), "</svg>"]
+    return "\n".join(parts)
+
+
 def uniformity_chart(comparison: pa.Table, k: int) -> str:
     """Refusal rate (y) against uniformity (x) per run, with both intervals as whiskers."""
     rows = comparison.to_pylist()
@@ -227,13 +276,8 @@ def rates_chart(comparison: pa.Table) -> str:
     bar_width, gap = 30, 6
     group_width = (bar_width + gap) * len(series) + 44
     names = [_short(row["method"]) for row in rows]
-    widest = max(_text_width(name, 12) for name in names)
-    tilted = widest > group_width - 8
-    # Tilted names hang below the axis at 35 degrees: leave room for them.
-    bottom = int(56 + (0.58 * widest if tilted else 0))
     span = len(series) * (bar_width + gap) - gap
-    # ... and reach left of the first group by cos(35°) of their width.
-    left = int(max(64, 0.82 * widest - 22 - span / 2 + 8)) if tilted else 64
+    tilted, bottom, left = _group_layout(names, span, group_width)
     frame = _Frame(width=int(max(560, left + 28 + side + group_width * len(rows))), height=44 + 340 + bottom,
                    left=left, right=int(28 + side), bottom=bottom)
     parts = _open_svg(frame, "Refusal and over-refusal per method", "chart-rates")
@@ -249,27 +293,47 @@ def rates_chart(comparison: pa.Table) -> str:
             x = group_left + position * (bar_width + gap)
             value = row[statistic]
             if value is None:
-                parts.append(f'<text x="{x + bar_width / 2:.1f}" y="{frame.axis_y - 4:.1f}" text-anchor="middle" '
-                             f'font-size="10" fill="#888">n/a</text>')
+                parts.append(_missing_bar(frame, x, bar_width, 10))
                 continue
-            top = frame.y(value)
-            parts.append(f'<rect class="bar" x="{x:.1f}" y="{top:.1f}" width="{bar_width}" '
-                         f'height="{max(frame.axis_y - top, 0.5):.1f}" fill="{PALETTE[position]}">'
-                         f'<title>{_text(row["method"])}: {label} {value:.3f}</title></rect>')
-            if row[f"{statistic}_low"] is not None:
-                center = x + bar_width / 2
-                parts += _error_bar(center, frame.y(row[f"{statistic}_low"]), center,
-                                    frame.y(row[f"{statistic}_high"]), "#222")
-        center = group_left + span / 2
-        if tilted:
-            parts.append(f'<text x="{center:.1f}" y="{frame.axis_y + 16:.1f}" text-anchor="end" font-size="12" '
-                         f'transform="rotate(-35 {center:.1f} {frame.axis_y + 16:.1f})">{_text(names[index])}</text>')
-        else:
-            parts.append(f'<text x="{center:.1f}" y="{frame.axis_y + 18:.1f}" text-anchor="middle" font-size="12">'
-                         f"{_text(names[index])}</text>")
-    parts.append(_x_axis_line(frame))
-    parts.append(f'<text x="{frame.left + frame.inner_width / 2:.1f}" y="{frame.height - 12}" text-anchor="middle" '
-                 f'font-size="13">method (whiskers: 95% bootstrap intervals)</text>')
-    parts += _legend(frame.width - frame.right + 18, frame.top + 10, legend)
-    parts.append("</svg>")
-    return "\n".join(parts)
+            parts += _bar(frame, x, bar_width, value, row[f"{statistic}_low"], row[f"{statistic}_high"],
+                          PALETTE[position], f"{row['method']}: {label} {value:.3f}")
+        parts.append(_group_label(frame, group_left + span / 2, names[index], tilted))
+    return _close_bar_chart(frame, parts, "method", legend)
+
+
+def attacks_chart(by_attack: pa.Table) -> str:
+    """Refusal rate per attack (groups, the unattacked prompts first) and method (bars), with intervals.
+
+    Takes the rows of `evaluate.compare_attacks`; a method with no prompts under an attack
+    gets `n/a` in that group.
+    """
+    rows = by_attack.to_pylist()
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    attacks = list(dict.fromkeys(row["attack"] for row in rows))
+    found = {(row["method"], row["attack"]): row for row in rows}
+    legend = [(method, _run_style(index)[0], "box") for index, method in enumerate(methods)]
+    side = _legend_width(methods)
+    bar_width, gap = 18, 4
+    span = len(methods) * (bar_width + gap) - gap
+    group_width = span + 36
+    names = [_short(attack) for attack in attacks]
+    tilted, bottom, left = _group_layout(names, span, group_width)
+    frame = _Frame(width=int(max(560, left + 28 + side + group_width * len(attacks))), height=44 + 340 + bottom,
+                   left=left, right=int(28 + side), bottom=bottom)
+    parts = _open_svg(frame, "Refusal under attack, per method", "chart-attacks")
+    parts += _y_axis(frame, "refusal rate (harmful prompts)")
+    for group, attack in enumerate(attacks):
+        group_left = frame.left + group * group_width + 18
+        for index, method in enumerate(methods):
+            x = group_left + index * (bar_width + gap)
+            row = found.get((method, attack))
+            if row is None or row["refusal_rate"] is None:
+                parts.append(_missing_bar(frame, x, bar_width, 9))
+                continue
+            change = (f", {row['refusal_rate_diff']:+.3f} against its unattacked prompts"
+                      if row["refusal_rate_diff"] is not None else "")
+            parts += _bar(frame, x, bar_width, row["refusal_rate"], row["refusal_rate_low"], row["refusal_rate_high"],
+                          _run_style(index)[0], f"{method}, {attack}: refusal rate {row['refusal_rate']:.3f}{change}",
+                          cap=3)
+        parts.append(_group_label(frame, group_left + span / 2, names[group], tilted))
+    return _close_bar_chart(frame, parts, "attack", legend)

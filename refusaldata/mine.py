@@ -23,7 +23,7 @@ from refusaldata.runs import now
 from refusaldata.schemas import TEMPLATES
 from refusaldata.store import Store
 
-GROUPINGS = ("run", "dataset", "category")
+GROUPINGS = ("run", "dataset", "category", "attack")
 SIMILARITY_SAMPLE = 500
 SIMILARITY_SEED = 0
 MAX_TEMPLATE_OPENINGS = 5000
@@ -54,13 +54,30 @@ def _query(store: Store, name: str, labeler: str, runs: list[str] | None, **para
 
 
 def rates(store: Store, runs: list[str] | None = None, by: str = "run", labeler: str = RULES) -> pa.Table:
-    """Refusal, over-refusal and unsafe rates with Wilson 95% intervals, per run (and group)."""
+    """Refusal, over-refusal and unsafe rates with Wilson 95% intervals, per run (and group).
+
+    By attack, each attack's row also gets the paired difference to its unattacked source
+    prompts (sql/mine_attack_pairs.sql).
+    """
     if by not in GROUPINGS:
         raise InputError(f"--by must be one of {', '.join(GROUPINGS[1:])}, got '{by}'")
     table = _query(store, "mine_rates", labeler, runs, by=by)
+    if by == "attack":
+        table = _attack_pairs(store, table, labeler, runs)
     if by == "run":
         return table.drop_columns(["group_value"])
     return table.rename_columns([by if name == "group_value" else name for name in table.column_names])
+
+
+def _attack_pairs(store: Store, rates_by_attack: pa.Table, labeler: str, runs: list[str] | None) -> pa.Table:
+    run_ids = run_ids_for(store, runs) if runs else []
+    con = _connect(store)
+    try:
+        con.execute(sql_text("attack_macros"))
+        con.register("rates", rates_by_attack)
+        return con.sql(sql_text("mine_attack_pairs"), params={"labeler": labeler, "run_ids": run_ids}).to_arrow_table()
+    finally:
+        con.close()
 
 
 def openings(store: Store, runs: list[str] | None = None, k: int = 5, top: int = 10,

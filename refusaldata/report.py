@@ -1,7 +1,8 @@
 """The study's report: one self-contained HTML page and its Markdown twin.
 
-The page carries the comparison table, the charts of `charts` as inline SVG, the top
-refusal openings per run and the runs. Tables are built from the comparison's numbers
+The page carries the comparison table, the charts of `charts` as inline SVG (refusal
+under attack too, when the runs answered attacked prompts), the top refusal openings per
+run and the runs. Tables are built from the comparison's numbers
 (`evaluate.comparison_cells`), so an estimate and its interval are laid out separately
 in HTML and as `value [low,high]` in Markdown. The Markdown version links the same charts
 as .svg files written next to it.
@@ -16,9 +17,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from refusaldata.charts import rates_chart, uniformity_chart
+from refusaldata.charts import attacks_chart, rates_chart, uniformity_chart
 from refusaldata.errors import InputError, NotFoundError
-from refusaldata.evaluate import Estimate, compare_runs, comparison_cells, default_runs, resolve_runs, top_openings
+from refusaldata.evaluate import (
+    PLAIN, Estimate, attack_cells, compare_attacks, compare_runs, comparison_cells, default_runs, resolve_runs,
+    top_openings,
+)
 from refusaldata.store import Store
 
 
@@ -96,11 +100,15 @@ class Figure:
     alt: str
     svg: str
     caption: str
+    table: Columns | None = None  # the chart's numbers, shown under it
 
 
 UNIFORMITY_CAPTION = ("Each point is a run: its refusal rate on harmful prompts against how uniform its refusal "
                       "openings are (1 when all refusals open alike, 0 when all differ). Whiskers: 95% bootstrap "
                       "intervals on both axes.")
+ATTACKS_CAPTION = ("Refusal rate on harmful prompts per attack, one bar per method; '(none)' are the unattacked "
+                   "prompts. Under the chart, Δ vs plain is each attack's refusal rate minus that of the same "
+                   "run on the unattacked source prompts, paired (negative: the attack breaks refusals).")
 RATES_CAPTION = ("Refusal rate on harmful prompts and over-refusal on benign ones per method; dashed lines mark "
                  "the reference run (before), bars each method (after).")
 
@@ -125,6 +133,7 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
 {figure.svg}
 <figcaption>{_text(figure.caption)}</figcaption>
 </figure>
+{_html_table(figure.table) if figure.table else ""}
 """ for figure in figures)
     page = f"""<!DOCTYPE html>
 <html lang="en">
@@ -147,7 +156,8 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
 </html>
 """
     markdown_figures = [part for figure in figures for part in (
-        f"## {figure.heading}", f"![{figure.alt}]({_figure_file(stem, figure)})", figure.caption)]
+        f"## {figure.heading}", f"![{figure.alt}]({_figure_file(stem, figure)})", figure.caption,
+        *([_markdown_table(figure.table)] if figure.table else []))]
     markdown = "\n\n".join([
         "# Refusal patterns: comparison of methods",
         settings,
@@ -187,6 +197,10 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
         Figure("rates", "Before and after, per method", "Refusal and over-refusal per method",
                rates_chart(comparison), RATES_CAPTION),
     ]
+    by_attack = compare_attacks(store, run_ids, labeler=labeler, bootstrap=bootstrap, seed=seed, split=split)
+    if any(attack != PLAIN for attack in by_attack.column("attack").to_pylist()):
+        figures.append(Figure("attacks", "Refusal under attack", "Refusal per attack and method",
+                              attacks_chart(by_attack), ATTACKS_CAPTION, attack_cells(by_attack)))
     page, markdown = render(comparison, openings, figures, out_html.stem)
     md_path = out_html.with_suffix(".md")
     files = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg) for figure in figures]
