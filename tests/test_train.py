@@ -200,6 +200,15 @@ def test_rerun_returns_the_finished_adapter(trained, cli):
     assert store.count("train_metrics") == before and store.count("adapters") == 1
 
 
+def test_a_run_with_default_options_keeps_the_adapter_id_it_had_before_them(trained):
+    # The id the code gave this run before --dtype, --gradient-checkpointing, --load-in-4bit and
+    # accelerate existed: adapters trained then are still found finished, and still resume.
+    assert trained["row"]["adapter_id"] == "refuse-sft-841c374905"
+    record = json.loads((trained["out"] / "train_config.json").read_text())
+    assert (record["dtype"], record["gradient_checkpointing"], record["load_in_4bit"], record["processes"]) == (
+        "float32", False, False, 1)
+
+
 # -- errors: one line, exit 1, store unchanged -------------------------------------------------
 
 @pytest.mark.parametrize(("extra", "message"), [

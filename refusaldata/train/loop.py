@@ -14,8 +14,20 @@ One loop serves the three losses. Choices and why:
   dropout) and a data order fixed by the seed: the DPO/NCA reference pass is exact, and a
   run resumed from a checkpoint continues exactly as the uninterrupted run would have;
 - constant learning rate (AdamW, no weight decay), gradients clipped at norm 1.0;
-- fp32 on CPU (bf16 on CPU is not reproducible and barely faster for a model this
-  small); fp32 weights with bf16 autocast on a GPU.
+- the frozen base weights in `--dtype` (auto: bf16 on a GPU that supports it, fp32 on
+  CPU, where bf16 is barely faster for a model this small), or 4-bit NF4 through
+  bitsandbytes (QLoRA) on a GPU; computation runs in the weights' dtype, without autocast,
+  and the LoRA weights and their optimizer state stay fp32 (PEFT upcasts them), so the
+  saved adapter is the same fp32 PEFT folder whatever the base's precision;
+- `--gradient-checkpointing` recomputes each decoder layer in the backward pass instead of
+  keeping its activations (the memory that grows with batch × length);
+- data parallelism through accelerate: under `accelerate launch` each process takes its
+  share of every optimizer step (batch × grad-accum examples) and the LoRA gradients are
+  summed across processes before the step; a plain run is the same code with one process.
+  The gradients are reduced by hand rather than by DistributedDataParallel because the
+  scorer calls the decoder and the output head separately and the DPO reference pass
+  disables the adapter, neither of which DDP's forward hooks would see; LoRA gradients are
+  a few MB, so one all-reduce per step costs little.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ from refusaldata.train.data import PAIRED, SUPERVISED, Batch, Encoded, collate, 
 from refusaldata.train.losses import PAIR_LOSSES
 
 LOSSES = (SUPERVISED, *PAIRED)
+DTYPES = ("auto", "bfloat16", "float32")
 RECORD = "train_config.json"
 LORA_DROPOUT = 0.0
 MAX_GRAD_NORM = 1.0
@@ -97,8 +110,37 @@ def _validate(loss: str, beta: float, lora_r: int, lora_alpha: int, target_modul
                          "output head; target attention/MLP projections such as q_proj,v_proj")
 
 
-def _device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+def _accelerator():
+    """This process's place in a data-parallel run: one process unless started by `accelerate launch`.
+
+    Without a GPU it must be told so (cpu=True) to join a launched run through gloo.
+    """
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def _weights_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The dtype of the frozen base weights for `--dtype` on `device`."""
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, not '{dtype}'")
+    bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if dtype == "auto":
+        return torch.bfloat16 if bf16_gpu else torch.float32
+    if dtype == "bfloat16" and device.type == "cuda" and not bf16_gpu:
+        raise InputError("--dtype bfloat16: this GPU does not support bfloat16; use --dtype float32")
+    return getattr(torch, dtype)
+
+
+def _check_4bit(device: torch.device) -> None:
+    """Refuse --load-in-4bit where bitsandbytes' 4-bit layers cannot train, before anything is loaded."""
+    if device.type != "cuda":
+        raise BackendError("--load-in-4bit needs an NVIDIA GPU (bitsandbytes' 4-bit layers); none is visible "
+                           "here: use --dtype bfloat16 --gradient-checkpointing to save memory instead")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise BackendError("--load-in-4bit needs bitsandbytes: pip install -e \".[qlora]\"") from None
 
 
 @contextlib.contextmanager
@@ -113,21 +155,72 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _load_model(model_path: str, model_name: str, device: torch.device):
+def _load_model(model_path: str, model_name: str, device: torch.device, dtype: torch.dtype, load_in_4bit: bool):
+    """The tokenizer and the base model, loaded straight onto `device` in `dtype` (or NF4 4-bit)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    quantization = None
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        # QLoRA's recipe: NF4 with double-quantized scales, computing in the --dtype
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, use_safetensors=True)
+        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, use_safetensors=True,
+                                                    device_map={"": device}, quantization_config=quantization)
     except OSError as exc:
         raise BackendError(f"cannot load model '{model_name}': {' '.join(str(exc).split())[:200]}") from None
     finally:
         hf_logging.enable_progress_bar()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, base.to(device)
+    return tokenizer, base
+
+
+def _checkpoint_layers(model) -> None:
+    """Turn on gradient checkpointing: each decoder layer's activations are recomputed in backward.
+
+    transformers checkpoints a layer only while that layer is in training mode, and the loop
+    keeps the model in eval mode (no dropout). So only the checkpointed layers themselves are
+    marked as training; the submodules that hold dropout stay in eval mode and the recompute is
+    exact.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    base = model.get_base_model()
+    try:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    except ValueError as exc:
+        raise InputError(f"--gradient-checkpointing: {' '.join(str(exc).split())[:200]}") from None
+    layers = [module for module in base.modules()
+              if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing]
+    if not layers:
+        raise InputError(f"--gradient-checkpointing: {type(base).__name__} has no layers transformers can checkpoint")
+    for layer in layers:
+        layer.training = True
+
+
+def _sum_over_processes(accelerator, parameters: list[torch.nn.Parameter], loss: float,
+                        tokens: int) -> tuple[float, int]:
+    """Add up every process's gradients, loss part and tokens (one process: unchanged).
+
+    Each process's part is already divided by the whole step's count, so the sum is the
+    gradient a single process would have computed over the whole step.
+    """
+    for parameter in parameters:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    flat = accelerator.reduce(torch.cat([parameter.grad.flatten() for parameter in parameters]), reduction="sum")
+    offset = 0
+    for parameter in parameters:
+        parameter.grad.copy_(flat[offset: offset + parameter.numel()].view_as(parameter.grad))
+        offset += parameter.numel()
+    totals = accelerator.reduce(torch.tensor([loss, tokens], dtype=torch.float64, device=flat.device), reduction="sum")
+    return float(totals[0]), int(totals[1])
 
 
 def _wrap_lora(base, lora_r: int, lora_alpha: int, target_modules: tuple[str, ...], seed: int):
@@ -162,21 +255,21 @@ class ReplyScorer:
         with torch.no_grad():
             whole = self.model(input_ids=probe, use_cache=False).logits
             split = self.head(self.decoder(input_ids=probe, use_cache=False).last_hidden_state)
-        return torch.allclose(whole, split, atol=1e-4, rtol=1e-4)
+        tolerance = max(1e-4, 4 * torch.finfo(whole.dtype).eps)  # bf16 logits carry ~3 digits
+        return torch.allclose(whole, split, atol=tolerance, rtol=tolerance)
 
     def token_logps(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(log-prob of each reply token, the row each belongs to), flattened over the batch."""
         mask = batch.loss_mask[:, 1:]
         targets = batch.input_ids[:, 1:][mask]
         rows = mask.nonzero()[:, 0]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            if self.split:
-                hidden = self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                      use_cache=False).last_hidden_state
-                logits = self.head(hidden[:, :-1][mask])
-            else:
-                logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                    use_cache=False).logits[:, :-1][mask]
+        if self.split:
+            hidden = self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                  use_cache=False).last_hidden_state
+            logits = self.head(hidden[:, :-1][mask])
+        else:
+            logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                use_cache=False).logits[:, :-1][mask]
         return -F.cross_entropy(logits.float(), targets, reduction="none"), rows
 
     def sequence_logps(self, batch: Batch) -> torch.Tensor:
@@ -195,14 +288,20 @@ def _step_examples(order_for_epoch, step: int, per_step: int, count: int) -> lis
 
 
 def _train_step(scorer: ReplyScorer, encoded: Encoded, indices: list[int], loss: str, beta: float,
-                batch_size: int, pad_id: int, device: torch.device) -> tuple[float, int]:
-    """Accumulate gradients for one optimizer step; returns (loss, tokens seen)."""
-    micro = [indices[i: i + batch_size] for i in range(0, len(indices), batch_size)]
+                batch_size: int, pad_id: int, device: torch.device, share: slice = slice(None)) -> tuple[float, int]:
+    """Accumulate gradients for this process's `share` of one optimizer step; returns (loss, tokens seen).
+
+    `indices` are the examples of the whole step; every part is divided by the whole step's
+    count, so the processes' gradients and losses add up to those of one process.
+    """
+    micro = [indices[share][i: i + batch_size] for i in range(0, len(indices[share]), batch_size)]
     tokens = 0
     total = 0.0
     if loss == SUPERVISED:
         batches = [collate([encoded.examples[i][0] for i in chunk], pad_id) for chunk in micro]
-        reply_tokens = sum(int(batch.loss_mask[:, 1:].sum()) for batch in batches)
+        # the positions batch.loss_mask[:, 1:] marks, counted over the whole step
+        reply_tokens = sum(len(sequence.ids) - max(sequence.start, 1)
+                           for sequence in (encoded.examples[i][0] for i in indices))
         for batch in batches:
             batch = batch.to(device)
             logps, _ = scorer.token_logps(batch)
@@ -252,7 +351,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
                   target_modules: tuple[str, ...] | list[str] = ("q_proj", "v_proj"), epochs: int = 1,
                   max_steps: int | None = None, lr: float = 2e-4, batch_size: int = 8, grad_accum: int = 1,
                   max_length: int = 512, seed: int = 0, threads: int | None = None,
-                  checkpoint_every: int = 10, progress: bool = False) -> TrainResult:
+                  checkpoint_every: int = 10, progress: bool = False, dtype: str = "auto",
+                  gradient_checkpointing: bool = False, load_in_4bit: bool = False) -> TrainResult:
     """Train a LoRA adapter on the train split of `set_name` and save it in `out`.
 
     `out` receives a standard PEFT folder (adapter_config.json, adapter_model.safetensors)
@@ -262,22 +362,38 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     from its last checkpoint (every `checkpoint_every` steps).
     `threads`: torch intra-op threads on CPU (None: torch's default, one per core); on a
     machine already loaded by other work, 1 can be faster than all cores.
+    `dtype`, `gradient_checkpointing`, `load_in_4bit`: the base's precision and the memory
+    savers (module docstring). Under `accelerate launch` every process runs this function;
+    an optimizer step takes batch_size × grad_accum examples on each, and only the main
+    process writes the adapter, checkpoints and store rows.
     """
     target_modules = tuple(target_modules)
     _validate(loss, beta, lora_r, lora_alpha, target_modules, epochs, max_steps, lr, batch_size, grad_accum,
               max_length, threads, checkpoint_every)
+    accelerator = _accelerator()
+    device = accelerator.device
+    weights_dtype = _weights_dtype(dtype, device)
+    if load_in_4bit:
+        _check_4bit(device)
     table, rows = load_rows(store, set_name, loss)
     model_path = resolve_model(model)
-    device = _device()
-    per_step = batch_size * grad_accum
+    processes, main = accelerator.num_processes, accelerator.is_main_process
+    share = slice(accelerator.process_index * batch_size * grad_accum,
+                  (accelerator.process_index + 1) * batch_size * grad_accum)
+    per_step = batch_size * grad_accum * processes
     config = {
         "set": set_name, "set_table": table, "set_digest": rows_digest(rows), "base_model": model,
         "loss": loss, "beta": beta if loss in PAIRED else None, "lora_r": lora_r, "lora_alpha": lora_alpha,
         "lora_dropout": LORA_DROPOUT, "target_modules": list(target_modules), "epochs": epochs,
         "max_steps": max_steps, "lr": lr, "lr_schedule": "constant", "optimizer": "adamw",
         "weight_decay": 0.0, "max_grad_norm": MAX_GRAD_NORM, "batch_size": batch_size, "grad_accum": grad_accum,
-        "max_length": max_length, "seed": seed, "dtype": "float32" if device.type == "cpu" else "bf16-autocast",
+        "max_length": max_length, "seed": seed, "dtype": str(weights_dtype).removeprefix("torch."),
     }
+    # Options added after adapters were first trained enter the id only away from their
+    # default, so an adapter trained before they existed keeps its id (and resumes).
+    # Gradient checkpointing changes memory, not results, so it is recorded but not hashed.
+    config.update({name: value for name, value in (("load_in_4bit", load_in_4bit), ("processes", processes))
+                   if value != {"load_in_4bit": False, "processes": 1}[name]})
     adapter_id = f"{slug(set_name, 30)}-{loss}-{digest(canonical_json(config), 10)}"
     out = Path(out).expanduser().resolve()
     try:
@@ -289,12 +405,14 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
         return finished
 
     with _torch_threads(threads):
-        tokenizer, base = _load_model(model_path, model, device)
+        tokenizer, base = _load_model(model_path, model, device, weights_dtype, load_in_4bit)
         encoded = encode(tokenizer, rows, table, max_length)
         count = len(encoded.examples)
         total_steps = max_steps or math.ceil(epochs * count / per_step)
         peft_model = _wrap_lora(base, lora_r, lora_alpha, target_modules, seed)
         peft_model.eval()
+        if gradient_checkpointing:
+            _checkpoint_layers(peft_model)
         scorer = ReplyScorer(peft_model, device)
         trainable = [parameter for parameter in peft_model.parameters() if parameter.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
@@ -302,7 +420,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
         start_step, elapsed, seen_tokens, first_loss = 0, 0.0, 0, None
-        resumed = checkpoint.load(out, adapter_id)
+        with accelerator.main_process_first():  # the main process clears a stale checkpoint before others look
+            resumed = checkpoint.load(out, adapter_id)
         if resumed is not None:
             set_peft_model_state_dict(peft_model, resumed.adapter)
             optimizer.load_state_dict(resumed.optimizer)
@@ -321,12 +440,13 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
         metrics: list[dict] = []
         last_loss = math.nan
         pad_id = tokenizer.pad_token_id
-        with _progress(progress) as bar:
+        with _progress(progress and main) as bar:
             task = bar.add_task("train", total=total_steps, completed=start_step, loss="-", speed="-")
             for step in range(start_step, total_steps):
                 began = time.perf_counter()
                 indices = _step_examples(order_for_epoch, step, per_step, count)
-                last_loss, tokens = _train_step(scorer, encoded, indices, loss, beta, batch_size, pad_id, device)
+                last_loss, tokens = _train_step(scorer, encoded, indices, loss, beta, batch_size, pad_id, device, share)
+                last_loss, tokens = _sum_over_processes(accelerator, trainable, last_loss, tokens)
                 if not math.isfinite(last_loss):
                     raise BackendError(f"the loss became {last_loss} at step {step + 1}; lower --lr")
                 torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
@@ -340,20 +460,27 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
                                 "loss": last_loss, "learning_rate": lr, "tokens": tokens,
                                 "tokens_per_s": tokens / took, "elapsed_s": elapsed, "created_at": now()})
                 bar.update(task, advance=1, loss=f"{last_loss:.4f}", speed=f"{tokens / took:,.0f}")
-                if (step + 1) % checkpoint_every == 0 and step + 1 < total_steps:
+                if main and (step + 1) % checkpoint_every == 0 and step + 1 < total_steps:
                     checkpoint.save(out, step + 1, get_peft_model_state_dict(peft_model), optimizer.state_dict(),
                                     {"adapter_id": adapter_id, "elapsed_s": elapsed, "tokens": seen_tokens,
                                      "first_loss": first_loss})
                     store.append("train_metrics", pa.Table.from_pylist(metrics), where=f"metrics of {adapter_id}")
                     metrics = []
 
-        _save_adapter(peft_model, out)
+        if main:
+            _save_adapter(peft_model, out)
 
+    if not main:
+        accelerator.wait_for_everyone()  # the other processes return once the main one has written the adapter
+        return TrainResult(adapter_id, out, total_steps, float(first_loss), float(last_loss), count, seen_tokens,
+                           elapsed, start_step)
     if metrics:
         store.append("train_metrics", pa.Table.from_pylist(metrics), where=f"metrics of {adapter_id}")
     result = TrainResult(adapter_id, out, total_steps, float(first_loss), float(last_loss), count, seen_tokens,
                          elapsed, start_step)
-    record = {"adapter_id": adapter_id, "base_model_path": model_path, **config, "steps": total_steps,
+    record = {"adapter_id": adapter_id, "base_model_path": model_path, **config,
+              "gradient_checkpointing": gradient_checkpointing, "load_in_4bit": load_in_4bit, "processes": processes,
+              "steps": total_steps,
               "examples": count, "truncated": encoded.truncated, "dropped": encoded.dropped,
               "first_loss": result.first_loss, "final_loss": result.last_loss, "tokens": seen_tokens,
               "elapsed_s": elapsed, "resumed_from_step": start_step, "versions": library_versions(),
@@ -364,6 +491,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     # The record goes last: its presence is what marks the run finished.
     io.write_json(out / RECORD, record, BackendError)
     checkpoint.clear(out)
+    accelerator.wait_for_everyone()
     return result
 
 
