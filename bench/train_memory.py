@@ -7,10 +7,12 @@ measured:
 
 - on a GPU: torch.cuda.max_memory_allocated (tensor memory, weights included), reset
   once the model is loaded; "start" is memory_allocated at that moment;
-- on CPU: the process's resident memory (VmRSS) once the model is loaded ("start"), and
-  its peak during training (VmHWM, reset through /proc/self/clear_refs right after the
-  load, so loading's transient copies are not counted). RSS includes Python, the
-  libraries and the allocator's slack; "training" is peak minus start.
+- on CPU: the process's resident memory (VmRSS) once the model is loaded and every weight
+  page touched ("start"), and its peak during training (VmHWM, reset through
+  /proc/self/clear_refs right after the load, so loading's transient copies are not
+  counted). RSS includes Python, the libraries and the allocator's slack; "training" is
+  peak minus start. With --steps 1 (the default) the peak is the first step's: AdamW's
+  state (16 bytes per LoRA weight, 7 MiB here) is allocated after its backward pass.
 - weights: the base model's parameter and buffer bytes (transformers' get_memory_footprint).
 
 Predicted, for Llama-2-shaped 7B, 13B and 70B bases (and the embedded model's own shape,
@@ -33,7 +35,7 @@ i the MLP width, L layers, V vocabulary, T = batch × sequence tokens, R = reply
 The frozen base weights get no gradient and no optimizer state. Not counted: the CUDA
 context and kernels' workspaces (about 0.5-1 GB per GPU), fragmentation.
 
-    python bench/train_memory.py                      # batch 4 × 128 tokens measured, 1 thread
+    python bench/train_memory.py                      # 1 step of batch 2 × 96 tokens, 1 thread
     python bench/train_memory.py --predict-only --batch-size 8 --seq 512
 """
 
@@ -144,6 +146,9 @@ def measure(args: argparse.Namespace, setting: str) -> dict:
             noted["start"] = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
         else:
+            with torch.no_grad():  # fault in weights still mapped from the file, so "start" holds them all
+                for tensor in [*base.parameters(), *base.buffers()]:
+                    tensor.sum()
             ctypes.CDLL("libc.so.6").malloc_trim(0)
             noted["start"] = _status("VmRSS")
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
@@ -194,11 +199,11 @@ def embedded_shape(model: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--examples", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--seq", type=int, default=128, help="--max-length of the measured runs; tokens per row "
+    parser.add_argument("--examples", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--seq", type=int, default=96, help="--max-length of the measured runs; tokens per row "
                         "in the prediction")
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--reply-fraction", type=float, default=0.5, help="share of tokens that carry loss")

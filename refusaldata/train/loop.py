@@ -15,7 +15,7 @@ One loop serves the three losses. Choices and why:
   run resumed from a checkpoint continues exactly as the uninterrupted run would have;
 - constant learning rate (AdamW, no weight decay), gradients clipped at norm 1.0;
 - the frozen base weights in `--dtype` (auto: bf16 on a GPU that supports it, fp32 on
-  CPU, where bf16 is barely faster for a model this small), or 4-bit NF4 through
+  CPU, where bf16 matmuls without bf16 units run ~19x slower), or 4-bit NF4 through
   bitsandbytes (QLoRA) on a GPU; computation runs in the weights' dtype, without autocast,
   and the LoRA weights and their optimizer state stay fp32 (PEFT upcasts them), so the
   saved adapter is the same fp32 PEFT folder whatever the base's precision;
