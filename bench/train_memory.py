@@ -30,7 +30,8 @@ i the MLP width, L layers, V vocabulary, T = batch × sequence tokens, R = reply
                      + 3e × i (the MLP keeps gate, up and silu(gate))
                  no checkpointing:   T × a × (L + 1)     (+1: one layer's backward transients)
                  checkpointing:      T × (L × e × h + 2a) (layer inputs, one layer recomputed)
-    logits       R × V × (e + 8) (the head's output, its fp32 copy and the saved log-softmax)
+    logits       R × V × (2e + 12): forward, the head's output (e), its fp32 copy and the
+                 saved log-softmax (4 + 4); backward, their gradients (4 + e)
 
 The frozen base weights get no gradient and no optimizer state. Not counted: the CUDA
 context and kernels' workspaces (about 0.5-1 GB per GPU), fragmentation.
@@ -87,7 +88,7 @@ def predict(shape: dict, setting: str, tokens: int, reply_fraction: float, lora_
     lora_inputs = 8 * h if e == 2 else 4 * h
     per_token = 8 * h + lora_inputs + e * (2 * h + 2 * kv) + 3 * e * i
     activations = tokens * (layers * e * h + 2 * per_token) if checkpointing else tokens * per_token * (layers + 1)
-    logits = tokens * reply_fraction * vocab * (e + 8)
+    logits = tokens * reply_fraction * vocab * (2 * e + 12)
     return {"weights": weights, "lora": lora, "activations": activations, "logits": logits,
             "total": weights + lora + activations + logits}
 

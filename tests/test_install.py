@@ -62,7 +62,15 @@ def project_extras(line: str) -> list[set[str]]:
 
 
 def readme_install_lines() -> list[str]:
-    return [line for line in (ROOT / "README.md").read_text().splitlines() if PIP_INSTALL.search(line)]
+    """The pip install commands README gives: in `code spans` and in indented code blocks."""
+    commands = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        spans = [span for span in re.findall(r"`([^`]+)`", line) if PIP_INSTALL.search(span + " ")]
+        if spans:
+            commands.extend(spans)
+        elif line.startswith("    ") and PIP_INSTALL.search(line):
+            commands.append(line)
+    return commands
 
 
 def test_every_readme_install_line_installs_this_checkout():
