@@ -17,14 +17,14 @@ from refusaldata.errors import InputError
 from refusaldata.store import DEFAULT_STORE, STORE_ENV, Store
 
 StoreOption = Annotated[
-    Path,
-    typer.Option("--store", envvar=STORE_ENV, help="Store folder (default ./parquet_cache).",
+    str,
+    typer.Option("--store", envvar=STORE_ENV, help="Store folder or s3://bucket/prefix (default ./parquet_cache).",
                  show_default=False),
 ]
 
 
-def open_store(path: Path) -> Store:
-    return Store(path)
+def open_store(location: str | Path) -> Store:
+    return Store(location)
 
 
 class OutputFormat(str, enum.Enum):

@@ -71,7 +71,7 @@ def table_summary(store: Store) -> pa.Table:
                 "table": name,
                 "rows": con.execute(f"SELECT count(*) FROM {name}").fetchone()[0],
                 "files": len(files),
-                "bytes": sum(f.stat().st_size for f in files),
+                "bytes": sum(store.file_size(f) for f in files),
                 "duplicate_keys": store.duplicate_keys(name, con),
                 "location": str(store.root / name),
                 "description": spec.description,

@@ -121,7 +121,7 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
 
     skipped: dict[str, str] = {}
     adapters: dict[str, Path] = {}
-    trained = store.root / "trained"
+    trained = store.local_folder("trained")
     for method, mode in SFT_METHODS.items():
         step(f"{method}: building the SFT set and training an adapter")
         try:
@@ -155,7 +155,7 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
     methods = [m for m in evaluate.METHOD_ORDER if m in run_ids]
     ordered = [run_ids[m] for m in methods]
     comparison = evaluate.compare_runs(store, ordered)
-    html, markdown = report.write_report(store, ordered, store.root / "report" / "quickstart.html")
+    html, markdown = report.write_report(store, ordered, store.local_folder("report") / "quickstart.html")
     step("done")
     return QuickstartResult(comparison=comparison, report_html=html, report_md=markdown, run_ids=run_ids,
                             skipped=skipped, seconds=time.perf_counter() - started)

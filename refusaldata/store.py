@@ -19,12 +19,15 @@ holding the format version. Guarantees:
   stored are skipped (an anti-join in DuckDB), so two writers never store a key twice;
 - checked reads: each file's schema is compared with the declared one before any query
   touches it, with a one-line error naming the file and the column.
+
+The root may also be ``s3://bucket/prefix``: the same layout and rules, with writes,
+listings and locks done the object store's way (refusaldata.storage says how each of the
+guarantees above holds there without rename or flock).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
 import logging
@@ -41,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refusaldata import io, migrations
+from refusaldata import migrations, storage
 from refusaldata.errors import NotFoundError, SchemaError, StoreError
 from refusaldata.schemas import TABLES, TableSpec
 
@@ -64,9 +67,12 @@ class ForeignFile:
     reason: str
 
 
-def default_store_path() -> Path:
-    """`REFUSALDATA_STORE` if set, else ./parquet_cache."""
-    return Path(os.environ.get(STORE_ENV) or DEFAULT_STORE)
+def default_store_path() -> Path | str:
+    """`REFUSALDATA_STORE` if set (a folder, or an s3:// URI kept as text), else ./parquet_cache."""
+    value = os.environ.get(STORE_ENV)
+    if value and storage.is_remote(value):
+        return value
+    return Path(value or DEFAULT_STORE)
 
 
 def _equivalent(actual: pa.DataType, declared: pa.DataType) -> bool:
@@ -170,12 +176,20 @@ def _partition_folder(spec: TableSpec, values: dict[str, object]) -> Path:
 
 
 class Store:
-    """A store rooted at a directory; cheap to create, opens nothing until used."""
+    """A store rooted at a directory or an ``s3://bucket/prefix``; cheap to create, opens
+    nothing until used. `root` is a Path, or a storage.S3Path (printed as its URI)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None):
-        self.root = Path(root) if root is not None else default_store_path()
+        self._files = storage.open_location(root if root is not None else default_store_path())
+        self.root = self._files.root
         self._checked: dict[Path, tuple[tuple[int, int], frozenset[str]]] = {}
+        self._keys: dict[Path, tuple[tuple[int, int], pa.Table]] = {}
         self._ready = False
+
+    @property
+    def remote(self) -> bool:
+        """True for a store on object storage (s3://)."""
+        return self._files.remote
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -186,28 +200,25 @@ class Store:
         """The store's format: store.json's, 1 for a store written before store.json existed,
         None where there is no store yet (no folder, or one holding only a README or hidden
         files). A file, or a folder holding something else, is a StoreError."""
-        root = self.root
-        if root.exists() and not root.is_dir():
+        root, files = self.root, self._files
+        if files.exists(root) and not files.is_dir(root):
             raise StoreError(f"{root}: is a file, not a store folder (--store takes a folder)")
         marker = root / FORMAT_FILE
-        if marker.is_file():
+        if files.is_file(marker):
             try:
-                version = json.loads(marker.read_text(encoding="utf-8"))["format_version"]
+                version = json.loads(files.read_text(marker))["format_version"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StoreError(f"{marker}: not a readable store format file ({type(exc).__name__})") from None
             if not isinstance(version, int) or version < 1:
                 raise StoreError(f"{marker}: format_version must be a positive integer, got {version!r}")
             return version
-        if not root.is_dir():
+        if not files.is_dir(root):
             return None
-        try:
-            entries = [name for name in os.listdir(root)
-                       if not name.startswith(".") and not name.lower().startswith("readme")]
-        except OSError as exc:
-            raise StoreError(f"{root}: cannot be read: {exc.strerror}") from None
+        listed = files.listing(root).children(root)
+        entries = [name for name, _ in listed if not name.startswith(".") and not name.lower().startswith("readme")]
         if not entries:
             return None
-        if any(name in TABLES and (root / name).is_dir() for name in entries):
+        if any(name in TABLES and is_dir for name, is_dir in listed):
             return 1
         shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
         raise StoreError(f"{root}: not a refusaldata store (no {FORMAT_FILE} and no table folders; "
@@ -221,7 +232,7 @@ class Store:
         found = self.format_version()
         if found is None:
             if write:
-                self._ensure_dir(self.root)
+                self._files.ensure_dir(self.root)
                 with self.lock(_STORE_LOCK):
                     if self.format_version() is None:
                         self._write_format()
@@ -237,12 +248,17 @@ class Store:
     def _write_format(self) -> None:
         from refusaldata import __version__
 
-        io.write_json(self.root / FORMAT_FILE, {"format_version": FORMAT_VERSION,
-                                                "written_by": f"refusaldata {__version__}"})
+        # On S3 one PUT: concurrent first writers write the same content, the last one stays.
+        self._files.write_json(self.root / FORMAT_FILE, {"format_version": FORMAT_VERSION,
+                                                         "written_by": f"refusaldata {__version__}"})
 
     def _upgrade(self) -> None:
         """Run the pending migrations under the store-wide lock, then write the new version."""
-        if not os.access(self.root, os.W_OK):
+        if self.remote:
+            raise StoreError(f"{self.root}: store format {self.format_version()} needs an upgrade to "
+                             f"{FORMAT_VERSION}; upgrade a local copy (any command on it upgrades it), "
+                             "then copy it back")
+        if not self._files.writable():
             raise StoreError(f"{self.root}: store format {self.format_version()} needs an upgrade to "
                              f"{FORMAT_VERSION}, but the folder is not writable")
         with self.lock(_STORE_LOCK):
@@ -278,11 +294,11 @@ class Store:
 
     def _schema_hint(self, spec: TableSpec, path: Path) -> str:
         """For a foreign Parquet file: whether its columns are the table's (a copy?) or not."""
-        if not (path.is_file() and path.suffix == ".parquet"):
+        if not (path.suffix == ".parquet" and self._files.is_file(path)):
             return ""
         try:
-            check_schema(spec, pq.read_schema(path), "it")
-        except (pa.ArrowInvalid, OSError):
+            check_schema(spec, self._files.read_schema(path), "it")
+        except (pa.ArrowInvalid, OSError, StoreError):
             return "; not a readable Parquet file"
         except SchemaError as exc:
             return f"; {str(exc).removeprefix('it: ')}"
@@ -300,54 +316,46 @@ class Store:
         found: list[Path] = []
         foreign: list[ForeignFile] = []
         leaf = "data.parquet" if spec.replace else "part-<32 hex digits>.parquet"
+        folder = self.root / spec.name
+        listing = self._files.listing(folder)
 
         def walk(folder: Path, depth: int) -> None:
-            try:
-                names = sorted(os.listdir(folder))
-            except OSError as exc:
-                raise StoreError(f"{folder}: cannot be read: {exc.strerror}") from None
-            for name in names:
+            for name, is_dir in listing.children(folder):
                 if name.startswith("."):
                     continue
                 path = folder / name
                 if depth < len(spec.partitions):
                     key = spec.partitions[depth][0]
-                    if path.is_dir() and name.startswith(f"{key}=") and len(name) > len(key) + 1:
+                    if is_dir and name.startswith(f"{key}=") and len(name) > len(key) + 1:
                         walk(path, depth + 1)
-                    elif path.is_dir():
+                    elif is_dir:
                         reject_folder(path, f"folders {key}=<value>")
                     else:
                         foreign.append(ForeignFile(spec.name, path, f"expected a folder {key}=<value>"))
-                elif path.is_file() and (name == _REPLACE_FILE if spec.replace else _PART_FILE.fullmatch(name)):
+                elif not is_dir and (name == _REPLACE_FILE if spec.replace else _PART_FILE.fullmatch(name)):
                     found.append(path)
-                elif path.is_dir():
+                elif is_dir:
                     reject_folder(path, f"only files named {leaf}")
                 else:
                     foreign.append(ForeignFile(spec.name, path, f"expected a file named {leaf}"))
 
         def reject_folder(folder: Path, belongs: str) -> None:
             """Name the files inside a foreign folder (the folder itself when it has none)."""
-            inside = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
             reason = f"in folder {folder.name}, where {belongs} belong"
-            foreign.extend(ForeignFile(spec.name, p, reason) for p in inside or [folder])
+            foreign.extend(ForeignFile(spec.name, p, reason) for p in listing.files_under(folder) or [folder])
 
-        folder = self.root / spec.name
-        if folder.is_dir():
+        if self._files.is_dir(folder):
             walk(folder, 0)
         return found, foreign
 
     def _check_file(self, spec: TableSpec, path: Path) -> frozenset[str]:
         """Check one file against the declared schema (cached by size and mtime); its column names."""
-        try:
-            stat = path.stat()
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot be read: {exc.strerror}") from None
-        stamp = (stat.st_size, stat.st_mtime_ns)
+        stamp = self._files.stamp(path)
         known = self._checked.get(path)
         if known is not None and known[0] == stamp:
             return known[1]
         try:
-            schema = pq.read_schema(path)
+            schema = self._files.read_schema(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SchemaError(f"{path}: not a readable Parquet file (truncated or foreign?): {exc}") from None
         check_schema(spec, schema, str(path))
@@ -362,9 +370,24 @@ class Store:
         Empty tables are typed empty views, so queries never fail for want of files.
         """
         con = duckdb.connect()
+        self._files.attach(con)
         for name in list(TABLES) if tables is None else tables:
             self.attach_view(con, name)
         return con
+
+    def file_size(self, path: Path) -> int:
+        """Bytes of one of the store's files."""
+        return self._files.stamp(path)[0]
+
+    def local_folder(self, name: str) -> Path:
+        """A local folder for files kept beside the tables that programs open as files (learned
+        judges, quickstart's adapters and report): `<root>/<name>` for a local store; for an
+        S3 store, a folder under the cache named for its bucket and prefix, on this host."""
+        if not self.remote:
+            return self.root / name
+        from refusaldata.models import cache_dir
+
+        return cache_dir() / "s3" / self.root.key / name
 
     def attach_view(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
         """(Re)define the view `table` in `con` over the table's current files."""
@@ -435,29 +458,12 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _ensure_dir(self, folder: Path) -> None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot write to store {self.root}: {exc.strerror} ({folder})") from None
-        if not os.access(folder, os.W_OK):
-            raise StoreError(f"cannot write to store {self.root}: permission denied ({folder})")
-
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """An exclusive inter-process lock (flock) on `<root>/.locks/<name>.lock`."""
-        folder = self.root / ".locks"
-        self._ensure_dir(folder)
-        with open(folder / f"{quote(name, safe='')}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _write_atomic(self, data: pa.Table, target: Path) -> None:
-        with io.atomic_path(target) as temp:
-            pq.write_table(data, temp, compression="zstd")
+        """An exclusive inter-process lock: an flock on `<root>/.locks/<name>.lock` locally,
+        a lease under `<prefix>/.locks/<name>/` on S3 (refusaldata.storage)."""
+        with self._files.lock(name):
+            yield
 
     def _partitions(self, spec: TableSpec, data: pa.Table) -> Iterator[tuple[Path, pa.Table]]:
         if not spec.partitions:
@@ -482,18 +488,18 @@ class Store:
         written = 0
         for relative, part in self._partitions(spec, data):
             folder = self.root / relative
-            self._ensure_dir(folder)
+            self._files.ensure_dir(folder)
             with self.lock(str(relative)):
                 fresh = self._new_rows(spec, part, self._scan_folder(spec, folder))
                 if fresh.num_rows:
-                    self._write_atomic(fresh, folder / f"part-{uuid.uuid4().hex}.parquet")
+                    self._files.write_table(fresh, folder / f"part-{uuid.uuid4().hex}.parquet")
                     written += fresh.num_rows
         return written
 
     def _scan_folder(self, spec: TableSpec, folder: Path) -> list[Path]:
         """The store files of one leaf partition folder, by the naming rules."""
-        return sorted(path for path in folder.iterdir()
-                      if (path.name == _REPLACE_FILE if spec.replace else _PART_FILE.fullmatch(path.name)))
+        return [folder / name for name, is_dir in self._files.listing(folder).children(folder)
+                if not is_dir and (name == _REPLACE_FILE if spec.replace else _PART_FILE.fullmatch(name))]
 
     def _new_rows(self, spec: TableSpec, part: pa.Table, existing: list[Path]) -> pa.Table:
         """Rows of `part` whose key is neither stored in `existing` nor repeated earlier in `part`."""
@@ -503,10 +509,13 @@ class Store:
         try:
             con.register("incoming", part.append_column("refusaldata_row", pa.array(range(part.num_rows), pa.int64())))
             keys = ", ".join(f'"{k}"' for k in spec.key)
+            matches = " AND ".join(f'e."{k}" = i."{k}"' for k in spec.key)
             stored = "SELECT 1 WHERE false"
-            if existing:
+            if existing and self.remote:
+                con.register("refusaldata_existing", self._stored_keys(spec, existing))
+                stored = f"SELECT 1 FROM refusaldata_existing e WHERE {matches}"
+            elif existing:
                 con.execute("SET VARIABLE refusaldata_existing = ?", [[str(p) for p in existing]])
-                matches = " AND ".join(f'e."{k}" = i."{k}"' for k in spec.key)
                 stored = (f"SELECT 1 FROM read_parquet(getvariable('refusaldata_existing'), "
                           f"hive_partitioning = false) e WHERE {matches}")
             fresh = con.sql(
@@ -516,6 +525,20 @@ class Store:
         finally:
             con.close()
         return conform(spec, fresh)
+
+    def _stored_keys(self, spec: TableSpec, parts: list[Path]) -> pa.Table:
+        """The key columns of `parts`, each part fetched once per Store: on object storage a
+        part is never rewritten (a fresh name per append), so an append reads only the parts
+        new since the last one instead of the whole partition again."""
+        tables = []
+        for path in parts:
+            stamp = self._files.stamp(path)
+            cached = self._keys.get(path)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, self._files.read_columns(path, list(spec.key)))
+                self._keys[path] = cached
+            tables.append(cached[1])
+        return pa.concat_tables(tables, promote_options="permissive")
 
     def replace(self, table: str, data: pa.Table, partition: dict[str, str] | None = None,
                 where: str = "input") -> int:
@@ -532,15 +555,15 @@ class Store:
         self._open(write=True)
         if data.num_rows == 0:
             if partition is not None:
-                target = self.root / _partition_folder(spec, partition) / _REPLACE_FILE
-                with self.lock(str(target.parent.relative_to(self.root))):
-                    target.unlink(missing_ok=True)
+                relative = _partition_folder(spec, partition)
+                with self.lock(str(relative)):
+                    self._files.delete(self.root / relative / _REPLACE_FILE)
             return 0
         for relative, part in self._partitions(spec, data):
             folder = self.root / relative
-            self._ensure_dir(folder)
+            self._files.ensure_dir(folder)
             with self.lock(str(relative)):
-                self._write_atomic(part, folder / _REPLACE_FILE)
+                self._files.write_table(part, folder / _REPLACE_FILE)
         return data.num_rows
 
     def replace_query(self, table: str, con: duckdb.DuckDBPyConnection, sql: str,
@@ -561,7 +584,7 @@ class Store:
         where = f"query for {relative}"
         folder = self.root / relative
         self._open(write=True)
-        self._ensure_dir(folder)
+        self._files.ensure_dir(folder)
         try:
             result = con.sql(sql, params=params or None)
         except duckdb.Error as exc:
@@ -576,7 +599,7 @@ class Store:
             "refusaldata_result",
             f"SELECT * FROM refusaldata_result QUALIFY row_number() OVER (PARTITION BY {keys}) = 1")
         with self.lock(str(relative)):
-            with io.atomic_path(folder / _REPLACE_FILE) as temp:
+            with self._files.staged(folder / _REPLACE_FILE) as temp:
                 try:
                     distinct.write_parquet(str(temp), compression="zstd")
                 except duckdb.ConversionException as exc:

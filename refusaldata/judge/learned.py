@@ -64,7 +64,7 @@ class TrainSettings:
 
 
 def judges_dir(store: Store) -> Path:
-    return store.root / JUDGES_FOLDER
+    return store.local_folder(JUDGES_FOLDER)
 
 
 def check_name(name: str) -> str:
