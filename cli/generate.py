@@ -8,15 +8,18 @@ from typing import Annotated
 import typer
 
 from refusaldata.cli.common import StoreOption, open_store
-from refusaldata.generate import DEFAULT_BASE_URL, GenerateOptions, GenerationSummary, generate as run_generate
+from refusaldata.errors import InputError
+from refusaldata.generate import (DEFAULT_BASE_URL, GenerateOptions, GenerationSummary, generate as run_generate,
+                                  parse_shard, run_status, status_line)
 from refusaldata.store import DEFAULT_STORE
 
 
 def generate(
-    model: Annotated[str, typer.Option("--model", help="A local folder, a hub id, or smollm2-135m-instruct.")],
-    prompts: Annotated[str, typer.Option("--prompts", help="Prompt dataset(s), comma-separated.")],
+    model: Annotated[str | None, typer.Option("--model", help="A local folder, a hub id, or smollm2-135m-instruct.")] = None,
+    prompts: Annotated[str | None, typer.Option("--prompts", help="Prompt dataset(s), comma-separated.")] = None,
     split: Annotated[str, typer.Option("--split", help="train, test or all.")] = "all",
-    backend: Annotated[str, typer.Option("--backend", help="auto (vllm if installed), vllm, transformers or openai.")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="auto (vllm if installed), vllm, transformers, openai, "
+                                                           "or ray (Ray Data workers running --ray-engine).")] = "auto",
     n: Annotated[int, typer.Option("--n", help="Samples per prompt.")] = 1,
     temperature: Annotated[float, typer.Option("--temperature", help="0 for greedy decoding.")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
@@ -31,19 +34,33 @@ def generate(
     api_key_env: Annotated[str, typer.Option("--api-key-env", help="openai backend: the variable holding the API key.")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option("--concurrency", help="openai backend: requests in flight.")] = 8,
     name: Annotated[str | None, typer.Option("--name", help="A readable name for the run (compare and report show it).")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="I/N: answer only shard I of N of the run's prompts "
+                                                              "(split by prompt_id hash); same run id.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Print how much of run RUN (id, name or prefix) "
+                                                                "is done, and exit.", metavar="RUN")] = None,
+    ray_engine: Annotated[str, typer.Option("--ray-engine", help="ray backend: the engine each worker runs "
+                                                                 "(auto, vllm or transformers).")] = "auto",
+    ray_workers: Annotated[int, typer.Option("--ray-workers", help="ray backend: engine workers (actors).")] = 1,
+    ray_gpus_per_worker: Annotated[float, typer.Option("--ray-gpus-per-worker", help="ray backend: GPUs per worker.")] = 0.0,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Generate responses to stored prompts; a rerun of the same config resumes where it stopped."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if status is not None:
+        typer.echo(status_line(run_status(open_store(store), status)))
+        return
+    if model is None or prompts is None:
+        raise InputError(f"generate needs {'--model' if model is None else '--prompts'} (or --status RUN)")
     datasets = tuple(dataset.strip() for dataset in prompts.split(",") if dataset.strip())
     options = GenerateOptions(
         model=model, datasets=datasets, split=split,
         backend=backend, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
         system_prompt=system_prompt, adapter=str(adapter) if adapter else None, dtype=dtype, limit=limit,
         chunk_size=chunk_size, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-        name=name)
+        name=name, shard=parse_shard(shard) if shard is not None else None, ray_engine=ray_engine,
+        ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker)
     console = Console(stderr=True)
     bar = Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"),
                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True,

@@ -5,6 +5,12 @@ loop here is shared: it picks the prompts, derives the run id from the full conf
 records the runs row, anti-joins the wanted (prompt, sample) keys against what the run
 already stored (so a rerun resumes), and writes each finished chunk atomically. A crash
 loses at most the chunk in flight.
+
+Past one machine: `shard=(I, N)` keeps the pending prompts whose prompt_id hashes to I
+modulo N, so N processes anywhere fill one run of one store between them, each with its
+own lock; the shard is not part of the config, so the run id is the same. `--backend ray`
+hands the pending prompts to Ray Data workers running the vllm or transformers engine
+(refusaldata.generate.ray_backend).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import pyarrow as pa
 
 from refusaldata import keys
 from refusaldata.errors import InputError, NotFoundError
+from refusaldata.io import sha256_text
 from refusaldata.queries import sql_text
 from refusaldata.runs import now, record_run
 from refusaldata.store import Store
 
-BACKENDS = ("auto", "vllm", "transformers", "openai")
+BACKENDS = ("auto", "vllm", "transformers", "openai", "ray")
+RAY_ENGINES = ("auto", "vllm", "transformers")
 SPLITS = ("train", "test", "all")
 DTYPES = ("auto", "float32", "bfloat16")
 SKIPPED = "skipped"
@@ -53,6 +61,10 @@ class GenerateOptions:
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
     name: str | None = None  # a readable run name (e.g. the method: base, self-distill); not hashed
+    shard: tuple[int, int] | None = None  # (index, count): answer only this shard's prompts; not hashed
+    ray_engine: str = "auto"  # the engine each Ray worker runs (backend ray)
+    ray_workers: int = 1
+    ray_gpus_per_worker: float = 0.0
 
     @property
     def greedy(self) -> bool:
@@ -118,17 +130,28 @@ class GenerationSummary:
     generate_seconds: float = 0.0
     write_seconds: float = 0.0
     new_run: bool = False
+    shard: tuple[int, int] | None = None
 
     @property
     def output_tokens_per_s(self) -> float:
         return self.output_tokens / self.generate_seconds if self.generate_seconds else 0.0
 
+    def add(self, chunk: ChunkResult) -> None:
+        """Count one stored chunk."""
+        self.prompts_done += chunk.prompts
+        self.rows_written += chunk.rows_written
+        self.skipped += chunk.skipped
+        self.output_tokens += chunk.output_tokens
+        self.generate_seconds += chunk.generate_seconds
+        self.write_seconds += chunk.write_seconds
+
     def line(self) -> str:
         """The one-line summary the CLI prints."""
+        run = f"run {self.run_id}" + (f" shard {self.shard[0]}/{self.shard[1]}" if self.shard else "")
         if not self.pending:
-            return (f"run {self.run_id}: all {self.selected} prompts already answered "
+            return (f"{run}: all {self.selected} prompts already answered "
                     f"({self.backend}); nothing to do")
-        return (f"run {self.run_id}: {self.prompts_done} prompts answered ({self.rows_written} rows, "
+        return (f"{run}: {self.prompts_done} prompts answered ({self.rows_written} rows, "
                 f"{self.skipped} skipped as too long), {self.output_tokens} output tokens in "
                 f"{self.generate_seconds:.1f} s ({self.output_tokens_per_s:.1f} tokens/s, {self.backend}); "
                 f"{self.selected - self.pending} were already stored")
@@ -161,10 +184,30 @@ def validate(options: GenerateOptions) -> None:
         (options.concurrency >= 1, "--concurrency must be at least 1"),
         (options.n == 1 or not options.greedy,
          "--n above 1 needs --temperature above 0 (greedy samples would all be the same)"),
+        (options.ray_engine in RAY_ENGINES,
+         f"--ray-engine must be one of {', '.join(RAY_ENGINES)}, not '{options.ray_engine}'"),
+        (options.ray_workers >= 1, "--ray-workers must be at least 1"),
+        (options.ray_gpus_per_worker >= 0, "--ray-gpus-per-worker must be 0 or more"),
     ]
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (0 <= I < N) as (I, N); anything else is a one-line InputError."""
+    index, slash, count = text.strip().partition("/")
+    if slash and index.strip().isdigit() and count.strip().isdigit():
+        parsed = int(index), int(count)
+        if parsed[1] >= 1 and parsed[0] < parsed[1]:
+            return parsed
+    raise InputError(f"--shard must be I/N with 0 <= I < N (0/4 is the first of four shards), not '{text}'")
+
+
+def shard_of(prompt_id: str, count: int) -> int:
+    """The shard (0..count-1) that answers `prompt_id`: its SHA-256 modulo `count`, so every
+    process on every machine splits a run the same way without talking to the others."""
+    return int(sha256_text(prompt_id)[:16], 16) % count
 
 
 def resolve_backend(name: str) -> str:
@@ -177,6 +220,9 @@ def resolve_backend(name: str) -> str:
 
 
 def make_backend(options: GenerateOptions, backend: str) -> Backend:
+    """The backend that shapes the output: for `ray`, the engine its workers run."""
+    if backend == "ray":
+        backend = resolve_backend(options.ray_engine)
     if backend == "openai":
         from refusaldata.generate.openai_backend import OpenAIBackend
 
@@ -222,8 +268,9 @@ def check_datasets(store: Store, datasets: tuple[str, ...]) -> None:
         raise NotFoundError(f"unknown prompt dataset(s) {', '.join(missing)} in {store.root} ({hint})")
 
 
-def pending_prompts(store: Store, options: GenerateOptions, run_id: str) -> tuple[int, list[Prompt]]:
-    """(size of the selection, the prompts whose samples are not all stored for this run)."""
+def pending_prompts(store: Store, options: GenerateOptions, run_id: str) -> tuple[int, int, list[Prompt]]:
+    """(size of the selection, how many of it are this shard's, the shard's prompts whose
+    samples are not all stored for this run); without a shard, the shard is the selection."""
     con = store.connect(["prompts", "responses"])
     try:
         selection = con.sql(sql_text("generate_pending"), params={
@@ -232,10 +279,12 @@ def pending_prompts(store: Store, options: GenerateOptions, run_id: str) -> tupl
         }).to_arrow_table()
     finally:
         con.close()
-    table = selection.filter(selection.column("pending"))
-    prompts = [Prompt(prompt_id, text) for prompt_id, text in
-               zip(table.column("prompt_id").to_pylist(), table.column("text").to_pylist())]
-    return selection.num_rows, prompts
+    ids, texts, pending = (selection.column(name).to_pylist() for name in ("prompt_id", "text", "pending"))
+    mine = [True] * len(ids) if options.shard is None else \
+        [shard_of(prompt_id, options.shard[1]) == options.shard[0] for prompt_id in ids]
+    prompts = [Prompt(prompt_id, text) for prompt_id, text, wanted, todo in zip(ids, texts, mine, pending)
+               if wanted and todo]
+    return selection.num_rows, sum(mine), prompts
 
 
 def chunks(items: list[Prompt], size: int) -> Iterator[list[Prompt]]:
@@ -278,11 +327,17 @@ def generate(store: Store, options: GenerateOptions, progress: Progress | None =
     identity = backend.identity()
     config = run_config(options, backend)
     run_id = keys.run_id(identity["label"], config)
-    summary = GenerationSummary(run_id=run_id, backend=backend.name)
-    # One process per run at a time: a second one waits here, then finds nothing pending.
-    with store.lock(f"generate-{run_id}"):
-        summary.selected, pending = pending_prompts(store, options, run_id)
-        if not summary.selected:
+    via_ray = resolve_backend(options.backend) == "ray"
+    summary = GenerationSummary(run_id=run_id, backend=f"ray/{backend.name}" if via_ray else backend.name,
+                                shard=options.shard)
+    # The lock guards against doing the same prompts twice at once (each key is stored once
+    # whatever happens: the store's append holds that). So it covers one shard of the run:
+    # one process per (run, shard) at a time, a second one waits here, then finds nothing
+    # pending; the other shards run alongside.
+    shard = "" if options.shard is None else f"-shard-{options.shard[0]}-of-{options.shard[1]}"
+    with store.lock(f"generate-{run_id}{shard}"):
+        selection, summary.selected, pending = pending_prompts(store, options, run_id)
+        if not selection:
             raise NotFoundError(f"no prompts in dataset(s) {', '.join(options.datasets)} with split "
                                 f"'{options.split}'")
         summary.pending = len(pending)
@@ -297,29 +352,83 @@ def generate(store: Store, options: GenerateOptions, progress: Progress | None =
             on_start(summary)
         if not pending:
             return summary
+        if via_ray:
+            from refusaldata.generate.ray_backend import generate_with_ray
+
+            generate_with_ray(store, options, backend.name, run_id, pending, summary, progress)
+            return summary
         if shared is not None and backend.name != "vllm":
             raise InputError(f"a shared engine is for the vllm backend, not {backend.name}")
         engine = backend.open() if shared is None else shared.attach(backend)
         try:
             for chunk in chunks(pending, options.chunk_size):
-                started = time.perf_counter()
-                too_long = backend.too_long(chunk)
-                answerable = [p for p in chunk if p.prompt_id not in too_long]
-                completions = engine.generate(answerable) if answerable else []
-                completions += skipped_rows(too_long, options.n)
-                summary.generate_seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                summary.rows_written += store.append("responses", to_table(run_id, completions),
-                                                     where=f"responses of run {run_id}")
-                summary.write_seconds += time.perf_counter() - started
-                summary.prompts_done += len(chunk)
-                summary.skipped += len({c.prompt_id for c in completions if c.finish_reason == SKIPPED})
-                summary.output_tokens += sum(c.n_output_tokens or 0 for c in completions)
+                summary.add(answer_chunk(store, backend, engine, run_id, chunk, options.n))
                 if progress is not None:
                     progress(summary)
         finally:
             engine.close()
     return summary
+
+
+@dataclass
+class ChunkResult:
+    """What answering and storing one chunk did (a Ray worker sends it back to the driver)."""
+
+    prompts: int
+    rows_written: int
+    skipped: int
+    output_tokens: int
+    generate_seconds: float
+    write_seconds: float
+
+
+def answer_chunk(store: Store, backend: Backend, engine: Engine, run_id: str, chunk: list[Prompt],
+                 n: int) -> ChunkResult:
+    """Answer one chunk (prompts too long for the context are stored as skipped) and append it."""
+    started = time.perf_counter()
+    too_long = backend.too_long(chunk)
+    answerable = [p for p in chunk if p.prompt_id not in too_long]
+    completions = engine.generate(answerable) if answerable else []
+    completions += skipped_rows(too_long, n)
+    generated = time.perf_counter()
+    written = store.append("responses", to_table(run_id, completions), where=f"responses of run {run_id}")
+    return ChunkResult(
+        prompts=len(chunk), rows_written=written,
+        skipped=len({c.prompt_id for c in completions if c.finish_reason == SKIPPED}),
+        output_tokens=sum(c.n_output_tokens or 0 for c in completions),
+        generate_seconds=generated - started, write_seconds=time.perf_counter() - generated)
+
+
+def run_status(store: Store, ref: str) -> dict:
+    """How far a run has got: its prompts (by the datasets and split of its config), how many
+    have all n samples stored, rows stored and skipped, first and last write."""
+    run_id = store.resolve_run(ref)
+    con = store.connect(["runs", "prompts", "responses"])
+    try:
+        run = con.execute("SELECT name, config, n FROM runs WHERE run_id = $run", {"run": run_id}).fetchall()[0]
+        config = json.loads(run[1] or "{}")
+        datasets = config.get("prompts")
+        row = con.sql(sql_text("generate_status"), params={
+            "run_id": run_id, "datasets": datasets if isinstance(datasets, list) else None,
+            "split": config.get("split") or "all", "n": run[2] or 1}).to_arrow_table().to_pylist()[0]
+    finally:
+        con.close()
+    return {"run_id": run_id, "name": run[0], "datasets": datasets, "split": config.get("split"),
+            "n": run[2] or 1, **row}
+
+
+def status_line(status: dict) -> str:
+    """`run_status` as the one line `generate --status` prints."""
+    name = f" ({status['name']})" if status["name"] and status["name"] != status["run_id"] else ""
+    written = (f"; last written {status['last_written']:%Y-%m-%d %H:%M:%S} UTC"
+               if status["last_written"] is not None else "")
+    rows = f"{status['rows']} responses, {status['skipped']} skipped as too long"
+    if status["datasets"] is None:
+        return f"run {status['run_id']}{name}: {rows} (an imported run: no prompt selection to compare){written}"
+    done, total = status["answered"], status["prompts"]
+    share = f" ({100 * done / total:.1f}%)" if total else ""
+    return (f"run {status['run_id']}{name}: {done} of {total} prompts answered{share} with all {status['n']} "
+            f"sample(s), {rows}; prompts {','.join(status['datasets'])}, split {status['split']}{written}")
 
 
 def json_file(path: Path) -> dict:
