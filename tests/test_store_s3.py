@@ -58,17 +58,22 @@ def s3(server, monkeypatch) -> str:
     return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
 
 
-def objects(uri: str) -> dict[str, bytes]:
-    """Every object under `uri`, read back whole."""
+def object_keys(uri: str) -> list[str]:
+    """The keys of every object under `uri`."""
     from pyarrow import fs
 
     client = Store(uri)._files.fs
-    key = uri.removeprefix("s3://")
+    selector = fs.FileSelector(uri.removeprefix("s3://"), recursive=True, allow_not_found=True)
+    return [info.path for info in client.get_file_info(selector) if info.type == fs.FileType.File]
+
+
+def objects(uri: str) -> dict[str, bytes]:
+    """Every object under `uri`, read back whole (nothing may be writing to it)."""
+    client = Store(uri)._files.fs
     found = {}
-    for info in client.get_file_info(fs.FileSelector(key, recursive=True, allow_not_found=True)):
-        if info.type == fs.FileType.File:
-            with client.open_input_stream(info.path) as stream:
-                found[info.path] = stream.read()
+    for key in object_keys(uri):
+        with client.open_input_stream(key) as stream:
+            found[key] = stream.read()
     return found
 
 
@@ -185,7 +190,7 @@ def test_a_killed_shard_resumes_and_concurrent_shards_give_the_one_process_table
     # Shard 0/2 is SIGKILLed as soon as its first chunk is stored (holding its lease).
     first = _start(s3, *GENERATE, "--shard", "0/2")
     deadline = time.monotonic() + DEADLINE_S
-    while not any("/responses/" in key for key in objects(s3)):
+    while not any("/responses/" in key for key in object_keys(s3)):
         assert first.poll() is None, first.communicate()[1][-1000:]
         assert time.monotonic() < deadline
         time.sleep(0.05)

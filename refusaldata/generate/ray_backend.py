@@ -14,6 +14,7 @@ The store must be one every worker reaches: s3://…, or a folder on a shared fi
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -63,10 +64,12 @@ def generate_with_ray(store: Store, options, engine: str, run_id: str, pending: 
     root = str(store.root) if store.remote else str(Path(store.root).resolve())
     started_here = not ray.is_initialized()
     if started_here:
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if os.environ.get("RAY_ADDRESS"):
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(**quiet)
         else:  # a local cluster sized for the workers asked for, not the whole machine
-            ray.init(num_cpus=options.ray_workers + 1, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=options.ray_workers + 1, **quiet)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         prompts = ray.data.from_items([{"prompt_id": p.prompt_id, "text": p.text} for p in pending],
