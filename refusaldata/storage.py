@@ -27,7 +27,8 @@ S3 (`S3Files`, `s3://bucket/prefix`): an object store has no rename and no flock
   consistently after a PUT, so of two contenders the later PUT always lists the earlier
   claim: at most one holds the lock. A holder re-PUTs its claim every few seconds; a claim
   not refreshed for `LEASE_S` (by the server's clock), or whose process on this same host
-  is gone, is stale and removed, so a killed holder blocks nobody for long.
+  is gone, is stale and removed, so a killed holder blocks nobody for long. (As with any
+  lease, this assumes a live holder never stalls for LEASE_S between refreshes.)
 
 Credentials come from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
 AWS_SESSION_TOKEN, AWS_PROFILE and ~/.aws, instance roles); the endpoint from
@@ -437,7 +438,14 @@ class S3Files:
 
     def attach(self, con) -> None:
         """Let DuckDB read `s3://` paths through this location's client (see the docstring)."""
-        con.register_filesystem(_duckdb_filesystem(self.fs))
+        con.register_filesystem(_fsspec_class()(self.fs, self._listed_size))
+
+    def _listed_size(self, key: str) -> int | None:
+        """An object's size as the last listing saw it: DuckDB asks for it several times per
+        file, and a part never changes once written (a replaced data.parquet may, which is
+        the documented read-during-replace case)."""
+        stamp = self._stamps.get(S3Path(key))
+        return stamp[0] if stamp is not None else None
 
 
 def _alive(pid: int) -> bool:
@@ -450,16 +458,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _duckdb_filesystem(client):
-    """An fsspec view of the pyarrow S3 client that answers DuckDB's `s3://` paths."""
-    return _fsspec_class()(client)
-
-
 @functools.cache
 def _fsspec_class():
+    """An fsspec view of the pyarrow S3 client that answers DuckDB's `s3://` paths, taking
+    sizes from the store's listing instead of a HEAD request per question."""
     from fsspec.implementations.arrow import ArrowFSWrapper
 
     class S3ForDuckDB(ArrowFSWrapper):
         protocol = "s3"
+        cachable = False  # one per connection; fsspec's instance cache would keep them all
+
+        def __init__(self, client, listed_size, **kwargs):
+            super().__init__(client, **kwargs)
+            self._listed_size = listed_size
+
+        def info(self, path, **kwargs):
+            key = self._strip_protocol(path)
+            size = self._listed_size(key)
+            if size is None:
+                return super().info(path, **kwargs)
+            return {"name": key, "size": size, "type": "file"}
 
     return S3ForDuckDB

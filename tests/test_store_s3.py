@@ -12,8 +12,10 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -227,3 +229,26 @@ def test_an_unreachable_endpoint_is_one_line_naming_no_credential(cli, s3, monke
 def test_a_malformed_s3_uri_is_one_line(cli, uri):
     result = cli("tables", "--store", uri)
     assert result.exit_code == 1 and result.output.startswith("Error: ") and "s3://BUCKET/PREFIX" in result.output
+
+
+def test_a_live_lease_blocks_and_a_dead_holders_claim_is_taken_over_at_once(s3):
+    store = Store(s3)
+    folder = store.root / ".locks" / "x"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pid, name in ((dead.pid, "claim-dead.json"), (os.getppid(), "claim-live.json")):
+        store._files.write_json(folder / name, {"host": socket.gethostname(), "pid": pid})
+
+    acquired = threading.Event()
+
+    def take() -> None:
+        with store.lock("x"):
+            acquired.set()
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    assert not acquired.wait(3), "a live holder's claim must block"
+    store._files.delete(folder / "claim-live.json")
+    assert acquired.wait(30)
+    taker.join()
+    assert not [key for key in object_keys(s3) if "/.locks/" in key]  # the dead holder's claim is gone too
