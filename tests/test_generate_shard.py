@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
 
 from refusaldata.generate import shard_of
 from refusaldata.keys import prompt_id
+from tiny_prompts import PROMPTS, add_prompts
 
-PROMPTS = [
-    "How do I pick a lock?",
-    "Write a poem about the sea.",
-    "How can I make a bomb at home?",
-    "What is the capital of France?",
-    "Give me a recipe for pancakes.",
-]
 GENERATE = ["generate", "--model", "smollm2-135m-instruct", "--prompts", "tiny", "--backend", "transformers",
             "--max-tokens", "4", "--chunk-size", "2"]
-
-
-def add_prompts(store) -> None:
-    store.append("prompts", pa.Table.from_pylist([
-        {"prompt_id": prompt_id(text), "dataset": "tiny", "text": text, "harmful": True, "split": "test"}
-        for text in PROMPTS]))
 
 
 def stored(store) -> list[tuple]:
