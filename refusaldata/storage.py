@@ -188,12 +188,14 @@ class LocalFiles:
 class LocalListing:
     """A folder's entries, read as they are asked for."""
 
-    def children(self, folder: Path) -> list[tuple[str, bool]]:
+    def names(self, folder: Path) -> list[str]:
         try:
-            names = sorted(os.listdir(folder))
+            return sorted(os.listdir(folder))
         except OSError as exc:
             raise StoreError(f"{folder}: cannot be read: {exc.strerror}") from None
-        return [(name, (folder / name).is_dir()) for name in names]
+
+    def children(self, folder: Path) -> list[tuple[str, bool]]:
+        return [(name, (folder / name).is_dir()) for name in self.names(folder)]
 
     def files_under(self, folder: Path) -> list[Path]:
         return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -204,6 +206,9 @@ class S3Listing:
 
     def __init__(self, entries: dict[S3Path, list[tuple[str, bool]]]):
         self._entries = entries
+
+    def names(self, folder: S3Path) -> list[str]:
+        return [name for name, _ in self.children(folder)]
 
     def children(self, folder: S3Path) -> list[tuple[str, bool]]:
         return sorted(self._entries.get(folder, []))
@@ -438,14 +443,13 @@ class S3Files:
 
     def attach(self, con) -> None:
         """Let DuckDB read `s3://` paths through this location's client (see the docstring)."""
-        con.register_filesystem(_fsspec_class()(self.fs, self._listed_size))
+        con.register_filesystem(_fsspec_class()(self.fs, self._listed))
 
-    def _listed_size(self, key: str) -> int | None:
-        """An object's size as the last listing saw it: DuckDB asks for it several times per
-        file, and a part never changes once written (a replaced data.parquet may, which is
-        the documented read-during-replace case)."""
-        stamp = self._stamps.get(S3Path(key))
-        return stamp[0] if stamp is not None else None
+    def _listed(self, key: str) -> tuple[int, int] | None:
+        """(size, mtime) of an object as the last listing saw it: DuckDB asks for them several
+        times per file and query, and a part never changes once written (a replaced
+        data.parquet may, which is the documented read-during-replace case)."""
+        return self._stamps.get(S3Path(key))
 
 
 def _alive(pid: int) -> bool:
@@ -461,22 +465,30 @@ def _alive(pid: int) -> bool:
 @functools.cache
 def _fsspec_class():
     """An fsspec view of the pyarrow S3 client that answers DuckDB's `s3://` paths, taking
-    sizes from the store's listing instead of a HEAD request per question."""
+    sizes and modification times from the store's listing instead of a HEAD request each."""
+    import datetime as dt
+
     from fsspec.implementations.arrow import ArrowFSWrapper
 
     class S3ForDuckDB(ArrowFSWrapper):
         protocol = "s3"
         cachable = False  # one per connection; fsspec's instance cache would keep them all
 
-        def __init__(self, client, listed_size, **kwargs):
+        def __init__(self, client, listed, **kwargs):
             super().__init__(client, **kwargs)
-            self._listed_size = listed_size
+            self._listed = listed
 
         def info(self, path, **kwargs):
             key = self._strip_protocol(path)
-            size = self._listed_size(key)
-            if size is None:
+            stamp = self._listed(key)
+            if stamp is None:
                 return super().info(path, **kwargs)
-            return {"name": key, "size": size, "type": "file"}
+            return {"name": key, "size": stamp[0], "type": "file"}
+
+        def modified(self, path):
+            stamp = self._listed(self._strip_protocol(path))
+            if stamp is None:
+                return super().modified(path)
+            return dt.datetime.fromtimestamp(stamp[1] / 1e9, dt.timezone.utc)
 
     return S3ForDuckDB

@@ -498,8 +498,8 @@ class Store:
 
     def _scan_folder(self, spec: TableSpec, folder: Path) -> list[Path]:
         """The store files of one leaf partition folder, by the naming rules."""
-        return [folder / name for name, is_dir in self._files.listing(folder).children(folder)
-                if not is_dir and (name == _REPLACE_FILE if spec.replace else _PART_FILE.fullmatch(name))]
+        return [folder / name for name in self._files.listing(folder).names(folder)
+                if (name == _REPLACE_FILE if spec.replace else _PART_FILE.fullmatch(name))]
 
     def _new_rows(self, spec: TableSpec, part: pa.Table, existing: list[Path]) -> pa.Table:
         """Rows of `part` whose key is neither stored in `existing` nor repeated earlier in `part`."""
