@@ -11,12 +11,13 @@ import typer
 
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
 from refusaldata.store import DEFAULT_STORE
+from refusaldata.train.losses import PAIR_LOSSES
 
-
-class Loss(str, enum.Enum):
-    sft = "sft"
-    dpo = "dpo"
-    nca = "nca"
+# sft, then every pair loss (losses.py): dpo, nca, ipo, simpo, orpo, hinge, robust, ...
+Loss = enum.Enum("Loss", {name: name for name in ("sft", *PAIR_LOSSES)}, type=str)
+LOSS_HELP = ("sft: assistant tokens of an sft set. Pairs sets, as TRL defines them: dpo (TRL sigmoid; cDPO with "
+             "--label-smoothing), nca (nca_pair), ipo, simpo and orpo (no reference model), hinge, robust, exo_pair, "
+             "bco_pair, sppo_hard, apo_zero, apo_down, sigmoid_norm.")
 
 
 class Dtype(str, enum.Enum):
@@ -26,11 +27,16 @@ class Dtype(str, enum.Enum):
 
 
 def train(
-    set_name: Annotated[str, typer.Option("--set", help="The sft set (--loss sft) or pairs set (dpo, nca) to train on.")],
+    set_name: Annotated[str, typer.Option("--set", help="The sft set (--loss sft) or pairs set (pair losses) to train on.")],
     model: Annotated[str, typer.Option("--model", help="Base model: 'smollm2-135m-instruct', a folder or a hub id.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PEFT adapter and train_config.json.")],
-    loss: Annotated[Loss, typer.Option("--loss", help="sft: assistant tokens only; dpo / nca: preference pairs.")] = Loss.sft,
-    beta: Annotated[float, typer.Option("--beta", help="β of the DPO / NCA losses.")] = 0.1,
+    loss: Annotated[Loss, typer.Option("--loss", help=LOSS_HELP)] = Loss.sft,
+    beta: Annotated[float, typer.Option("--beta", help="β of the pair losses.")] = 0.1,
+    label_smoothing: Annotated[float, typer.Option(
+        "--label-smoothing", help="ε of dpo (cDPO), robust, exo_pair and simpo: the assumed share of flipped pairs.")] = 0.0,
+    simpo_gamma: Annotated[float, typer.Option("--simpo-gamma", help="γ, SimPO's target reward margin.")] = 0.5,
+    retention_weight: Annotated[float, typer.Option(
+        "--retention-weight", help="--loss sft: loss weight of the set's retention rows (refusal rows weigh 1).")] = 1.0,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 8,
     lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha (scale = alpha / r).")] = 16,
     target_modules: Annotated[str, typer.Option("--target-modules", help="Comma-separated module names.")] = "q_proj,v_proj",
@@ -65,7 +71,8 @@ def train(
     from refusaldata.train import result_row, train_adapter  # torch loads only when training
 
     result = train_adapter(
-        open_store(store), set_name, model, out, loss=loss.value, beta=beta, lora_r=lora_r, lora_alpha=lora_alpha,
+        open_store(store), set_name, model, out, loss=loss.value, beta=beta, label_smoothing=label_smoothing,
+        simpo_gamma=simpo_gamma, retention_weight=retention_weight, lora_r=lora_r, lora_alpha=lora_alpha,
         target_modules=[name.strip() for name in target_modules.split(",")], epochs=epochs, max_steps=max_steps,
         lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, seed=seed, threads=threads,
         checkpoint_every=checkpoint_every, progress=True, dtype=dtype.value,

@@ -22,7 +22,9 @@ from refusaldata.models import EMBEDDED_MODEL
 from refusaldata.store import Store
 from refusaldata.train import train_adapter
 from refusaldata.train.data import Sequence, collate, encode
-from refusaldata.train.losses import dpo_loss, nca_pair_loss
+from refusaldata.train.losses import (
+    PAIR_LOSSES, REFERENCE_FREE, PairOptions, PairScores, dpo_loss, nca_pair_loss,
+)
 
 REFUSAL = "I'm sorry, but I can't help with that."
 # A CI-sized run: 4 steps of batch 4 over 4 prompts, short sequences, one thread.
@@ -44,32 +46,78 @@ def _pair_rows(set_name: str, prompts) -> list[dict]:
 
 
 # -- losses ------------------------------------------------------------------------------
+# One pair throughout: policy chosen −1 over 2 reply tokens, rejected −3 over 4, reference −2
+# for both. Log-ratios r_c = 1, r_r = −1, Δ = 2; average log-probs ā_c = −0.5, ā_r = −0.75;
+# token-averaged log-ratio margin Δ̄ = 1/2 + 1/4 = 0.75. The values below were computed by
+# hand from TRL's formulas with Python's math module, never with the code under test.
 
-def test_dpo_loss_matches_hand_computed_values():
-    # chosen log-ratio −1−(−2) = 1, rejected −3−(−2) = −1, Δ = 2; β = 0.5 → −logσ(1) = log(1 + e^−1)
-    loss = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5)
-    assert loss.item() == pytest.approx(0.3132616875, abs=1e-7)
-    # policy == reference: Δ = 0 → log 2, whatever β
-    same = dpo_loss(torch.tensor([-5.0]), torch.tensor([-7.0]), torch.tensor([-5.0]), torch.tensor([-7.0]), 3.0)
-    assert same.item() == pytest.approx(0.6931471806, abs=1e-7)
+def _scores(reference: bool = True) -> PairScores:
+    reference_chosen = torch.tensor([-2.0]) if reference else None
+    reference_rejected = torch.tensor([-2.0]) if reference else None
+    return PairScores(torch.tensor([-1.0]), torch.tensor([-3.0]), reference_chosen, reference_rejected,
+                      torch.tensor([2.0]), torch.tensor([4.0]))
 
 
-def test_nca_pair_loss_matches_hand_computed_values():
-    # r_c = 0.5·1 = 0.5, r_r = 0.5·(−1) = −0.5:
+@pytest.mark.parametrize(("loss", "options", "expected"), [
+    # −logσ(βΔ) = log(1 + e^−1)
+    ("dpo", PairOptions(beta=0.5), 0.3132616875),
+    # cDPO: 0.9·(−logσ(1)) + 0.1·(−logσ(−1))
+    ("dpo", PairOptions(beta=0.5, label_smoothing=0.1), 0.4132616875),
     # −logσ(0.5) − ½logσ(−0.5) − ½logσ(0.5) = 0.4740770 + 0.4870385 + 0.2370385
-    loss = nca_pair_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5)
-    assert loss.item() == pytest.approx(1.1981539684, abs=1e-7)
-    # both rewards 0 → 2·log 2
-    zero = nca_pair_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), 0.1)
-    assert zero.item() == pytest.approx(1.3862943611, abs=1e-7)
+    ("nca", PairOptions(beta=0.5), 1.1981539684),
+    # relu(1 − 0.2·2)
+    ("hinge", PairOptions(beta=0.2), 0.6),
+    # (Δ̄ − 1/(2β))² = (0.75 − 1)²
+    ("ipo", PairOptions(beta=0.5), 0.0625),
+    # (0.9·(−logσ(1)) + 0.1·logσ(−1)) / 0.8
+    ("robust", PairOptions(beta=0.5, label_smoothing=0.1), 0.1882616875),
+    # σ(1)(logσ(1) − log 0.9) + σ(−1)(logσ(−1) − log 0.1)
+    ("exo_pair", PairOptions(beta=0.5, label_smoothing=0.1), 0.1140821077),
+    # −logσ(0.5) − logσ(0.5)
+    ("bco_pair", PairOptions(beta=0.5), 0.9481539684),
+    # (1 − 2)² + (−1 + 2)², 1/(2β) = 2
+    ("sppo_hard", PairOptions(beta=0.25), 2.0),
+    # 1 − σ(0.5) + σ(−0.5)
+    ("apo_zero", PairOptions(beta=0.5), 0.7550813376),
+    # σ(0.5) + 1 − σ(1)
+    ("apo_down", PairOptions(beta=0.5), 0.8914007526),
+    # −logσ(β·Δ̄) = −logσ(0.375)
+    ("sigmoid_norm", PairOptions(beta=0.5), 0.5231232641),
+    # −logσ(β(ā_c − ā_r) − γ) = −logσ(0.125 − 0.5)
+    ("simpo", PairOptions(beta=0.5, simpo_gamma=0.5), 0.8981232641),
+    # −ā_c − β·logσ(log odds), log odds = 0.25 − (log(1 − e^−0.5) − log(1 − e^−0.75)) = 0.5433987
+    ("orpo", PairOptions(beta=0.5), 0.7289563667),
+])
+def test_pair_losses_match_hand_computed_values(loss, options, expected):
+    scores = _scores(reference=loss not in REFERENCE_FREE)
+    assert PAIR_LOSSES[loss](scores, options).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_every_pair_loss_is_tested_against_a_hand_computed_value():
+    tested = {"dpo", "nca", "hinge", "ipo", "robust", "exo_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
+              "sigmoid_norm", "simpo", "orpo"}
+    assert set(PAIR_LOSSES) == tested
+
+
+def test_reference_free_losses_ignore_the_reference():
+    for loss in REFERENCE_FREE:
+        assert PAIR_LOSSES[loss](_scores(reference=False), PairOptions()).isfinite().all()
+
+
+def test_dpo_is_log_two_when_policy_equals_reference():
+    same = PairScores(torch.tensor([-5.0]), torch.tensor([-7.0]), torch.tensor([-5.0]), torch.tensor([-7.0]),
+                      torch.tensor([3.0]), torch.tensor([3.0]))
+    assert dpo_loss(same, PairOptions(beta=3.0)).item() == pytest.approx(0.6931471806, abs=1e-7)
+    assert nca_pair_loss(same, PairOptions(beta=0.1)).item() == pytest.approx(1.3862943611, abs=1e-7)
 
 
 def test_losses_are_per_pair():
-    policy_chosen = torch.tensor([-1.0, -2.0])
-    losses = dpo_loss(policy_chosen, torch.tensor([-3.0, -2.0]), torch.tensor([-2.0, -2.0]),
-                      torch.tensor([-2.0, -2.0]), 0.5)
-    assert losses.shape == (2,)
-    assert losses[1].item() == pytest.approx(math.log(2), abs=1e-7)
+    scores = PairScores(torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -2.0]), torch.tensor([-2.0, -2.0]),
+                        torch.tensor([-2.0, -2.0]), torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0]))
+    for loss in PAIR_LOSSES:
+        options = PairOptions(label_smoothing=0.1) if loss == "exo_pair" else PairOptions()
+        assert PAIR_LOSSES[loss](scores, options).shape == (2,), loss
+    assert dpo_loss(scores, PairOptions(beta=0.5))[1].item() == pytest.approx(math.log(2), abs=1e-7)
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -218,6 +266,11 @@ def test_a_run_with_default_options_keeps_the_adapter_id_it_had_before_them(trai
     (["--set", "refuse", "--lr", "0"], "--lr must be a positive number"),
     (["--set", "refuse", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["--set", "held-out-only"], "none with split 'train'"),
+    (["--set", "refuse", "--loss", "exo_pair"], "--loss exo_pair needs --label-smoothing above 0"),
+    (["--set", "refuse", "--loss", "ipo", "--label-smoothing", "0.1"], "--label-smoothing applies to dpo"),
+    (["--set", "refuse", "--loss", "robust", "--label-smoothing", "0.5"], "must be in [0.0, 0.5)"),
+    (["--set", "refuse", "--retention-weight", "-1"], "--retention-weight must be a number >= 0"),
+    (["--set", "refuse", "--loss", "dpo", "--retention-weight", "2"], "--retention-weight applies to --loss sft"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(cli, store, tmp_path, extra, message):
     store.replace("sft", pa.Table.from_pylist(_sft_rows("refuse", _bench_prompts(2))
@@ -240,7 +293,8 @@ def test_unknown_target_module_is_an_input_error(store, tmp_path, embedded_model
 
 # -- pair losses on the real model ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("loss", "initial"), [("dpo", math.log(2)), ("nca", 2 * math.log(2))])
+@pytest.mark.parametrize(("loss", "initial"), [("dpo", math.log(2)), ("nca", 2 * math.log(2)),
+                                               ("ipo", 1.0)])
 def test_pair_losses_start_at_their_zero_reward_value_and_fall(store, tmp_path, embedded_model, loss, initial):
     # LoRA's B starts at zero, so at step 1 the policy equals the reference (adapter disabled):
     # every log-ratio is 0 and the loss is exactly its zero-reward value.
@@ -251,6 +305,32 @@ def test_pair_losses_start_at_their_zero_reward_value_and_fall(store, tmp_path, 
     assert result.last_loss < result.first_loss
     record = json.loads((tmp_path / "out" / "train_config.json").read_text())
     assert record["loss"] == loss and record["beta"] == 0.5 and record["set_table"] == "pairs"
+
+
+@pytest.mark.parametrize("loss", ["simpo", "orpo"])
+def test_reference_free_losses_train_without_a_reference_pass(store, tmp_path, embedded_model, loss):
+    store.replace("pairs", pa.Table.from_pylist(_pair_rows("prefs", _bench_prompts(2))))
+    result = train_adapter(store, "prefs", EMBEDDED_MODEL, tmp_path / "out", loss=loss, beta=0.5, max_steps=2,
+                           batch_size=2, lr=5e-4, max_length=64, threads=1)
+    assert math.isfinite(result.first_loss) and result.last_loss < result.first_loss
+    record = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    assert record["loss"] == loss and (record.get("simpo_gamma") == 0.5) == (loss == "simpo")
+
+
+def test_retention_weight_zero_trains_as_if_the_retention_rows_were_absent(store, tmp_path, embedded_model):
+    prompts = _bench_prompts(3)
+    refusals = _sft_rows("only", prompts[:2])
+    retention = [{**row, "kind": "retention", "target": "Sure, here is how."} for row in _sft_rows("mixed", prompts[2:])]
+    store.replace("sft", pa.Table.from_pylist(refusals + [{**row, "set_name": "mixed"} for row in refusals]
+                                              + retention))
+    options = {"max_steps": 1, "batch_size": 4, "max_length": 64, "threads": 1}
+    alone = train_adapter(store, "only", EMBEDDED_MODEL, tmp_path / "only", **options)
+    weighted = train_adapter(store, "mixed", EMBEDDED_MODEL, tmp_path / "mixed", retention_weight=0.0, **options)
+    plain = train_adapter(store, "mixed", EMBEDDED_MODEL, tmp_path / "plain", **options)
+    assert weighted.first_loss == pytest.approx(alone.first_loss, rel=1e-5)
+    assert plain.first_loss != pytest.approx(alone.first_loss, rel=1e-3)
+    assert json.loads((tmp_path / "mixed" / "train_config.json").read_text())["retention_weight"] == 0.0
+    assert "retention_weight" not in json.loads((tmp_path / "plain" / "train_config.json").read_text())
 
 
 def test_a_set_in_both_tables_is_read_from_the_one_the_loss_needs(store, tmp_path, embedded_model):

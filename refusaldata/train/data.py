@@ -19,17 +19,19 @@ from refusaldata.errors import BackendError, InputError, NotFoundError
 from refusaldata.io import sha256_text
 from refusaldata.queries import sql_text
 from refusaldata.store import Store
+from refusaldata.train.losses import PAIR_LOSSES
 
 SUPERVISED = "sft"
-PAIRED = ("dpo", "nca")
+PAIRED = tuple(PAIR_LOSSES)
 
 
 @dataclass(frozen=True)
 class Sequence:
-    """Token ids of prompt + reply; ids[start:] are the reply tokens that carry loss."""
+    """Token ids of prompt + reply; ids[start:] are the reply tokens that carry loss, each with `weight`."""
 
     ids: list[int]
     start: int
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def load_rows(store: Store, set_name: str, loss: str) -> tuple[str, pa.Table]:
         total, train = counts[table]
         if not total:
             other = "pairs" if table == SUPERVISED else "sft"
-            needed = "--loss dpo or --loss nca" if table == SUPERVISED else "--loss sft"
+            needed = "a pair loss (--loss dpo, nca, ...)" if table == SUPERVISED else "--loss sft"
             raise InputError(f"set '{set_name}' is in the {other} table, which {needed} trains on; "
                              f"--loss {loss} needs a set in the {table} table")
         if not train:
@@ -103,9 +105,14 @@ def _replies(tokenizer, prompts: list[str], replies: list[str]) -> tuple[list[st
     return heads, tails
 
 
-def encode(tokenizer, rows: pa.Table, table: str, max_length: int) -> Encoded:
-    """Tokenize every row; replies are cut to fit `max_length`, rows with no room are dropped."""
+def encode(tokenizer, rows: pa.Table, table: str, max_length: int, retention_weight: float = 1.0) -> Encoded:
+    """Tokenize every row; replies are cut to fit `max_length`, rows with no room are dropped.
+
+    SFT rows of kind 'retention' get `retention_weight`, every other sequence weight 1.
+    """
     prompts = rows.column("prompt").to_pylist()
+    weights = ([retention_weight if kind == "retention" else 1.0 for kind in rows.column("kind").to_pylist()]
+               if table == SUPERVISED else [1.0] * rows.num_rows)
     reply_columns = ["target"] if table == SUPERVISED else ["chosen", "rejected"]
     per_column = []
     for column in reply_columns:
@@ -114,7 +121,7 @@ def encode(tokenizer, rows: pa.Table, table: str, max_length: int) -> Encoded:
         tail_ids = tokenizer(tails, add_special_tokens=False)["input_ids"]
         per_column.append(list(zip(head_ids, tail_ids)))
     examples, truncated, dropped = [], 0, 0
-    for parts in zip(*per_column):
+    for weight, parts in zip(weights, zip(*per_column)):
         sequences = []
         for head, tail in parts:
             room = max_length - len(head)
@@ -123,7 +130,7 @@ def encode(tokenizer, rows: pa.Table, table: str, max_length: int) -> Encoded:
             if len(tail) > room:
                 truncated += 1
                 tail = tail[:room]
-            sequences.append(Sequence(head + tail, len(head)))
+            sequences.append(Sequence(head + tail, len(head), weight))
         if len(sequences) == len(parts):
             examples.append(tuple(sequences))
         else:

@@ -1,6 +1,6 @@
-"""The LoRA training loop: SFT on assistant tokens, DPO and NCA on preference pairs.
+"""The LoRA training loop: SFT on assistant tokens, the DPO family on preference pairs.
 
-One loop serves the three losses. Choices and why:
+One loop serves every loss (losses.py holds the pair losses). Choices and why:
 - logits only where there is loss: the decoder's hidden states go through the output
   head at reply positions only, so the batch × length × vocabulary logits tensor (2 GB
   in fp32 for batch 8 × 512 tokens of a 128k vocabulary) is never materialized; on the
@@ -9,7 +9,8 @@ One loop serves the three losses. Choices and why:
 - dynamic padding (each micro-batch padded to its own longest sequence);
 - the SFT loss is the mean over every reply token of the optimizer step, so batch 8 and
   batch 4 × grad-accum 2 give the same update; pair losses are the mean over pairs;
-- the reference of DPO/NCA is the same base with the adapter disabled (no second copy);
+- the reference of the pair losses is the same base with the adapter disabled (no second
+  copy); reference-free losses (SimPO, ORPO) skip its forward pass;
 - no dropout anywhere (LoRA dropout 0, the model in eval mode, as TRL's DPO disables
   dropout) and a data order fixed by the seed: the DPO/NCA reference pass is exact, and a
   run resumed from a checkpoint continues exactly as the uninterrupted run would have;
@@ -56,7 +57,7 @@ from refusaldata.runs import library_versions, now
 from refusaldata.store import Store
 from refusaldata.train import checkpoint
 from refusaldata.train.data import PAIRED, SUPERVISED, Batch, Encoded, collate, encode, load_rows, rows_digest
-from refusaldata.train.losses import PAIR_LOSSES
+from refusaldata.train.losses import PAIR_LOSSES, REFERENCE_FREE, SMOOTHED, PairOptions, PairScores
 
 LOSSES = (SUPERVISED, *PAIRED)
 DTYPES = ("auto", "bfloat16", "float32")
@@ -79,6 +80,33 @@ class TrainResult:
     elapsed_s: float
     resumed_from_step: int = 0
     already_trained: bool = False
+
+
+def _validate_pair_options(loss: str, options: PairOptions) -> None:
+    if options.label_smoothing and loss not in SMOOTHED:
+        raise InputError(f"--label-smoothing applies to {', '.join(SMOOTHED)}, not --loss {loss}")
+    if loss in SMOOTHED:
+        low, high = SMOOTHED[loss]
+        if not low <= options.label_smoothing < high:
+            raise InputError(f"--label-smoothing must be in [{low}, {high}) for --loss {loss}, "
+                             f"not {options.label_smoothing}")
+    if loss == "exo_pair" and options.label_smoothing == 0:
+        raise InputError("--loss exo_pair needs --label-smoothing above 0 (the EXO paper suggests 1e-3)")
+    if not math.isfinite(options.simpo_gamma):
+        raise InputError(f"--simpo-gamma must be a number, not {options.simpo_gamma}")
+
+
+def _pair_config(loss: str, options: PairOptions) -> dict:
+    """The pair-loss settings an adapter's id covers; only those the loss reads, so the ids of
+    adapters trained before these options existed stay the same."""
+    if loss not in PAIR_LOSSES:
+        return {"beta": None}
+    config = {"beta": options.beta}
+    if options.label_smoothing:
+        config["label_smoothing"] = options.label_smoothing
+    if loss == "simpo":
+        config["simpo_gamma"] = options.simpo_gamma
+    return config
 
 
 def _validate(loss: str, beta: float, lora_r: int, lora_alpha: int, target_modules: tuple[str, ...],
@@ -287,7 +315,19 @@ def _step_examples(order_for_epoch, step: int, per_step: int, count: int) -> lis
     return indices
 
 
-def _train_step(scorer: ReplyScorer, encoded: Encoded, indices: list[int], loss: str, beta: float,
+def _pair_scores(scorer: ReplyScorer, batch: Batch, pairs: int, reference_free: bool) -> PairScores:
+    """Policy (and, unless `reference_free`, reference) scores of a [chosen..., rejected...] batch."""
+    tokens = batch.loss_mask[:, 1:].sum(dim=1).to(torch.float32)
+    reference = None
+    if not reference_free:
+        with torch.no_grad(), scorer.model.disable_adapter():
+            reference = scorer.sequence_logps(batch)
+    policy = scorer.sequence_logps(batch)
+    return PairScores(policy[:pairs], policy[pairs:], None if reference is None else reference[:pairs],
+                      None if reference is None else reference[pairs:], tokens[:pairs], tokens[pairs:])
+
+
+def _train_step(scorer: ReplyScorer, encoded: Encoded, indices: list[int], loss: str, options: PairOptions,
                 batch_size: int, pad_id: int, device: torch.device, share: slice = slice(None)) -> tuple[float, int]:
     """Accumulate gradients for this process's `share` of one optimizer step; returns (loss, tokens seen).
 
@@ -298,14 +338,16 @@ def _train_step(scorer: ReplyScorer, encoded: Encoded, indices: list[int], loss:
     tokens = 0
     total = 0.0
     if loss == SUPERVISED:
-        batches = [collate([encoded.examples[i][0] for i in chunk], pad_id) for chunk in micro]
-        # the positions batch.loss_mask[:, 1:] marks, counted over the whole step
-        reply_tokens = sum(len(sequence.ids) - max(sequence.start, 1)
+        # Each reply token counts with its row's weight (retention rows: --retention-weight); the
+        # positions batch.loss_mask[:, 1:] marks, weighted, counted over the whole step.
+        reply_tokens = sum(sequence.weight * (len(sequence.ids) - max(sequence.start, 1))
                            for sequence in (encoded.examples[i][0] for i in indices))
-        for batch in batches:
+        batches = [(collate([encoded.examples[i][0] for i in chunk], pad_id),
+                    torch.tensor([encoded.examples[i][0].weight for i in chunk])) for chunk in micro]
+        for batch, weights in batches:
             batch = batch.to(device)
-            logps, _ = scorer.token_logps(batch)
-            part = -logps.sum() / reply_tokens
+            logps, rows = scorer.token_logps(batch)
+            part = -(logps * weights.to(device)[rows]).sum() / reply_tokens
             part.backward()
             total += float(part.detach())
             tokens += batch.tokens
@@ -314,11 +356,7 @@ def _train_step(scorer: ReplyScorer, encoded: Encoded, indices: list[int], loss:
     for chunk in micro:
         sequences = [encoded.examples[i][0] for i in chunk] + [encoded.examples[i][1] for i in chunk]
         batch = collate(sequences, pad_id).to(device)
-        with torch.no_grad(), scorer.model.disable_adapter():
-            reference = scorer.sequence_logps(batch)
-        policy = scorer.sequence_logps(batch)
-        pairs = len(chunk)
-        losses = pair_loss(policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:], beta)
+        losses = pair_loss(_pair_scores(scorer, batch, len(chunk), loss in REFERENCE_FREE), options)
         part = losses.sum() / len(indices)
         part.backward()
         total += float(part.detach())
@@ -347,7 +385,8 @@ def _save_adapter(model, out: Path) -> None:
 
 
 def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLike[str], *, loss: str = SUPERVISED,
-                  beta: float = 0.1, lora_r: int = 8, lora_alpha: int = 16,
+                  beta: float = 0.1, label_smoothing: float = 0.0, simpo_gamma: float = 0.5,
+                  retention_weight: float = 1.0, lora_r: int = 8, lora_alpha: int = 16,
                   target_modules: tuple[str, ...] | list[str] = ("q_proj", "v_proj"), epochs: int = 1,
                   max_steps: int | None = None, lr: float = 2e-4, batch_size: int = 8, grad_accum: int = 1,
                   max_length: int = 512, seed: int = 0, threads: int | None = None,
@@ -366,6 +405,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     savers (module docstring). Under `accelerate launch` every process runs this function;
     an optimizer step takes batch_size × grad_accum examples on each, and only the main
     process writes the adapter, checkpoints and store rows.
+    `label_smoothing` and `simpo_gamma` are read by the pair losses that define them;
+    `retention_weight` scales the SFT loss of an sft set's retention rows.
     """
     target_modules = tuple(target_modules)
     _validate(loss, beta, lora_r, lora_alpha, target_modules, epochs, max_steps, lr, batch_size, grad_accum,
@@ -375,6 +416,12 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     weights_dtype = _weights_dtype(dtype, device)
     if load_in_4bit:
         _check_4bit(device)
+    pair_options = PairOptions(beta=beta, label_smoothing=label_smoothing, simpo_gamma=simpo_gamma)
+    _validate_pair_options(loss, pair_options)
+    if not (retention_weight >= 0 and math.isfinite(retention_weight)):
+        raise InputError(f"--retention-weight must be a number >= 0, not {retention_weight}")
+    if retention_weight != 1.0 and loss != SUPERVISED:
+        raise InputError("--retention-weight applies to --loss sft (pairs sets have no retention rows)")
     table, rows = load_rows(store, set_name, loss)
     model_path = resolve_model(model)
     processes, main = accelerator.num_processes, accelerator.is_main_process
@@ -383,7 +430,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     per_step = batch_size * grad_accum * processes
     config = {
         "set": set_name, "set_table": table, "set_digest": rows_digest(rows), "base_model": model,
-        "loss": loss, "beta": beta if loss in PAIRED else None, "lora_r": lora_r, "lora_alpha": lora_alpha,
+        "loss": loss, **_pair_config(loss, pair_options), "lora_r": lora_r, "lora_alpha": lora_alpha,
+        **({"retention_weight": retention_weight} if retention_weight != 1.0 else {}),
         "lora_dropout": LORA_DROPOUT, "target_modules": list(target_modules), "epochs": epochs,
         "max_steps": max_steps, "lr": lr, "lr_schedule": "constant", "optimizer": "adamw",
         "weight_decay": 0.0, "max_grad_norm": MAX_GRAD_NORM, "batch_size": batch_size, "grad_accum": grad_accum,
@@ -406,7 +454,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
 
     with _torch_threads(threads):
         tokenizer, base = _load_model(model_path, model, device, weights_dtype, load_in_4bit)
-        encoded = encode(tokenizer, rows, table, max_length)
+        encoded = encode(tokenizer, rows, table, max_length, retention_weight)
         count = len(encoded.examples)
         total_steps = max_steps or math.ceil(epochs * count / per_step)
         peft_model = _wrap_lora(base, lora_r, lora_alpha, target_modules, seed)
@@ -445,7 +493,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
             for step in range(start_step, total_steps):
                 began = time.perf_counter()
                 indices = _step_examples(order_for_epoch, step, per_step, count)
-                last_loss, tokens = _train_step(scorer, encoded, indices, loss, beta, batch_size, pad_id, device, share)
+                last_loss, tokens = _train_step(scorer, encoded, indices, loss, pair_options, batch_size, pad_id,
+                                                device, share)
                 last_loss, tokens = _sum_over_processes(accelerator, trainable, last_loss, tokens)
                 if not math.isfinite(last_loss):
                     raise BackendError(f"the loss became {last_loss} at step {step + 1}; lower --lr")
