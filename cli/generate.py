@@ -10,7 +10,7 @@ import typer
 from refusaldata.cli.common import StoreOption, open_store
 from refusaldata.errors import InputError
 from refusaldata.generate import (DEFAULT_BASE_URL, GenerateOptions, GenerationSummary, generate as run_generate,
-                                  parse_shard, run_status, status_line)
+                                  parse_shard, read_few_shot, run_status, status_line)
 from refusaldata.store import DEFAULT_STORE
 
 
@@ -26,6 +26,8 @@ def generate(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most new tokens per answer.")] = 256,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     system_prompt: Annotated[str | None, typer.Option("--system-prompt", help="A system turn before each prompt.")] = None,
+    few_shot: Annotated[Path | None, typer.Option(
+        "--few-shot", help="A JSON/JSONL file of example user/assistant turns placed before each prompt.")] = None,
     adapter: Annotated[Path | None, typer.Option("--adapter", help="A PEFT LoRA adapter folder (safetensors).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="auto (float32 on CPU), float32 or bfloat16.")] = "auto",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N prompts (by prompt_id).")] = None,
@@ -57,7 +59,8 @@ def generate(
     options = GenerateOptions(
         model=model, datasets=datasets, split=split,
         backend=backend, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-        system_prompt=system_prompt, adapter=str(adapter) if adapter else None, dtype=dtype, limit=limit,
+        system_prompt=system_prompt, few_shot=read_few_shot(few_shot) if few_shot else (),
+        adapter=str(adapter) if adapter else None, dtype=dtype, limit=limit,
         chunk_size=chunk_size, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
         name=name, shard=parse_shard(shard) if shard is not None else None, ray_engine=ray_engine,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker)

@@ -53,6 +53,7 @@ class GenerateOptions:
     max_tokens: int = 256
     seed: int = 0
     system_prompt: str | None = None
+    few_shot: tuple[tuple[str, str], ...] = ()  # (user, assistant) example turns before each prompt
     adapter: str | None = None
     dtype: str = "auto"
     limit: int | None = None
@@ -168,6 +169,49 @@ class SharedEngine(Protocol):
     def close(self) -> None: ...
 
 
+FEW_SHOT_ROLES = ("user", "assistant")
+
+
+def read_few_shot(path: str | Path) -> tuple[tuple[str, str], ...]:
+    """The (user, assistant) example turns of a few-shot file, checked.
+
+    The file is JSON (a list of {"role", "content"} messages, or {"messages": [...]}) or
+    JSONL (one message per line); the turns must alternate user, assistant, ..., and end
+    with an assistant turn. A system turn belongs in --system-prompt instead.
+    """
+    from refusaldata import io
+
+    path = Path(path)
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        turns = io.read_records(path, "jsonl").to_dicts()
+    else:
+        value = io.read_json(path)
+        turns = value.get("messages") if isinstance(value, dict) else value
+        if not isinstance(turns, list):
+            raise InputError(f"{path}: expected a list of {{\"role\", \"content\"}} messages")
+    for index, turn in enumerate(turns, start=1):
+        expected = FEW_SHOT_ROLES[(index - 1) % 2]
+        role = turn.get("role") if isinstance(turn, dict) else None
+        content = turn.get("content") if isinstance(turn, dict) else None
+        if role != expected:
+            raise InputError(f"{path}: turn {index} is {'a ' + repr(role) if role else 'not a message'} where a "
+                             f"'{expected}' turn belongs (few-shot turns alternate user, assistant)")
+        if not isinstance(content, str) or not content.strip():
+            raise InputError(f"{path}: turn {index} ({role}) has no text in 'content'")
+    if not turns or len(turns) % 2:
+        raise InputError(f"{path}: {len(turns)} turn(s); few-shot turns come in user/assistant pairs, "
+                         "ending with the assistant")
+    return tuple((turns[i]["content"], turns[i + 1]["content"]) for i in range(0, len(turns), 2))
+
+
+def conversation(system_prompt: str | None, few_shot: tuple[tuple[str, str], ...], text: str) -> list[dict[str, str]]:
+    """The messages for one prompt: the system turn (if any), the few-shot turns, the user turn."""
+    turns = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    for user, assistant in few_shot:
+        turns += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return turns + [{"role": "user", "content": text}]
+
+
 def validate(options: GenerateOptions) -> None:
     """Reject option values no backend can honour, before anything loads."""
     checks = [
@@ -229,7 +273,7 @@ def make_backend(options: GenerateOptions, backend: str) -> Backend:
         return OpenAIBackend(options)
     from refusaldata.generate.chat import LocalModel
 
-    local = LocalModel.load(options.model, options.adapter, options.system_prompt)
+    local = LocalModel.load(options.model, options.adapter, options.system_prompt, options.few_shot)
     if backend == "vllm":
         from refusaldata.generate.vllm_backend import VllmBackend
 
@@ -251,6 +295,8 @@ def run_config(options: GenerateOptions, backend: Backend) -> dict:
         "top_p": options.top_p,
         "max_tokens": options.max_tokens,
         "seed": options.seed,
+        # Only present when given, so the ids of runs without few-shot turns stay as they were.
+        **({"few_shot": [list(pair) for pair in options.few_shot]} if options.few_shot else {}),
     }
 
 

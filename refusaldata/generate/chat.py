@@ -13,7 +13,7 @@ from pathlib import Path
 
 from refusaldata import models
 from refusaldata.errors import BackendError, InputError, NotFoundError
-from refusaldata.generate import Prompt, json_file
+from refusaldata.generate import Prompt, conversation, json_file
 from refusaldata.io import sha256_files, sha256_text
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -75,9 +75,11 @@ class LocalModel:
     fingerprint: str | None
     adapter: Adapter | None
     system_prompt: str | None
+    few_shot: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def load(cls, name: str, adapter: str | None, system_prompt: str | None) -> LocalModel:
+    def load(cls, name: str, adapter: str | None, system_prompt: str | None,
+             few_shot: tuple[tuple[str, str], ...] = ()) -> LocalModel:
         path = models.resolve_model(name)
         local_folder = Path(path) if Path(path).is_dir() else None
         from transformers import AutoConfig, AutoTokenizer
@@ -101,7 +103,8 @@ class LocalModel:
         fingerprint = folder_fingerprint(local_folder) if local_folder is not None else None
         return cls(name=name, path=path, tokenizer=tokenizer, chat_template=template,
                    context_length=int(context), fingerprint=fingerprint,
-                   adapter=Adapter.load(adapter) if adapter else None, system_prompt=system_prompt)
+                   adapter=Adapter.load(adapter) if adapter else None, system_prompt=system_prompt,
+                   few_shot=few_shot)
 
     def identity(self, dtype: str) -> dict:
         """The model's part of the run config and of the runs row."""
@@ -117,9 +120,8 @@ class LocalModel:
         }
 
     def messages(self, text: str) -> list[dict[str, str]]:
-        """The conversation for one prompt: the run's system prompt (if any), then the user turn."""
-        turns = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return turns + [{"role": "user", "content": text}]
+        """The conversation for one prompt: the run's system prompt and few-shot turns, then the user turn."""
+        return conversation(self.system_prompt, self.few_shot, text)
 
     def render(self, prompts: list[Prompt]) -> list[str]:
         """The chat-templated prompt strings, ready for generation."""

@@ -14,7 +14,7 @@ import os
 import random
 
 from refusaldata.errors import BackendError, InputError, excerpt
-from refusaldata.generate import SKIPPED, Completion, GenerateOptions, Prompt
+from refusaldata.generate import SKIPPED, Completion, GenerateOptions, Prompt, conversation
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 ATTEMPTS = 6
@@ -80,8 +80,7 @@ class OpenAIEngine:
 
     def _body(self, prompt: Prompt) -> dict:
         options = self.options
-        messages = [{"role": "system", "content": options.system_prompt}] if options.system_prompt else []
-        return {"model": options.model, "messages": messages + [{"role": "user", "content": prompt.text}],
+        return {"model": options.model, "messages": conversation(options.system_prompt, options.few_shot, prompt.text),
                 "n": options.n, "temperature": options.temperature, "top_p": options.top_p,
                 "max_tokens": options.max_tokens, "seed": options.seed}
 

@@ -136,7 +136,7 @@ class SharedVllm:
     def attach(self, backend: VllmBackend) -> _AttachedEngine:
         options = backend.options
         key = (backend.local.path, backend.dtype, options.n, options.temperature, options.top_p,
-               options.max_tokens, options.seed, options.system_prompt)
+               options.max_tokens, options.seed, options.system_prompt, options.few_shot)
         if self.engine is None:
             self.engine = VllmEngine(backend.local, options, backend.dtype, self.lora_rank)
             self._sampling_key = key
