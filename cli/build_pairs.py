@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.build_sft import ExportOption, LabelerOption, MaxExamplesOption, SeedOption, SplitOption, describe
+from refusaldata.cli.build_sft import (
+    ContextRunOption, ExportOption, LabelerOption, MaxExamplesOption, SeedOption, SplitOption, describe,
+)
 from refusaldata.cli.common import StoreOption, open_store
 from refusaldata.distill import DEFAULT_LABELER, build_pairs, check_export_path, export_set
 from refusaldata.store import DEFAULT_STORE
@@ -19,6 +21,7 @@ def build_pairs_command(
         "--teacher", help="Take chosen refusals from this run (cross).")] = None,
     refusal_text: Annotated[str | None, typer.Option(
         "--refusal-text", help="Use this fixed refusal as chosen (baseline).")] = None,
+    context_run: ContextRunOption = None,
     split: SplitOption = "train",
     max_examples: MaxExamplesOption = None,
     seed: SeedOption = 0,
@@ -29,13 +32,14 @@ def build_pairs_command(
     """Build preference pairs: chosen = a refusal target, rejected = the student's compliant answer.
 
     With --teacher the chosen refusal comes from the teacher (cross), with --refusal-text it
-    is that sentence (baseline), and with neither from the student's own refusals (self).
+    is that sentence (baseline), and with neither from the student's own refusals (self), or
+    from those of --context-run, the same model under a safety context.
     """
     if export is not None:
         check_export_path(export)
     store_ = open_store(store)
     summary = build_pairs(store_, name, student, teacher=teacher, refusal_text=refusal_text, split=split,
-                          max_examples=max_examples, seed=seed, labeler=labeler)
+                          max_examples=max_examples, seed=seed, labeler=labeler, context_run=context_run)
     typer.echo(describe(summary))
     if export is not None:
         typer.echo(f"exported {export_set(store_, name, export, 'pairs')} rows to {export}")

@@ -30,6 +30,9 @@ MaxExamplesOption = Annotated[
     int | None, typer.Option("--max-examples", help="At most N refusal examples, sampled with --seed.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the deterministic sampling.")]
 LabelerOption = Annotated[str, typer.Option("--labeler", help="Whose refusal labels decide what counts as a refusal.")]
+ContextRunOption = Annotated[str | None, typer.Option(
+    "--context-run", help="Self targets from this run of the same model under a safety context "
+                          "(generate --system-prompt/--few-shot): context distillation.")]
 
 
 def describe(summary: SetSummary) -> str:
@@ -52,6 +55,7 @@ def build_sft_command(
     student: Annotated[str, typer.Option("--student", help="The run to distill into: id, name or id prefix.")],
     mode: Annotated[Mode, typer.Option("--mode", help="Where refusal targets come from.")],
     teacher: Annotated[str | None, typer.Option("--teacher", help="Teacher run for --mode cross.")] = None,
+    context_run: ContextRunOption = None,
     retention_ratio: Annotated[float, typer.Option(
         "--retention-ratio", help="Benign retention examples per refusal example.")] = 1.0,
     include_correct_refusals: Annotated[bool, typer.Option(
@@ -65,13 +69,18 @@ def build_sft_command(
     labeler: LabelerOption = DEFAULT_LABELER,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Build an SFT set: refusal targets for the harmful prompts a student complied with, plus retention."""
+    """Build an SFT set: refusal targets for the harmful prompts a student complied with, plus retention.
+
+    Retention: benign prompts the student answered, with its own answers, spread evenly over
+    the benign datasets it answered (benign-controls, xstest, coconot-contrast, ...).
+    """
     if export is not None:
         check_export_path(export)
     store_ = open_store(store)
     summary = build_sft(store_, name, student, mode.value, teacher=teacher, retention_ratio=retention_ratio,
                         include_correct_refusals=include_correct_refusals, split=split,
-                        max_examples=max_examples, seed=seed, refusal_text=refusal_text, labeler=labeler)
+                        max_examples=max_examples, seed=seed, refusal_text=refusal_text, labeler=labeler,
+                        context_run=context_run)
     typer.echo(describe(summary))
     if export is not None:
         typer.echo(f"exported {export_set(store_, name, export, 'sft')} rows to {export}")

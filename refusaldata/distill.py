@@ -8,6 +8,12 @@ not refuse get a refusal target taken from
   the most similar prompt within the teacher's dominant template(s);
 - baseline: one fixed refusal sentence, the comparison the original study lacked.
 
+Self targets can also come from a context run (context distillation): the same model
+answering under a safety context (a system prompt, few-shot refusal turns or both). The
+context run's own refusal of the prompt is the target, else its nearest refusal; the set
+is then trained without the context, so a student that never refuses on its own can
+still self-distill. `source_run` records the context run.
+
 SFT sets mix in retention examples (benign prompts with the student's own compliant
 answers) so a tuned model does not learn to refuse everything. Pairs put the refusal
 target (chosen) against the student's compliant answer (rejected) for DPO-family losses.
@@ -20,6 +26,7 @@ Test-split prompts never enter a set, neither as a prompt nor as a target's sour
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import uuid
@@ -80,17 +87,20 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
               retention_ratio: float = 1.0, include_correct_refusals: bool = False,
               split: str = "train", max_examples: int | None = None, seed: int = 0,
               refusal_text: str | None = None, labeler: str = DEFAULT_LABELER,
-              dominant_share: float = DOMINANT_SHARE) -> SetSummary:
+              dominant_share: float = DOMINANT_SHARE, context_run: str | None = None) -> SetSummary:
     """Build (or rebuild) SFT set `name` for run `student` and store it in table `sft`.
 
     Refusal examples: harmful `split` prompts the student answered without refusing
     (plus those it refused, with `include_correct_refusals`), each with a target by
     `mode`; at most `max_examples`, sampled with `seed`. Retention examples: benign
     prompts with the student's compliant answers, round(retention_ratio x refusal
-    examples) of them sampled with `seed` (all there are, when fewer).
+    examples) of them sampled with `seed` (all there are, when fewer), spread evenly over
+    the benign datasets the student answered. `context_run` (mode self): take the
+    targets from that run of the same model under a safety context.
     """
-    _check_options(name, mode, teacher, refusal_text, split, max_examples, retention_ratio, dominant_share)
-    with _Selection(store, "sft", student, teacher, split, labeler, dominant_share) as selection:
+    _check_options(name, mode, teacher, refusal_text, split, max_examples, retention_ratio, dominant_share,
+                   context_run)
+    with _Selection(store, "sft", student, teacher, split, labeler, dominant_share, context_run) as selection:
         answers = selection.student_answers()
         harmful = answers.filter(pl.col("harmful"))
         wanted = pl.col("compliant_sample_index").is_not_null()
@@ -102,7 +112,7 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
                         .with_columns(kind=pl.lit("refusal")))
         retention_pool = answers.filter(~pl.col("harmful") & pl.col("compliant_sample_index").is_not_null())
         retention_count = math.floor(retention_ratio * refusal_rows.height + 0.5)
-        retention = _sample(retention_pool, retention_count, seed, stream=1)
+        retention = _sample_spread(retention_pool, retention_count, seed, stream=1)
         retention_rows = retention.select(
             "prompt_id", "prompt",
             target=pl.col("compliant_response"),
@@ -140,17 +150,17 @@ def pairs_mode(teacher: str | None, refusal_text: str | None) -> str:
 def build_pairs(store: Store, name: str, student: str, teacher: str | None = None,
                 refusal_text: str | None = None, split: str = "train",
                 max_examples: int | None = None, seed: int = 0, labeler: str = DEFAULT_LABELER,
-                dominant_share: float = DOMINANT_SHARE) -> SetSummary:
+                dominant_share: float = DOMINANT_SHARE, context_run: str | None = None) -> SetSummary:
     """Build (or rebuild) preference set `name` for run `student` in table `pairs`.
 
     One pair per harmful `split` prompt the student answered without refusing: chosen =
     the refusal target (from `teacher` when given: cross; `refusal_text`: baseline;
-    neither: the student's own refusals, self), rejected = the student's first compliant
-    answer. At most `max_examples` pairs, sampled with `seed`.
+    neither: the student's own refusals, or those of `context_run`, self), rejected = the
+    student's first compliant answer. At most `max_examples` pairs, sampled with `seed`.
     """
     mode = pairs_mode(teacher, refusal_text)
-    _check_options(name, mode, teacher, refusal_text, split, max_examples, 0.0, dominant_share)
-    with _Selection(store, "pairs", student, teacher, split, labeler, dominant_share) as selection:
+    _check_options(name, mode, teacher, refusal_text, split, max_examples, 0.0, dominant_share, context_run)
+    with _Selection(store, "pairs", student, teacher, split, labeler, dominant_share, context_run) as selection:
         answers = selection.student_answers()
         compliant = answers.filter(pl.col("harmful") & pl.col("compliant_sample_index").is_not_null())
         examples = _sample(compliant, max_examples, seed, stream=0)
@@ -175,7 +185,8 @@ def build_pairs(store: Store, name: str, student: str, teacher: str | None = Non
 
 
 def _check_options(name: str, mode: str, teacher: str | None, refusal_text: str | None, split: str,
-                   max_examples: int | None, retention_ratio: float, dominant_share: float) -> None:
+                   max_examples: int | None, retention_ratio: float, dominant_share: float,
+                   context_run: str | None = None) -> None:
     if not name.strip():
         raise InputError("a set needs a non-empty NAME")
     if mode not in MODES:
@@ -186,6 +197,8 @@ def _check_options(name: str, mode: str, teacher: str | None, refusal_text: str 
         raise InputError(f"--teacher only applies to --mode cross (mode is {mode})")
     if refusal_text is not None and mode != "baseline":
         raise InputError(f"--refusal-text only applies to --mode baseline (mode is {mode})")
+    if context_run is not None and mode != "self":
+        raise InputError(f"--context-run only applies to self targets (mode is {mode})")
     if refusal_text is not None and not refusal_text.strip():
         raise InputError("--refusal-text is empty")
     if split == "test":
@@ -211,15 +224,39 @@ def _sample(frame: pl.DataFrame, count: int | None, seed: int, stream: int) -> p
     return frame[chosen]
 
 
+def _sample_spread(frame: pl.DataFrame, count: int, seed: int, stream: int) -> pl.DataFrame:
+    """`count` rows of `frame` spread as evenly as they allow over its datasets, each sampled with `seed`.
+
+    Retention draws benign prompts from several sources (benign-controls, XSTest's safe
+    prompts, CoCoNot-contrast...); an even spread keeps one large source from crowding out
+    the others. A source with fewer rows than its share gives the rest to the others.
+    """
+    sizes = frame.group_by("dataset").len().sort("dataset")
+    names, available = sizes["dataset"].to_list(), sizes["len"].to_list()
+    quotas = [0] * len(names)
+    remaining = min(count, frame.height)
+    while remaining > 0:
+        open_sources = [i for i in range(len(names)) if quotas[i] < available[i]]
+        share, extra = divmod(remaining, len(open_sources))
+        for position, i in enumerate(open_sources):
+            take = min(available[i] - quotas[i], share + (position < extra))
+            quotas[i] += take
+            remaining -= take
+    parts = [_sample(frame.filter(pl.col("dataset") == name), quota, seed, stream)
+             for name, quota in zip(names, quotas) if quota]
+    return pl.concat(parts) if parts else frame.clear()
+
+
 class _Selection:
     """One DuckDB connection over the store with the eligible prompts of `split` registered."""
 
     def __init__(self, store: Store, table: str, student: str, teacher: str | None, split: str, labeler: str,
-                 dominant_share: float):
+                 dominant_share: float, context_run: str | None = None):
         self.store = store
         self.table = table
         self.student = store.resolve_run(student)
         self.teacher = store.resolve_run(teacher) if teacher is not None else None
+        self.context = store.resolve_run(context_run) if context_run is not None else None
         self.labeler = labeler
         self.dominant_share = dominant_share
         self.con = store.connect(["prompts", "responses", "labels", "templates"])
@@ -227,6 +264,8 @@ class _Selection:
         eligible = self.con.sql(sql_text("distill_prompts"), params={"split": split}).to_arrow_table()
         self.con.register("distill_prompts", eligible)
         self.split = split
+        if self.context is not None:
+            self._check_context()
 
     def __enter__(self) -> _Selection:
         return self
@@ -235,7 +274,26 @@ class _Selection:
         self.con.close()
 
     def source_run(self, mode: str) -> str | None:
-        return {"self": self.student, "cross": self.teacher}.get(mode)
+        return {"self": self.context or self.student, "cross": self.teacher}.get(mode)
+
+    def _check_context(self) -> None:
+        """The context run must be the student's model and adapter answering under a context."""
+        rows = {row[0]: row for row in self.con.sql(
+            sql_text("distill_context_runs"), params={"student": self.student, "context": self.context}).fetchall()}
+        if self.context == self.student:
+            raise InputError(f"--context-run {self.context} is the student run itself; give the run made "
+                             "under a safety context (--system-prompt and/or --few-shot)")
+        student, context = rows.get(self.student), rows.get(self.context)
+        if student is None or context is None:
+            raise NotFoundError(f"run {self.student if student is None else self.context} has no row in runs")
+        identity = [(row[1], row[2], _config(row).get("model_fingerprint")) for row in (student, context)]
+        if identity[0] != identity[1]:
+            raise InputError(f"context run {self.context} is not the student's model ({identity[1][0]}, adapter "
+                             f"{identity[1][1]} vs {identity[0][0]}, adapter {identity[0][1]}): context "
+                             "distillation takes targets from the same model under a context")
+        if not context[3] and not _config(context).get("few_shot"):
+            raise InputError(f"context run {self.context} has no system prompt and no few-shot turns: it is "
+                             "no safety context")
 
     def _facts(self, run: str) -> dict:
         relation = self.con.sql(sql_text("distill_run_facts"), params={"run": run, "labeler": self.labeler})
@@ -257,8 +315,11 @@ class _Selection:
             raise NotFoundError(f"{role} run {run} has no labels from labeler '{self.labeler}'; "
                                 f"run `refusaldata label --run {run}` first")
         if facts["refusals"] == 0:
-            advice = {("student", "sft"): "use --mode cross --teacher RUN or --mode baseline",
-                      ("student", "pairs"): "give --teacher RUN or --refusal-text TEXT",
+            advice = {("student", "sft"): "give --context-run RUN (the student under a safety context), "
+                                          "use --mode cross --teacher RUN or --mode baseline",
+                      ("student", "pairs"): "give --context-run RUN, --teacher RUN or --refusal-text TEXT",
+                      ("context", "sft"): "try a stronger context (--few-shot refusal turns)",
+                      ("context", "pairs"): "try a stronger context (--few-shot refusal turns)",
                       ("teacher", "sft"): "choose another teacher or use --mode baseline",
                       ("teacher", "pairs"): "choose another teacher or give --refusal-text TEXT"}[role, self.table]
             raise InputError(f"{role} run {run} has no refusals (labeler '{self.labeler}') to take "
@@ -277,11 +338,13 @@ class _Selection:
                 source_run=pl.lit(None, pl.String), template_id=pl.lit(None, pl.String),
                 source_prompt_id=pl.lit(None, pl.String), source_sample_index=pl.lit(None, pl.Int32))
             return baseline, 0, 0
-        run, role = (self.student, "student") if mode == "self" else (self.teacher, "teacher")
+        run, role = ((self.teacher, "teacher") if mode == "cross" else (self.context, "context")
+                     if self.context is not None else (self.student, "student"))
         refusals = self._refusals(run, role, mode)
-        # Own refusal of the same prompt: any template for a teacher (cross); for self, only
-        # one within the dominant templates, the exact match the similarity search would find.
-        own_candidates = refusals if mode == "cross" else refusals.filter(pl.col("dominant"))
+        # Own refusal of the same prompt: any template for a teacher (cross) or a context run,
+        # which answered the very prompt; for plain self, only one within the dominant
+        # templates, the exact match the similarity search would find.
+        own_candidates = refusals if role != "student" else refusals.filter(pl.col("dominant"))
         own = (examples.select("prompt_id")
                .join(own_candidates.unique("prompt_id", keep="first", maintain_order=True), on="prompt_id")
                .select("prompt_id", target=pl.col("response"), template_id=pl.col("template_id"),
@@ -322,6 +385,14 @@ class _Selection:
         self.con.unregister("candidate_set")
         if leaked:
             raise AssertionError(f"test-split prompt(s) {', '.join(leaked[:5])} reached a training set")
+
+
+def _config(row: tuple) -> dict:
+    try:
+        config = json.loads(row[4] or "{}")
+    except ValueError:
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def nearest_indices(queries: list[str], choices: list[str]) -> np.ndarray:

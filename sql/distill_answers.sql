@@ -15,10 +15,11 @@ SELECT
     p.prompt_id,
     p.harmful,
     p.prompt,
+    p.dataset,
     bool_and(a.refusal) AS refused,
     min(a.sample_index) FILTER (WHERE NOT a.refusal) AS compliant_sample_index,
     arg_min(a.response, a.sample_index) FILTER (WHERE NOT a.refusal) AS compliant_response
 FROM distill_prompts p
 JOIN labelled a USING (prompt_id)
-GROUP BY p.prompt_id, p.harmful, p.prompt
+GROUP BY p.prompt_id, p.harmful, p.prompt, p.dataset
 ORDER BY p.prompt_id

@@ -4,7 +4,8 @@
 -- prompt some dataset puts in test (`prompts augment` keeps variants in their source's
 -- split; this holds even if the source moved to test later). harmful: any dataset marks it
 -- harmful. prompt: the user message as generation asks it (text, which already holds any
--- context), from the first dataset by name.
+-- context), from the first dataset by name; dataset: that first dataset's name (retention
+-- is spread over the benign datasets).
 -- Parameters: $split.
 WITH test_prompts AS (
     SELECT DISTINCT prompt_id FROM prompts WHERE split = 'test'
@@ -12,7 +13,8 @@ WITH test_prompts AS (
 SELECT
     prompt_id,
     bool_or(harmful) AS harmful,
-    arg_min(text, dataset) AS prompt
+    arg_min(text, dataset) AS prompt,
+    min(dataset) AS dataset
 FROM prompts
 GROUP BY prompt_id
 HAVING bool_or(split = $split) AND NOT bool_or(split = 'test')

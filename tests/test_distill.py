@@ -225,7 +225,8 @@ def test_a_rebuild_replaces_the_set_whole(cli, fixture_store):
      "choose another teacher or use --mode baseline"),
     (["--student", "silent", "--mode", "self"],
      "Error: student run silent-0123456789 has no refusals (labeler 'rules') to take self targets from; "
-     "use --mode cross --teacher RUN or --mode baseline"),
+     "give --context-run RUN (the student under a safety context), use --mode cross --teacher RUN or "
+     "--mode baseline"),
     (["--student", "saint", "--mode", "baseline"],
      "Error: set 'bad' would be empty: run saint-0123456789 has no labelled answers to harmful 'train' "
      "prompts that comply (try --include-correct-refusals)"),
