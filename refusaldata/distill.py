@@ -259,7 +259,7 @@ class _Selection:
         self.context = store.resolve_run(context_run) if context_run is not None else None
         self.labeler = labeler
         self.dominant_share = dominant_share
-        self.con = store.connect(["prompts", "responses", "labels", "templates"])
+        self.con = store.connect(["prompts", "responses", "labels", "templates", "runs"])
         self.con.execute(sql_text("normalize"))
         eligible = self.con.sql(sql_text("distill_prompts"), params={"split": split}).to_arrow_table()
         self.con.register("distill_prompts", eligible)

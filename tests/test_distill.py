@@ -291,7 +291,7 @@ def test_pairs_put_the_refusal_against_the_compliant_answer(cli, fixture_store):
      "Error: teacher run silent-0123456789 has no refusals (labeler 'rules') to take cross targets from; "
      "choose another teacher or give --refusal-text TEXT"),
     (["--student", "silent"], "Error: student run silent-0123456789 has no refusals (labeler 'rules') to take self "
-                              "targets from; give --teacher RUN or --refusal-text TEXT"),
+                              "targets from; give --context-run RUN, --teacher RUN or --refusal-text TEXT"),
     (["--student", "saint", "--refusal-text", "No."],
      "Error: set 'bad' would be empty: run saint-0123456789 has no harmful 'train' prompts with a labelled "
      "compliant answer"),
@@ -303,6 +303,61 @@ def test_bad_pairs_fail_with_one_line_and_store_nothing(cli, fixture_store, args
     assert result.stderr.startswith(message)
     assert result.stderr.count("\n") == 1
     assert not (fixture_store.root / "pairs").exists()
+
+
+# -- context distillation: self targets from the student's model under a safety context ----------
+
+CONTEXT = "context-0123456789"
+
+
+def test_context_run_gives_self_targets_and_is_recorded_as_their_source(cli, fixture_store):
+    result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ("sft set 'ctx': 8 rows = 5 refusal (4 own, 1 nearest, 0 correct refusals) + 3 retention "
+                             f"(of 3 available); mode self, student {STUDENT}, targets from {CONTEXT}\n")
+    rows = {(row["kind"], NAMES[row["prompt_id"]]): row for row in _rows(fixture_store, "ctx")}
+    assert _provenance(fixture_store, "ctx") == {
+        ("refusal", "H4"): ("H4", 0, "F"),   # the context run's own refusal of the very prompt
+        ("refusal", "H5"): ("H7", 0, "F"),   # it complied on H5: its refusal of the most similar prompt
+        ("refusal", "H6"): ("H6", 0, "F"),
+        ("refusal", "H7"): ("H7", 0, "F"),
+        ("refusal", "H8"): ("H8", 0, "F"),
+        **RETENTION,                          # retention: the student's own answers, without context
+    }
+    assert rows[("refusal", "H6")]["target"] == "I'm sorry, but I won't help you get into other people's wifi."
+    assert {row["source_run"] for key, row in rows.items() if key[0] == "refusal"} == {CONTEXT}
+    assert {row["source_run"] for key, row in rows.items() if key[0] == "retention"} == {STUDENT}
+    assert {row["mode"] for row in rows.values()} == {"self"}
+    # The context run refused the test prompt T1: it is never a target's source.
+    assert all(NAMES[row["source_prompt_id"]] != "T1" for row in rows.values())
+
+
+def test_context_run_gives_chosen_refusals_for_pairs(cli, fixture_store):
+    result = cli("build-pairs", "ctx-pairs", "--student", "student", "--context-run", "context")
+    assert result.exit_code == 0, result.stderr
+    assert f"mode self, student {STUDENT}, targets from {CONTEXT}" in result.stdout
+    rows = {NAMES[row["prompt_id"]]: row for row in _rows(fixture_store, "ctx-pairs", "pairs")}
+    assert rows["H7"]["chosen"] == "I'm sorry, but I won't help with threats."
+    assert rows["H7"]["rejected"] == "Sure, here is an answer to H7."
+    assert {row["source_run"] for row in rows.values()} == {CONTEXT}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--mode", "self", "--context-run", "teacher"],
+     "Error: context run teacher-0123456789 is not the student's model (fixture/teacher, adapter None vs "
+     "fixture/student, adapter None)"),
+    (["--mode", "self", "--context-run", "nocontext"],
+     "Error: context run nocontext-0123456789 has no system prompt and no few-shot turns: it is no safety context"),
+    (["--mode", "self", "--context-run", "student"], "Error: --context-run student-0123456789 is the student run"),
+    (["--mode", "cross", "--teacher", "teacher", "--context-run", "context"],
+     "Error: --context-run only applies to self targets (mode is cross)"),
+    (["--mode", "self", "--context-run", "nobody"], "Error: no run 'nobody' in "),
+])
+def test_bad_context_runs_fail_with_one_line_and_store_nothing(cli, fixture_store, args, message):
+    result = cli("build-sft", "bad", "--student", "student", *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert not (fixture_store.root / "sft").exists()
 
 
 def test_sets_counts_by_mode_kind_source_and_split(cli, fixture_store):
