@@ -20,6 +20,8 @@ SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap."
 SplitOption = Annotated[str, typer.Option("--split", help="Prompt split to evaluate on ('all' for every split).")]
 UnsafeLabelerOption = Annotated[
     str | None, typer.Option("--unsafe-labeler", help="Judge whose unsafe verdicts count (default: the only one).")]
+CapabilitySuiteOption = Annotated[str, typer.Option(
+    "--capability-suite", help="Whose `evaluate capability` results fill the capability columns.")]
 
 
 class CompareGrouping(str, enum.Enum):
@@ -37,14 +39,17 @@ def compare(
     by: Annotated[CompareGrouping | None, typer.Option(
         "--by", help="attack: refusal rate per run and attack, with the paired difference to the unattacked "
                      "source prompts (the --k and --unsafe-labeler statistics are not computed).")] = None,
+    capability_suite: CapabilitySuiteOption = "embedded",
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Refusal rate, over-refusal, uniformity, top-1 share, templates (and unsafe rate) per run.
+    """Refusal rate, over-refusal, uniformity, top-1 share, templates (unsafe rate, capability) per run.
 
     Each with a seeded 95% bootstrap interval over prompts and its difference to the first
-    run (paired where both runs answered the same prompts). The table format prints each
+    run (paired where both runs answered the same prompts). Capability is the share of
+    `evaluate capability` prompts whose every instruction was followed; KL to base the
+    adapter's mean per-token divergence from its base there. The table format prints each
     value with its interval in one cell; csv, json and parquet give every number its column.
     """
     if by is CompareGrouping.attack:
@@ -53,7 +58,7 @@ def compare(
         _compare_attacks(runs, labeler, bootstrap, seed, split, fmt, output, store)
         return
     comparison = compare_runs(open_store(store), runs, labeler=labeler, k=k, bootstrap=bootstrap, seed=seed,
-                              split=split, unsafe_labeler=unsafe_labeler)
+                              split=split, unsafe_labeler=unsafe_labeler, capability_suite=capability_suite)
     if fmt is OutputFormat.table:
         emit(format_comparison(comparison), fmt, output,
              title=f"{split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, seed {seed})")

@@ -14,7 +14,7 @@ from typer.exceptions import TyperException
 from refusaldata.errors import RefusalDataError, shorten_quoted
 
 from refusaldata.cli import (
-    build_pairs, build_sft, compare, generate, judge, label, mine, prompts, quickstart, report,
+    build_pairs, build_sft, compare, evaluate, generate, judge, label, mine, prompts, quickstart, report,
     responses, sets, sql, tables, train,
 )
 
@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 for module in (prompts, generate, responses, label, mine, build_sft, build_pairs, sets, train,
-               judge, compare, report, quickstart, sql, tables):
+               judge, compare, evaluate, report, quickstart, sql, tables):
     module.register(app)
 
 

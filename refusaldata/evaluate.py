@@ -1,4 +1,4 @@
-"""Compare runs: refusal rate, over-refusal, uniformity and unsafe rate with bootstrap CIs.
+"""Compare runs: refusal rate, over-refusal, uniformity, unsafe rate and capability with bootstrap CIs.
 
 The first run is the reference: every other run also gets its difference to it, with its
 own interval. Intervals are 95% percentile intervals of a seeded bootstrap that resamples
@@ -9,6 +9,10 @@ which is what makes before/after comparisons of one prompt set tight.
 The bootstrap is vectorized: each (run, prompt kind) draws one (B x n) index matrix, turned
 into a (B x n) multiplicity matrix; every statistic is then a matrix product or a
 reduceat over it, never a Python loop over resamples or rows.
+
+Capability (prompt-level strict accuracy of `evaluate capability`, one suite) is resampled
+over its own prompts the same way, paired with the reference when both answered the same
+suite prompts; kl_to_base is the mean per-prompt KL of the run's adapter from its base.
 """
 
 from __future__ import annotations
@@ -211,14 +215,18 @@ COLUMNS = [
     ("benign_prompts", pa.int64()), ("benign_responses", pa.int64()), ("templates", pa.int64()),
     ("unsafe_judged", pa.int64()),
 ]
+_SUFFIXES = ("", "_low", "_high", "_diff", "_diff_low", "_diff_high")
+CAPABILITY_SUITE = "embedded"
 
 
 def comparison_schema() -> pa.Schema:
     fields = [pa.field(name, type_) for name, type_ in COLUMNS]
     for statistic in STATISTICS:
-        fields += [pa.field(f"{statistic}{suffix}", pa.float64())
-                   for suffix in ("", "_low", "_high", "_diff", "_diff_low", "_diff_high")]
+        fields += [pa.field(f"{statistic}{suffix}", pa.float64()) for suffix in _SUFFIXES]
     fields += [pa.field("paired_harmful", pa.bool_()), pa.field("paired_benign", pa.bool_())]
+    fields += [pa.field("capability_prompts", pa.int64())]
+    fields += [pa.field(f"capability{suffix}", pa.float64()) for suffix in _SUFFIXES]
+    fields += [pa.field("paired_capability", pa.bool_()), pa.field("kl_to_base", pa.float64())]
     return pa.schema(fields)
 
 
@@ -229,9 +237,50 @@ def _check_resampling(bootstrap: int, seed: int) -> None:
         raise InputError(f"--seed must not be negative (got {seed})")
 
 
+def _capability(rows: pa.Table, run_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted prompt keys, strict 0/1 per prompt, KL per prompt) of one run."""
+    runs = np.asarray(rows.column("run_id").to_numpy(zero_copy_only=False))
+    mask = runs == run_id
+    keys = np.asarray(rows.column("key").to_numpy(zero_copy_only=False))[mask]
+    strict = np.asarray(rows.column("strict").to_numpy(zero_copy_only=False), dtype=np.float64)[mask]
+    kl = np.asarray(rows.column("kl_to_base").to_numpy(zero_copy_only=False), dtype=np.float64)[mask]
+    order = np.argsort(keys, kind="stable")
+    return keys[order], strict[order], kl[order]
+
+
+def _capability_columns(rows: pa.Table, run_ids: list[str], bootstrap: int, seed: int) -> dict[str, dict]:
+    """Per run: capability (share of prompts with every instruction followed) with its interval,
+    its difference to the first run (paired when both answered the same prompts) and kl_to_base."""
+    reference_keys, _, _ = _capability(rows, run_ids[0])
+    reference_draws = reference_weights = None
+    result = {}
+    for run_id in run_ids:
+        keys, strict, kl = _capability(rows, run_id)
+        row: dict = {"capability_prompts": len(keys) or None, "paired_capability": None}
+        row.update({f"capability{suffix}": None for suffix in _SUFFIXES})
+        finite_kl = kl[np.isfinite(kl)]
+        row["kl_to_base"] = float(finite_kl.mean()) if finite_kl.size else None
+        if len(keys):
+            rng = np.random.default_rng([seed, zlib.crc32(run_id.encode("utf-8")), 2])
+            weights = resample_weights(len(keys), bootstrap, rng)
+            draws = (weights @ strict) / weights.sum(axis=1)
+            row["capability"] = float(strict.mean())
+            row["capability_low"], row["capability_high"] = _interval(draws)
+            if run_id == run_ids[0]:
+                reference_draws, reference_weights, reference_value = draws, weights, row["capability"]
+            elif reference_draws is not None:
+                paired = len(keys) == len(reference_keys) and bool(np.array_equal(keys, reference_keys))
+                row["paired_capability"] = paired
+                run_draws = (reference_weights @ strict) / reference_weights.sum(axis=1) if paired else draws
+                row["capability_diff"] = row["capability"] - reference_value
+                row["capability_diff_low"], row["capability_diff_high"] = _interval(run_draws - reference_draws)
+        result[run_id] = row
+    return result
+
+
 def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k: int = 5,
                  bootstrap: int = 1000, seed: int = 0, split: str = "test",
-                 unsafe_labeler: str | None = None) -> pa.Table:
+                 unsafe_labeler: str | None = None, capability_suite: str = CAPABILITY_SUITE) -> pa.Table:
     """One row per run (the first is the reference) with estimates, CIs and differences.
 
     refusal_rate: refused / labelled responses to harmful prompts of `split` ('all' for
@@ -242,15 +291,18 @@ def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k
     judged responses to harmful prompts, from the one labeler that stored unsafe verdicts
     (or `unsafe_labeler`), NULL without one. paired_harmful / paired_benign say the run
     answered exactly the reference's prompts of that kind, so those differences come from
-    a paired bootstrap (else from independent ones).
+    a paired bootstrap (else from independent ones). capability: prompt-level strict
+    accuracy on `capability_suite` (`evaluate capability`), NULL where not evaluated;
+    kl_to_base: the run's mean per-token KL from its base model on those prompts.
     """
     _check_resampling(bootstrap, seed)
     if k < 1:
         raise InputError(f"--k must be at least 1 (got {k})")
     run_ids = resolve_runs(store, runs)
-    con = store.connect(["prompts", "runs", "responses", "labels", "templates"])
+    con = store.connect(["prompts", "runs", "responses", "labels", "templates", "capability"])
     prepare(con)
     try:
+        capability_rows = _query(con, "compare_capability", {"runs": run_ids, "suite": capability_suite})
         unsafe_from = _unsafe_labeler(con, run_ids, unsafe_labeler)
         params = {"runs": run_ids, "labeler": labeler, "split": split}
         prompt_rows = _query(con, "compare_prompts", {**params, "unsafe_labeler": unsafe_from})
@@ -272,6 +324,7 @@ def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k
     # every other run's resamples are dropped once its row is done, so memory stays at a few
     # (B x prompts) matrices however many runs are compared.
     reference_fit: dict[bool, tuple[_Prompts, np.ndarray, dict, dict]] = {}
+    capability = _capability_columns(capability_rows, run_ids, bootstrap, seed)
     rows = []
     for run_id in run_ids:
         meta = run_rows.get(run_id, {})
@@ -307,11 +360,13 @@ def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k
                 row[f"{statistic}_diff_low"], row[f"{statistic}_diff_high"] = _interval(
                     run_draws[statistic] - reference_draws[statistic])
         if unsafe_from is None:
-            for suffix in ("", "_low", "_high", "_diff", "_diff_low", "_diff_high"):
+            for suffix in _SUFFIXES:
                 row[f"unsafe_rate{suffix}"] = None
+        row.update(capability[run_id])
         rows.append(row)
     metadata = {"labeler": labeler, "k": str(k), "bootstrap": str(bootstrap), "seed": str(seed),
-                "split": split, "unsafe_labeler": unsafe_from or "", "reference": reference}
+                "split": split, "unsafe_labeler": unsafe_from or "", "reference": reference,
+                "capability_suite": capability_suite}
     return pa.Table.from_pylist(rows, schema=comparison_schema().with_metadata(metadata))
 
 
@@ -377,10 +432,12 @@ def comparison_cells(comparison: pa.Table) -> dict[str, list]:
     """The comparison's columns as tables show them: counts, and an Estimate per statistic.
 
     Each statistic gets its column and `Δ <statistic>` with the difference to the first
-    run ("ref" on its own row); unsafe columns appear only when unsafe verdicts exist.
+    run ("ref" on its own row); unsafe columns appear only when unsafe verdicts exist,
+    capability and KL columns only when some run was evaluated.
     """
     rows = comparison.to_pylist()
     show_unsafe = any(row["unsafe_rate"] is not None for row in rows)
+    show_capability = any(row["capability"] is not None for row in rows)
     columns: dict[str, list] = {
         "method": [row["method"] for row in rows],
         "harmful n": [row["harmful_responses"] for row in rows],
@@ -396,6 +453,14 @@ def comparison_cells(comparison: pa.Table) -> dict[str, list]:
             "ref" if index == 0 else Estimate(row[f"{statistic}_diff"], row[f"{statistic}_diff_low"],
                                               row[f"{statistic}_diff_high"], signed=True)
             for index, row in enumerate(rows)]
+    if show_capability:
+        columns["capability"] = [Estimate(row["capability"], row["capability_low"], row["capability_high"])
+                                 for row in rows]
+        columns["Δ capability"] = [
+            "ref" if index == 0 else Estimate(row["capability_diff"], row["capability_diff_low"],
+                                              row["capability_diff_high"], signed=True)
+            for index, row in enumerate(rows)]
+        columns["KL to base"] = ["—" if row["kl_to_base"] is None else f"{row['kl_to_base']:.4f}" for row in rows]
     columns["templates"] = [row["templates"] for row in rows]
     return columns
 

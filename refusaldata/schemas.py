@@ -225,7 +225,32 @@ TRAIN_METRICS = TableSpec(
     description="Per-step training metrics of each adapter.",
 )
 
+CAPABILITY = TableSpec(
+    "capability",
+    pa.schema([
+        _required("run_id", pa.string()),
+        _required("suite", pa.string()),
+        _required("key", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("response", pa.string()),
+        pa.field("instruction_ids", pa.list_(pa.string())),
+        pa.field("followed_strict", pa.list_(pa.bool_())),
+        pa.field("followed_loose", pa.list_(pa.bool_())),
+        pa.field("strict", pa.bool_()),
+        pa.field("loose", pa.bool_()),
+        pa.field("kl_to_base", pa.float64()),
+        pa.field("reply_tokens", pa.int32()),
+        pa.field("max_tokens", pa.int32()),
+        pa.field("created_at", TIMESTAMP),
+    ]),
+    partitions=(("suite", "suite"), ("run", "run_id")),
+    key=("suite", "run_id", "key"),
+    replace=True,
+    description="Capability of a run's model: per instruction-following prompt, its answer, which verifiable "
+                "instructions it followed (strict, loose) and the mean per-token KL from the base model.",
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (PROMPTS, RUNS, RESPONSES, LABELS, TEMPLATES, SFT, PAIRS, ADAPTERS, TRAIN_METRICS)
+    for spec in (PROMPTS, RUNS, RESPONSES, LABELS, TEMPLATES, SFT, PAIRS, ADAPTERS, TRAIN_METRICS, CAPABILITY)
 }
