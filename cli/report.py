@@ -9,7 +9,7 @@ import typer
 
 from refusaldata.cli.common import StoreOption, open_store
 from refusaldata.cli.compare import (
-    BootstrapOption, KOption, LabelerOption, SeedOption, SplitOption, UnsafeLabelerOption,
+    BootstrapOption, CapabilitySuiteOption, KOption, LabelerOption, SeedOption, SplitOption, UnsafeLabelerOption,
 )
 from refusaldata.report import write_report
 from refusaldata.store import DEFAULT_STORE
@@ -27,12 +27,14 @@ def report(
     seed: SeedOption = 0,
     split: SplitOption = "test",
     unsafe_labeler: UnsafeLabelerOption = None,
+    capability_suite: CapabilitySuiteOption = "embedded",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Write the comparison table, the refusal-vs-uniformity and before/after charts and top openings."""
+    """Write the comparison table, the refusal-vs-uniformity, before/after and trade-off charts, top openings."""
     names = None if runs is None else [name.strip() for name in runs.split(",") if name.strip()]
     html_path, md_path = write_report(open_store(store), names, out, labeler=labeler, k=k, bootstrap=bootstrap,
-                                      seed=seed, split=split, unsafe_labeler=unsafe_labeler)
+                                      seed=seed, split=split, unsafe_labeler=unsafe_labeler,
+                                      capability_suite=capability_suite)
     typer.echo(f"wrote {html_path} and {md_path}")
 
 

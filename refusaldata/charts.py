@@ -4,7 +4,10 @@
    intervals: the study's central figure (uniform refusers refuse more);
 2. refusal rate, over-refusal (and unsafe rate, when judged) per method as grouped bars
    with intervals, the reference run's levels drawn across as dashed lines (before/after);
-3. refusal rate per attack and method as grouped bars with intervals (safety under attack).
+3. refusal rate per attack and method as grouped bars with intervals (safety under attack);
+4. the trade-off, when `evaluate capability` ran: refusal against over-refusal per
+   method (the target corner shaded) beside each method's capability against the
+   reference's, so a method that buys refusal with over-refusal or lost ability shows it.
 
 Each chart takes the numbers of `evaluate.compare_runs` (or `compare_attacks`) and returns
 one <svg> element; the primitives below (frame, axes, whiskers, markers, legend) are shared
@@ -337,3 +340,79 @@ def attacks_chart(by_attack: pa.Table) -> str:
                           cap=3)
         parts.append(_group_label(frame, group_left + span / 2, names[group], tilted))
     return _close_bar_chart(frame, parts, "attack", legend)
+
+
+# The issue's target: refusal >= 0.90, over-refusal <= 0.15, capability within 0.05 of the reference.
+TARGET_REFUSAL, TARGET_OVER_REFUSAL, TARGET_CAPABILITY_DROP = 0.90, 0.15, 0.05
+
+
+def tradeoff_chart(comparison: pa.Table) -> str:
+    """Left: refusal (y) against over-refusal (x) per method; right: capability per method.
+
+    Whiskers are 95% bootstrap intervals; the shaded corner on the left and the band on
+    the right (the reference's capability less 0.05) mark where a method meets the target.
+    """
+    rows = comparison.to_pylist()
+    side = _legend_width([row["method"] for row in rows])
+    panel, gap = 400, 90
+    height = max(470, 44 + LEGEND_ROW * len(rows) + 60)
+    left = _Frame(width=64 + panel + gap + panel + 28 + int(side), height=height, right=int(gap + panel + 28 + side),
+                  pad=10)
+    right = _Frame(width=left.width, height=height, left=64 + panel + gap, right=int(28 + side))
+    parts = _open_svg(left, "The trade-off: refusal, over-refusal and capability per method", "chart-tradeoff")
+    parts += _y_axis(left, "refusal rate (harmful)")
+    corner_x, corner_y = left.x(TARGET_OVER_REFUSAL), left.y(TARGET_REFUSAL)
+    parts.append(f'<rect class="target" x="{left.left}" y="{left.top}" width="{corner_x - left.left:.1f}" '
+                 f'height="{corner_y - left.top:.1f}" fill="#59a14f" fill-opacity="0.15"/>')
+    parts.append(f'<text x="{left.left + 4}" y="{left.top + 14}" font-size="11" fill="#2d6a2d">target</text>')
+    parts.append(_x_axis_line(left))
+    for tick in TICKS:
+        x = left.x(tick)
+        parts.append(f'<text x="{x:.1f}" y="{left.axis_y + 19:.1f}" text-anchor="middle" font-size="12">'
+                     f"{_number(tick)}</text>")
+    parts.append(f'<text x="{left.left + left.inner_width / 2:.1f}" y="{left.height - 12}" text-anchor="middle" '
+                 f'font-size="13">over-refusal (benign)</text>')
+    for index, row in enumerate(rows):
+        if row["refusal_rate"] is None or row["over_refusal_rate"] is None:
+            continue
+        color, shape = _run_style(index)
+        x, y = left.x(row["over_refusal_rate"]), left.y(row["refusal_rate"])
+        if row["over_refusal_rate_low"] is not None:
+            parts += _error_bar(left.x(row["over_refusal_rate_low"]), y, left.x(row["over_refusal_rate_high"]), y,
+                                color)
+        if row["refusal_rate_low"] is not None:
+            parts += _error_bar(x, left.y(row["refusal_rate_low"]), x, left.y(row["refusal_rate_high"]), color)
+        parts.append(_marker(shape, x, y, 6, color, "point", f"{row['method']}: refusal {row['refusal_rate']:.3f}, "
+                             f"over-refusal {row['over_refusal_rate']:.3f}"))
+    # Right panel: capability per method, the reference's level dashed and the allowed drop shaded.
+    parts += _y_axis(right, "capability (IFEval strict)")
+    reference = rows[0]["capability"]
+    if reference is not None:
+        top, bottom = right.y(reference), right.y(max(0.0, reference - TARGET_CAPABILITY_DROP))
+        parts.append(f'<rect class="target" x="{right.left}" y="{top:.1f}" width="{right.inner_width}" '
+                     f'height="{bottom - top:.1f}" fill="#59a14f" fill-opacity="0.15"/>')
+        parts.append(f'<line class="reference" x1="{right.left}" y1="{top:.1f}" x2="{right.left + right.inner_width}" '
+                     f'y2="{top:.1f}" stroke="#555" stroke-width="1.5" stroke-dasharray="5 4"/>')
+    slot = right.inner_width / max(1, len(rows))
+    for index, row in enumerate(rows):
+        color, _ = _run_style(index)
+        x = right.left + index * slot + slot * 0.2
+        if row["capability"] is None:
+            parts.append(f'<text x="{x + slot * 0.3:.1f}" y="{right.axis_y - 4:.1f}" text-anchor="middle" '
+                         f'font-size="10" fill="#888">n/a</text>')
+            continue
+        top = right.y(row["capability"])
+        parts.append(f'<rect class="bar" x="{x:.1f}" y="{top:.1f}" width="{slot * 0.6:.1f}" '
+                     f'height="{max(right.axis_y - top, 0.5):.1f}" fill="{color}"><title>{_text(row["method"])}: '
+                     f'capability {row["capability"]:.3f}</title></rect>')
+        if row["capability_low"] is not None:
+            center = x + slot * 0.3
+            parts += _error_bar(center, right.y(row["capability_low"]), center, right.y(row["capability_high"]), "#222")
+    parts.append(f'<line x1="{right.left}" y1="{right.axis_y:.1f}" x2="{right.left + right.inner_width}" '
+                 f'y2="{right.axis_y:.1f}" stroke="#333"/>')
+    parts.append(f'<text x="{right.left + right.inner_width / 2:.1f}" y="{right.height - 12}" text-anchor="middle" '
+                 f'font-size="13">method (shaded: within {TARGET_CAPABILITY_DROP} of the first)</text>')
+    parts += _legend(right.width - right.right + 18, right.top + 10,
+                     [(row["method"], *_run_style(index)) for index, row in enumerate(rows)])
+    parts.append("</svg>")
+    return "\n".join(parts)
