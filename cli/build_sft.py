@@ -58,6 +58,8 @@ def build_sft_command(
     context_run: ContextRunOption = None,
     retention_ratio: Annotated[float, typer.Option(
         "--retention-ratio", help="Benign retention examples per refusal example.")] = 1.0,
+    retention_datasets: Annotated[str | None, typer.Option(
+        "--retention-datasets", help="Comma-separated benign datasets to draw retention from (default: all).")] = None,
     include_correct_refusals: Annotated[bool, typer.Option(
         "--include-correct-refusals", help="Also train on prompts the student already refused.")] = False,
     split: SplitOption = "train",
@@ -80,7 +82,9 @@ def build_sft_command(
     summary = build_sft(store_, name, student, mode.value, teacher=teacher, retention_ratio=retention_ratio,
                         include_correct_refusals=include_correct_refusals, split=split,
                         max_examples=max_examples, seed=seed, refusal_text=refusal_text, labeler=labeler,
-                        context_run=context_run)
+                        context_run=context_run,
+                        benign_datasets=None if retention_datasets is None else
+                        [name.strip() for name in retention_datasets.split(",") if name.strip()])
     typer.echo(describe(summary))
     if export is not None:
         typer.echo(f"exported {export_set(store_, name, export, 'sft')} rows to {export}")

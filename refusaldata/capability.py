@@ -298,6 +298,15 @@ def evaluate(store: Store, runs: list[str], suite: str = "embedded", path: str |
     return summaries
 
 
+def scored(store: Store, run_ids: list[str], suite: str) -> dict[str, int]:
+    """run id -> prompts of `suite` its capability partition holds (absent: never evaluated)."""
+    con = store.connect(["capability"])
+    try:
+        return dict(con.sql(sql_text("capability_scored"), params={"runs": run_ids, "suite": suite}).fetchall())
+    finally:
+        con.close()
+
+
 def _summary(run_id: str, suite: str, rows: list[dict]) -> CapabilitySummary:
     followed = [verdict for row in rows for verdict in row["followed_strict"]]
     divergences = [row["kl_to_base"] for row in rows if row["kl_to_base"] is not None]

@@ -87,7 +87,8 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
               retention_ratio: float = 1.0, include_correct_refusals: bool = False,
               split: str = "train", max_examples: int | None = None, seed: int = 0,
               refusal_text: str | None = None, labeler: str = DEFAULT_LABELER,
-              dominant_share: float = DOMINANT_SHARE, context_run: str | None = None) -> SetSummary:
+              dominant_share: float = DOMINANT_SHARE, context_run: str | None = None,
+              benign_datasets: tuple[str, ...] | list[str] | None = None) -> SetSummary:
     """Build (or rebuild) SFT set `name` for run `student` and store it in table `sft`.
 
     Refusal examples: harmful `split` prompts the student answered without refusing
@@ -95,8 +96,9 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
     `mode`; at most `max_examples`, sampled with `seed`. Retention examples: benign
     prompts with the student's compliant answers, round(retention_ratio x refusal
     examples) of them sampled with `seed` (all there are, when fewer), spread evenly over
-    the benign datasets the student answered. `context_run` (mode self): take the
-    targets from that run of the same model under a safety context.
+    the benign datasets the student answered (only `benign_datasets`, when given).
+    `context_run` (mode self): take the targets from that run of the same model under a
+    safety context.
     """
     _check_options(name, mode, teacher, refusal_text, split, max_examples, retention_ratio, dominant_share,
                    context_run)
@@ -111,6 +113,8 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
         refusal_rows = (examples.select("prompt_id", "prompt").join(targets, on="prompt_id")
                         .with_columns(kind=pl.lit("refusal")))
         retention_pool = answers.filter(~pl.col("harmful") & pl.col("compliant_sample_index").is_not_null())
+        if benign_datasets is not None:
+            retention_pool = retention_pool.filter(pl.col("dataset").is_in(list(benign_datasets)))
         retention_count = math.floor(retention_ratio * refusal_rows.height + 0.5)
         retention = _sample_spread(retention_pool, retention_count, seed, stream=1)
         retention_rows = retention.select(

@@ -73,6 +73,33 @@ def test_report_files_numbers_and_charts(store, tmp_path):
     assert page.count("<svg") == 2 and 'id="chart-uniformity"' in page and 'id="chart-rates"' in page
 
 
+def test_tradeoff_chart_appears_with_capability(store, tmp_path):
+    from refusaldata.schemas import CAPABILITY
+
+    load_fixture(store)
+    rows = [{"run_id": store.resolve_run(name), "suite": "embedded", "key": str(key), "strict": strict,
+             "kl_to_base": 0.0, "instruction_ids": ["punctuation:no_comma"], "followed_strict": [strict]}
+            for name, verdicts in (("base", [True, True, False]), ("self-distill", [True, False, False]))
+            for key, strict in enumerate(verdicts)]
+    store.replace("capability", pa.Table.from_pylist(rows, schema=CAPABILITY.schema))
+    html_path, md_path = write_report(store, None, tmp_path / "study.html", bootstrap=100)
+    chart = ET.parse(tmp_path / "study-tradeoff.svg").getroot()
+    # Two runs with both rates plotted (the teacher answered no benign prompt), and two capability
+    # bars (the teacher has none); the target corner and the capability band.
+    assert len(chart.findall(f".//*[@class='point']")) == 2
+    assert len(chart.findall(f".//{SVG}rect[@class='bar']")) == 2
+    assert len(chart.findall(f".//{SVG}rect[@class='target']")) == 2
+    page = html_path.read_text()
+    assert 'id="chart-tradeoff"' in page and page.count("<svg") == 3
+    assert "![Refusal, over-refusal and capability per method](study-tradeoff.svg)" in md_path.read_text()
+
+
+def test_report_without_capability_has_no_tradeoff_chart(store, tmp_path):
+    load_fixture(store)
+    html_path, _ = write_report(store, None, tmp_path / "study.html", bootstrap=50)
+    assert "chart-tradeoff" not in html_path.read_text() and not (tmp_path / "study-tradeoff.svg").exists()
+
+
 def test_methods_come_in_the_study_order(store, tmp_path):
     load_fixture(store)
     _copy_run(store, "self-distill", "nca")
