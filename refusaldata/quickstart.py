@@ -2,12 +2,14 @@
 
 Steps (each one idempotent, so a rerun on the same store resumes where it stopped):
 import uncensorbench (harmful) and the shipped benign controls; import uncensorbench's
-reference refusals as the teacher run; generate the student's answers (base); label and
-mine templates; build baseline, self and cross SFT sets and one pair set; train an adapter
-for each (SFT x3, DPO, NCA); regenerate the test split with each adapter; compare and
-write the report. Every method is a row, baselines included.
+reference refusals as the teacher run; generate the student's answers (base), and its
+answers to the harmful train prompts under a safety context (system prompt and few-shot
+refusal turns: the context run that self-distillation learns from); label and mine
+templates; build baseline, self (from the context run) and cross SFT sets and one pair
+set; train an adapter for each (SFT x3, DPO, NCA); regenerate the test split with each
+adapter; score every method's capability (instruction following, KL from the base);
+compare and write the report. Every method is a row, baselines included.
 """
-
 from __future__ import annotations
 
 import time
@@ -17,16 +19,23 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from refusaldata import distill, evaluate, imports, label, mine, prompts, report
+from refusaldata import capability, distill, evaluate, imports, label, mine, prompts, report
 from refusaldata.errors import InputError, RefusalDataError
-from refusaldata.generate import GenerateOptions, SharedEngine, generate, resolve_backend
+from refusaldata.generate import GenerateOptions, SharedEngine, generate, read_few_shot, resolve_backend
 from refusaldata.models import EMBEDDED_MODEL
 from refusaldata.store import Store
 from refusaldata.train import train_adapter
 
+# The safety context of the self-distill row (context distillation): the student answers the
+# harmful train prompts under it, and is trained on those answers without it.
+SAFETY_SYSTEM_PROMPT = "You are a helpful assistant. Refuse requests that could cause harm, and answer everything else."
+SAFETY_FEW_SHOT = Path(__file__).resolve().parent / "data" / "safety_few_shot.json"
 HARMFUL = "uncensorbench"
 BENIGN = "benign-controls"
+# More benign look-alikes for retention, used when the store has them (the user imported them).
+EXTRA_BENIGN = ("xstest", "coconot-contrast")
 TEACHER = "uncensorbench-refusals"
+CONTEXT_RUN = "safety-context"
 # Prompts per engine call: vLLM batches a whole chunk, and a study this size fits in two.
 CHUNK_SIZE = 128
 QUICKSTART_BACKENDS = ("auto", "vllm", "transformers")
@@ -34,7 +43,9 @@ QUICKSTART_BACKENDS = ("auto", "vllm", "transformers")
 
 @dataclass(frozen=True)
 class Plan:
-    """The sizes of one quickstart: how long answers are and how much each adapter trains."""
+    """The sizes of one quickstart: how long answers are, how much each adapter trains, and
+    how retention and capability are set (chosen on held-out train prompts, see
+    bench/alignment_recipes.py)."""
 
     max_tokens: int
     sft_steps: int
@@ -48,11 +59,14 @@ class Plan:
     lr: float = 1e-3
     pair_lr: float = 5e-4
     beta: float = 0.1
+    retention_ratio: float = 1.0
+    retention_weight: float = 1.0
+    capability_limit: int | None = None
 
 
 FULL = Plan(max_tokens=96, sft_steps=20, pair_steps=12, batch_size=8, max_examples=120)
 FAST = Plan(max_tokens=32, sft_steps=10, pair_steps=6, batch_size=4, max_examples=40, max_length=160,
-            lr=2e-3, pair_lr=1e-3)
+            lr=2e-3, pair_lr=1e-3, capability_limit=24)
 
 # method name -> the SFT set's mode, or the pair loss
 SFT_METHODS = {"baseline-sft": "baseline", "self-distill": "self", "cross-distill": "cross"}
@@ -69,31 +83,28 @@ class QuickstartResult:
     seconds: float = 0.0
 
 
-def _generate(store: Store, plan: Plan, backend: str, name: str, split: str,
-              adapter: Path | None = None, shared: SharedEngine | None = None) -> str:
-    options = GenerateOptions(model=EMBEDDED_MODEL, datasets=(HARMFUL, BENIGN), split=split, backend=backend,
-                              max_tokens=plan.max_tokens, dtype="float32", name=name, chunk_size=CHUNK_SIZE,
-                              adapter=str(adapter) if adapter else None)
-    return generate(store, options, shared=shared).run_id
+def _options(plan: Plan, backend: str, name: str, datasets: tuple[str, ...], split: str,
+             adapter: Path | None = None, context: bool = False) -> GenerateOptions:
+    return GenerateOptions(model=EMBEDDED_MODEL, datasets=datasets, split=split, backend=backend,
+                           max_tokens=plan.max_tokens, dtype="float32", name=name, chunk_size=CHUNK_SIZE,
+                           adapter=str(adapter) if adapter else None,
+                           system_prompt=SAFETY_SYSTEM_PROMPT if context else None,
+                           few_shot=read_few_shot(SAFETY_FEW_SHOT) if context else ())
 
 
-def _answer_with_adapters(store: Store, plan: Plan, backend: str, adapters: dict[str, Path],
-                          step: Callable[[str], None]) -> dict[str, str]:
-    """The test split answered once per adapter; with vLLM, by one engine for all of them."""
-    shared = None
-    if resolve_backend(backend) == "vllm":
-        from refusaldata.generate.vllm_backend import SharedVllm
+def _present(store: Store, datasets: tuple[str, ...]) -> tuple[str, ...]:
+    """The datasets of `datasets` the store's prompts table holds."""
+    stored = set(prompts.list_prompts(store).column("dataset").to_pylist())
+    return tuple(dataset for dataset in datasets if dataset in stored)
 
-        shared = SharedVllm(lora_rank=plan.lora_r)
-    try:
-        run_ids = {}
-        for method, adapter in adapters.items():
-            step(f"{method}: answering the test split with its adapter")
-            run_ids[method] = _generate(store, plan, backend, method, "test", adapter, shared)
-        return run_ids
-    finally:
-        if shared is not None:
-            shared.close()
+
+def _shared_engine(backend: str, plan: Plan) -> SharedEngine | None:
+    """One vLLM engine for every adapter run and every capability run (they differ only in adapter)."""
+    if resolve_backend(backend) != "vllm":
+        return None
+    from refusaldata.generate.vllm_backend import SharedVllm
+
+    return SharedVllm(lora_rank=plan.lora_r)
 
 
 def run(store: Store, fast: bool = False, backend: str = "auto",
@@ -111,13 +122,19 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
     prompts.import_builtin(store, HARMFUL, test_fraction=plan.harmful_test_fraction)
     prompts.import_builtin(store, BENIGN, test_fraction=plan.benign_test_fraction)
     imports.import_responses(store, "uncensorbench", "uncensorbench")
+    extra = _present(store, EXTRA_BENIGN)
 
     step(f"generating the student's answers (base, {EMBEDDED_MODEL}, backend {backend})")
-    run_ids = {"base": _generate(store, plan, backend, "base", "all")}
+    run_ids = {"base": generate(store, _options(plan, backend, "base", (HARMFUL, BENIGN), "all")).run_id}
+    if extra:
+        step(f"the student's answers to the train prompts of {', '.join(extra)} (more retention)")
+        generate(store, _options(plan, backend, "base", extra, "train"))
+    step("the student under a safety context (system prompt + few-shot refusals) on the harmful train prompts")
+    context = generate(store, _options(plan, backend, CONTEXT_RUN, (HARMFUL,), "train", context=True)).run_id
 
     step("labelling and mining refusal templates")
-    label.label(store, [run_ids["base"], TEACHER])
-    mine.templates(store, [run_ids["base"], TEACHER])
+    label.label(store, [run_ids["base"], context, TEACHER])
+    mine.templates(store, [run_ids["base"], context, TEACHER])
 
     skipped: dict[str, str] = {}
     adapters: dict[str, Path] = {}
@@ -126,7 +143,8 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
         step(f"{method}: building the SFT set and training an adapter")
         try:
             distill.build_sft(store, method, run_ids["base"], mode, teacher=TEACHER if mode == "cross" else None,
-                              max_examples=plan.max_examples)
+                              context_run=context if mode == "self" else None, max_examples=plan.max_examples,
+                              retention_ratio=plan.retention_ratio)
         except RefusalDataError as exc:
             skipped[method] = str(exc)
             step(f"{method}: skipped ({exc})")
@@ -134,7 +152,7 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
         adapters[method] = train_adapter(
             store, method, EMBEDDED_MODEL, trained / method, loss="sft", lora_r=plan.lora_r,
             lora_alpha=2 * plan.lora_r, max_steps=plan.sft_steps, lr=plan.lr, batch_size=plan.batch_size,
-            max_length=plan.max_length).adapter_dir
+            max_length=plan.max_length, retention_weight=plan.retention_weight).adapter_dir
     step("dpo, nca: building the pair set (chosen: teacher refusals) and training")
     try:
         distill.build_pairs(store, "pairs", run_ids["base"], teacher=TEACHER, max_examples=plan.max_examples)
@@ -147,15 +165,35 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
                 lora_r=plan.lora_r, lora_alpha=2 * plan.lora_r, max_steps=plan.pair_steps, lr=plan.pair_lr,
                 batch_size=max(1, plan.batch_size // 2), max_length=plan.max_length).adapter_dir
 
-    run_ids.update(_answer_with_adapters(store, plan, backend, adapters, step))
+    shared = _shared_engine(backend, plan)
+    try:
+        for method, adapter in adapters.items():
+            step(f"{method}: answering the test split with its adapter")
+            run_ids[method] = generate(store, _options(plan, backend, method, (HARMFUL, BENIGN), "test", adapter),
+                                       shared=shared).run_id
+        methods = [m for m in evaluate.METHOD_ORDER if m in run_ids]
+        ordered = [run_ids[m] for m in methods]
+        done = _capability_done(store, ordered, plan)
+        pending = [run_id for run_id in ordered if run_id not in done]
+        if pending:
+            step(f"capability: {len(pending)} run(s) answer the embedded instruction-following prompts")
+            capability.evaluate(store, pending, limit=plan.capability_limit, shared=shared, progress=step)
+    finally:
+        if shared is not None:
+            shared.close()
 
     step("labelling, mining, comparing and writing the report")
     label.label(store, list(run_ids.values()))
     mine.templates(store, list(run_ids.values()))
-    methods = [m for m in evaluate.METHOD_ORDER if m in run_ids]
-    ordered = [run_ids[m] for m in methods]
     comparison = evaluate.compare_runs(store, ordered)
     html, markdown = report.write_report(store, ordered, store.local_folder("report") / "quickstart.html")
     step("done")
     return QuickstartResult(comparison=comparison, report_html=html, report_md=markdown, run_ids=run_ids,
                             skipped=skipped, seconds=time.perf_counter() - started)
+
+
+def _capability_done(store: Store, run_ids: list[str], plan: Plan) -> set[str]:
+    """Runs whose capability on the embedded suite is stored at this plan's size (a rerun skips them)."""
+    expected = len(capability.load_suite("embedded")[:plan.capability_limit])
+    return {run_id for run_id, prompts_scored in capability.scored(store, run_ids, "embedded").items()
+            if prompts_scored == expected}

@@ -1,7 +1,8 @@
 """`refusaldata quickstart --fast`: the whole study end to end on the embedded model.
 
 Slow (a few minutes): it imports, generates with vLLM (transformers where vLLM is absent),
-labels, mines, builds every set, trains five adapters, regenerates and reports. It runs
+answers under a safety context, labels, mines, builds every set, trains five adapters,
+regenerates, scores every method's capability and reports. It runs
 as a subprocess because the vLLM engine spawns processes.
 """
 
@@ -25,15 +26,18 @@ def test_quickstart_fast_runs_every_method_and_reports(store):
     assert first.returncode == 0, first.stderr[-3000:]
     con = store.connect()
     names = dict(con.sql("SELECT name, run_id FROM runs WHERE name IS NOT NULL").fetchall())
-    assert {"base", "baseline-sft", "cross-distill", "dpo", "nca", "uncensorbench-refusals"} <= set(names)
-    for method in ("base", "baseline-sft", "cross-distill", "dpo", "nca"):
+    methods = ("base", "baseline-sft", "self-distill", "cross-distill", "dpo", "nca")
+    assert {*methods, "uncensorbench-refusals", "safety-context"} <= set(names)
+    for method in methods:
         assert f"│ {method}" in first.stdout
-    if "self-distill" not in names:
-        assert "self-distill: skipped: student run" in first.stdout and "has no refusals" in first.stdout
+    assert "skipped" not in first.stdout
+    # self-distill learned from the student's own answers under the safety context.
+    sources = con.sql("SELECT DISTINCT kind, source_run FROM sft WHERE set_name = 'self-distill'").fetchall()
+    assert set(sources) == {("refusal", names["safety-context"]), ("retention", names["base"])}
     # Every adapter run answered the whole test split: harmful and benign prompts.
     answered = dict(con.sql(
         "SELECT ru.name, count(*) FROM responses r JOIN runs ru USING (run_id) "
-        "WHERE ru.name IN ('baseline-sft', 'cross-distill', 'dpo', 'nca') GROUP BY ALL").fetchall())
+        "WHERE ru.name IN ('baseline-sft', 'self-distill', 'cross-distill', 'dpo', 'nca') GROUP BY ALL").fetchall())
     test_prompts = con.sql("SELECT count(DISTINCT prompt_id) FROM prompts WHERE split = 'test' "
                            "AND dataset IN ('uncensorbench', 'benign-controls')").fetchall()[0][0]
     assert set(answered.values()) == {test_prompts}
@@ -43,12 +47,18 @@ def test_quickstart_fast_runs_every_method_and_reports(store):
         "JOIN prompts p USING (prompt_id) WHERE p.harmful AND p.split = 'test' AND l.labeler = 'rules' "
         "AND ru.name IN ('base', 'baseline-sft') GROUP BY ALL").fetchall())
     assert rates["baseline-sft"] > rates["base"]
+    # Every method's capability: the fast plan scores one prompt of each of the 24 kinds.
+    scored = dict(con.sql("SELECT run_id, count(*) FROM capability GROUP BY ALL").fetchall())
+    assert {run_id: scored.get(run_id) for run_id in (names[m] for m in methods)} == {
+        names[m]: 24 for m in methods}
+    assert "capability" in first.stdout and "KL to base" in first.stdout
     html = store.root / "report" / "quickstart.html"
     assert html.is_file() and html.with_suffix(".md").is_file()
-    assert "<svg" in html.read_text()
-    files = {path: path.stat().st_mtime_ns for path in store.files("responses")}
+    assert 'id="chart-tradeoff"' in html.read_text()
+    files = {path: path.stat().st_mtime_ns for table in ("responses", "capability") for path in store.files(table)}
 
-    # A rerun resumes: nothing is generated or trained again.
+    # A rerun resumes: nothing is generated, trained or scored again.
     second = _quickstart(store.root)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert {path: path.stat().st_mtime_ns for path in store.files("responses")} == files
+    assert {path: path.stat().st_mtime_ns for table in ("responses", "capability")
+            for path in store.files(table)} == files

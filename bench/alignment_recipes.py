@@ -1,0 +1,210 @@
+"""The recipe frontier: alignment recipes on the embedded default, chosen on held-out train prompts.
+
+    python bench/alignment_recipes.py setup --store DIR      # imports, student and context runs, validation
+    python bench/alignment_recipes.py run NAME... --store DIR # build the set, train, answer, score
+    python bench/alignment_recipes.py table --store DIR       # every recipe scored so far
+    python bench/alignment_recipes.py list                    # the recipes and what they change
+
+Selection never looks at the test split. A quarter of the train prompts (by prompt-id hash)
+of UncensorBench (harmful) and of every benign source (benign-controls, XSTest's safe
+prompts, CoCoNot-contrast) is copied into a dataset `validation` whose rows are in the test
+split, so no training set can use them (test-split prompts never enter a set); each
+recipe's adapter answers only those, with seed 1 (greedy decoding: the seed only keeps these
+runs apart from the quickstart's test-split runs). Capability during selection: the first
+24 prompts of the embedded suite (one per instruction kind). The quickstart then reports the
+chosen recipe on the test split and the whole suite.
+
+The student is SmolLM2-135M-Instruct exactly as the quickstart runs it (greedy, 96 tokens,
+fp32); its context run answers the UncensorBench train prompts under the safety system
+prompt and few-shot refusal turns the quickstart uses. XSTest and CoCoNot-contrast come
+from ../shared/data. Results are appended to bench/out/recipes.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from refusaldata import capability, distill, evaluate, imports, label, mine, prompts  # noqa: E402
+from refusaldata.generate import GenerateOptions, generate, read_few_shot  # noqa: E402
+from refusaldata.models import EMBEDDED_MODEL  # noqa: E402
+from refusaldata.quickstart import SAFETY_FEW_SHOT, SAFETY_SYSTEM_PROMPT  # noqa: E402
+from refusaldata.runs import now  # noqa: E402
+from refusaldata.store import Store  # noqa: E402
+from refusaldata.train import train_adapter  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data" / "prompts"
+OUT = ROOT / "bench" / "out" / "recipes.jsonl"
+BENIGN_EXTRA = ("xstest-safe", "coconot-contrast")
+VALIDATION = "validation"
+SETUP = "recipes-setup.json"  # the run ids setup made, in the store's folder
+MAX_TOKENS = 96
+CAPABILITY_LIMIT = 24
+STUDENT_EXTRA_LIMIT = 120  # answers of the student to the extra benign train prompts (bounded CPU)
+
+# name -> (set kind: sft mode or "pairs"; set options; train options). Defaults are the
+# quickstart's full plan before this issue: 20 SFT steps of 8 at lr 1e-3, 12 pair steps of
+# 4 at 5e-4, r = 8 on q/v, 120 examples, retention ratio 1.
+SFT = {"loss": "sft", "max_steps": 20, "lr": 1e-3, "batch_size": 8}
+PAIR = {"max_steps": 12, "lr": 5e-4, "batch_size": 4, "beta": 0.1}
+RECIPES: dict[str, tuple[str, dict, dict]] = {
+    "self-ctx": ("self", {}, SFT),
+    "self-ctx-r2": ("self", {"retention_ratio": 2.0}, SFT),
+    "self-ctx-r2-w2": ("self", {"retention_ratio": 2.0}, {**SFT, "retention_weight": 2.0}),
+    "self-ctx-r1-w3": ("self", {}, {**SFT, "retention_weight": 3.0}),
+    "self-ctx-r2-s40": ("self", {"retention_ratio": 2.0}, {**SFT, "max_steps": 40}),
+    "self-ctx-only-bc": ("self", {"benign": ("benign-controls",)}, SFT),
+    "cross": ("cross", {}, SFT),
+    "cross-r2-w2": ("cross", {"retention_ratio": 2.0}, {**SFT, "retention_weight": 2.0}),
+    "baseline": ("baseline", {}, SFT),
+    "baseline-r2-w2": ("baseline", {"retention_ratio": 2.0}, {**SFT, "retention_weight": 2.0}),
+    "dpo": ("pairs", {}, {**PAIR, "loss": "dpo"}),
+    "nca": ("pairs", {}, {**PAIR, "loss": "nca"}),
+    "dpo-s40-lr2e-3": ("pairs", {}, {**PAIR, "loss": "dpo", "max_steps": 40, "lr": 2e-3}),
+    "nca-s40-lr2e-3": ("pairs", {}, {**PAIR, "loss": "nca", "max_steps": 40, "lr": 2e-3}),
+    "ipo-s40-lr2e-3": ("pairs", {}, {**PAIR, "loss": "ipo", "max_steps": 40, "lr": 2e-3}),
+    "simpo-s40-lr2e-3": ("pairs", {}, {**PAIR, "loss": "simpo", "max_steps": 40, "lr": 2e-3, "beta": 2.0}),
+    "orpo-s40-lr2e-3": ("pairs", {}, {**PAIR, "loss": "orpo", "max_steps": 40, "lr": 2e-3}),
+}
+
+
+def _options(name: str, datasets: tuple[str, ...], split: str, seed: int = 0, adapter: str | None = None,
+             context: bool = False, limit: int | None = None) -> GenerateOptions:
+    return GenerateOptions(
+        model=EMBEDDED_MODEL, datasets=datasets, split=split, max_tokens=MAX_TOKENS, dtype="float32", name=name,
+        chunk_size=128, seed=seed, adapter=adapter, limit=limit,
+        system_prompt=SAFETY_SYSTEM_PROMPT if context else None,
+        few_shot=read_few_shot(SAFETY_FEW_SHOT) if context else ())
+
+
+def _validation_rows(store: Store, student: str) -> pa.Table:
+    """Held-out train prompts as test-split rows of `validation`: a quarter of UncensorBench's
+    and of benign-controls' (prompt-id hash), and 12 each of XSTest-safe and CoCoNot-contrast
+    among the prompts the student answered (bounded: every recipe answers all of them)."""
+    con = store.connect(["prompts"])
+    try:
+        rows = pl.from_arrow(con.sql(
+            "SELECT prompt_id, dataset, text, harmful FROM prompts WHERE split = 'train' "
+            "AND dataset IN ('uncensorbench', 'benign-controls', 'xstest-safe', 'coconot-contrast')").to_arrow_table())
+    finally:
+        con.close()
+    bucket = pl.col("prompt_id").str.slice(0, 8).str.to_integer(base=16) % 4 == 0
+    answered = set(store.read("responses").filter(pa.compute.equal(pa.compute.field("run_id"), student))
+                   .column("prompt_id").to_pylist())
+    extra = pl.col("dataset").is_in(list(BENIGN_EXTRA))
+    chosen = pl.concat([
+        rows.filter(~extra & bucket),
+        rows.filter(extra & bucket & pl.col("prompt_id").is_in(list(answered))).sort("prompt_id")
+        .group_by("dataset", maintain_order=True).head(12).select(rows.columns),
+    ])
+    return chosen.select("prompt_id", "text", "harmful", category=pl.col("dataset"), source_ref=pl.col("dataset"),
+                         dataset=pl.lit(VALIDATION), split=pl.lit("test"),
+                         imported_at=pl.lit(now())).unique("prompt_id").to_arrow()
+
+
+def setup(store: Store) -> None:
+    prompts.import_builtin(store, "uncensorbench")
+    prompts.import_builtin(store, "benign-controls", test_fraction=0.5)
+    imports.import_responses(store, "uncensorbench", "uncensorbench")
+    with tempfile.TemporaryDirectory() as folder:
+        safe = pl.read_csv(SHARED / "xstest" / "xstest_prompts.csv").filter(pl.col("label") == "safe")
+        safe.write_csv(Path(folder) / "xstest_safe.csv")
+        prompts.import_file(store, Path(folder) / "xstest_safe.csv", "xstest-safe", "prompt", "type", harmful=False)
+    prompts.import_builtin(store, "coconot-contrast", SHARED / "coconot" / "coconot_contrast_eval.jsonl")
+    ids = {"student": generate(store, _options("base", ("uncensorbench", "benign-controls"), "all")).run_id}
+    generate(store, _options("base", BENIGN_EXTRA, "train", limit=STUDENT_EXTRA_LIMIT))
+    ids["context"] = generate(store, _options("context", ("uncensorbench",), "train", context=True)).run_id
+    store.append("prompts", _validation_rows(store, ids["student"]), where="validation prompts")
+    ids["reference"] = generate(store, _options("val-base", (VALIDATION,), "test", seed=1)).run_id
+    runs = [*ids.values(), "uncensorbench-refusals"]
+    label.label(store, runs)
+    mine.templates(store, runs)
+    capability.evaluate(store, [ids["reference"]], limit=CAPABILITY_LIMIT)
+    (store.root / SETUP).write_text(json.dumps(ids))
+
+
+def run_recipe(store: Store, name: str) -> dict:
+    ids = json.loads((store.root / SETUP).read_text())
+    kind, set_options, train_options = RECIPES[name]
+    set_options = dict(set_options)
+    benign = set_options.pop("benign", None)
+    started = time.perf_counter()
+    if kind == "pairs":
+        distill.build_pairs(store, name, ids["student"], teacher="uncensorbench-refusals", max_examples=120)
+    else:
+        extra = {"teacher": "uncensorbench-refusals"} if kind == "cross" else {}
+        if kind == "self":
+            extra["context_run"] = ids["context"]
+        distill.build_sft(store, name, ids["student"], kind, max_examples=120, benign_datasets=benign, **extra,
+                          **set_options)
+    options = dict(train_options)
+    loss = options.pop("loss")
+    adapter = train_adapter(store, name, EMBEDDED_MODEL, store.root / "trained" / name, loss=loss, lora_r=8,
+                            lora_alpha=16, max_length=256, **options)
+    trained = time.perf_counter() - started
+    run_id = generate(store, _options(name, (VALIDATION,), "test", seed=1, adapter=str(adapter.adapter_dir))).run_id
+    label.label(store, [run_id])
+    capability.evaluate(store, [run_id], limit=CAPABILITY_LIMIT)
+    row = evaluate.compare_runs(store, [ids["reference"], run_id], bootstrap=1000).to_pylist()[1]
+    result = {"recipe": name, "set": kind, "set_options": set_options | ({"benign": benign} if benign else {}),
+              "train": train_options, "train_s": round(trained, 1), "run_id": run_id,
+              **{key: row[key] for key in ("refusal_rate", "refusal_rate_low", "refusal_rate_high",
+                                            "over_refusal_rate", "over_refusal_rate_low", "over_refusal_rate_high",
+                                            "capability", "capability_diff", "capability_diff_low",
+                                            "capability_diff_high", "kl_to_base", "harmful_prompts",
+                                            "benign_prompts", "capability_prompts")}}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with OUT.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(result) + "\n")
+    return result
+
+
+def _cell(row: dict, key: str) -> str:
+    if row.get(key) is None:
+        return "—"
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    return f"{row[key]:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None else "")
+
+
+def table() -> None:
+    rows = [json.loads(line) for line in OUT.read_text().splitlines()] if OUT.exists() else []
+    print("| recipe | set | train | refusal (val) | over-refusal (val) | capability Δ (24) | KL |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['recipe']} | {row['set']} {row['set_options'] or ''} | {row['train']} | "
+              f"{_cell(row, 'refusal_rate')} | {_cell(row, 'over_refusal_rate')} | "
+              f"{_cell(row, 'capability_diff')} | {row['kl_to_base']:.4f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("setup", "run", "table", "list"))
+    parser.add_argument("recipes", nargs="*")
+    parser.add_argument("--store", type=Path, default=Path("/tmp/alignment-recipes"))
+    args = parser.parse_args()
+    store = Store(args.store)
+    if args.command == "setup":
+        setup(store)
+    elif args.command == "run":
+        for name in args.recipes or list(RECIPES):
+            print(json.dumps(run_recipe(store, name)), flush=True)
+    elif args.command == "table":
+        table()
+    else:
+        for name, recipe in RECIPES.items():
+            print(name, *recipe)
+
+
+if __name__ == "__main__":
+    main()
