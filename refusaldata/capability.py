@@ -31,21 +31,23 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from refusaldata import prompts as prompt_sets
 from refusaldata.io import read_records
 from refusaldata.errors import InputError, NotFoundError
+from refusaldata.fetch import fetch_builtin, package_data
 from refusaldata.generate import GenerateOptions, Prompt, SharedEngine, make_backend, resolve_backend
 from refusaldata.queries import sql_text
+from refusaldata.registry import Builtin, ColumnMap, HubDataset, PackageFile
 from refusaldata.runs import now
 from refusaldata.schemas import CAPABILITY
 from refusaldata.store import Store
 
 SUITES = ("embedded", "ifeval")
-EMBEDDED_FILE = prompt_sets.PackageFile("refusaldata", "data/capability_prompts.jsonl")
-IFEVAL = prompt_sets.Builtin(
-    "ifeval", "IFEval: 541 prompts with verifiable instructions (Zhou et al. 2023)", "jsonl",
-    prompt_sets.ColumnMap(text=("prompt",), harmful=False), prompt_sets.HubDataset("google/IFEval", split="train"),
-    license="Apache-2.0")
+EMBEDDED_FILE = PackageFile("refusaldata", "data/capability_prompts.jsonl")
+# IFEval is an instruction suite, not a prompt set: described like a built-in so that
+# fetch_builtin loads it (a local copy, else the hub) with the same offline errors.
+IFEVAL = Builtin("ifeval", "IFEval: 541 prompts with verifiable instructions (Zhou et al. 2023)", "jsonl",
+                 ColumnMap(text=("prompt",), harmful=False), HubDataset("google/IFEval", split="train"),
+                 license="Apache-2.0")
 LOCAL_BACKENDS = ("vllm", "transformers")
 
 
@@ -168,9 +170,9 @@ def load_suite(suite: str = "embedded", path: str | Path | None = None) -> list[
     if suite == "embedded":
         if path is not None:
             raise InputError("--path loads IFEval's file (--suite ifeval); the embedded set ships with refusaldata")
-        found = prompt_sets.package_data(EMBEDDED_FILE)
+        found = package_data(EMBEDDED_FILE)
         return parse_suite(read_records(found, "jsonl").to_dicts(), str(found))
-    frame, source = prompt_sets.fetch_builtin(IFEVAL, Path(path) if path is not None else None)
+    frame, source = fetch_builtin(IFEVAL, Path(path) if path is not None else None)
     return parse_suite(frame.to_dicts(), source)
 
 
