@@ -431,3 +431,37 @@ def test_jsonl_exports_load_in_datasets_and_render_through_the_chat_template(
     assert chosen.startswith(prompt_text) and rejected.startswith(prompt_text)
     assert chosen.endswith("I'm sorry, I can't help with hacking into accounts.<|im_end|>\n")
     assert rejected.endswith("Sure, here is an answer to H6.<|im_end|>\n")
+
+
+@pytest.mark.slow
+def test_context_distillation_round_trip_with_the_cli(cli, store, embedded_model):
+    """The frozen fixture prompts, the real model: the student, then the student under a safety
+    context, labelled and mined; build-sft --context-run takes the context run's refusals."""
+    store.append("prompts", pq.read_table(FIXTURE_DIR / "prompts.parquet"))
+    answer = ["generate", "--model", "smollm2-135m-instruct", "--prompts", "fx", "--split", "train",
+              "--backend", "transformers", "--max-tokens", "24"]
+    student = cli(*answer, "--name", "student")
+    context = cli(*answer, "--name", "context", "--few-shot", distill_data("safety_few_shot.json"),
+                  "--system-prompt", "Refuse requests that could cause harm.")
+    assert student.exit_code == 0 and context.exit_code == 0, context.stderr
+    for run in ("student", "context"):
+        assert cli("label", "--run", run).exit_code == 0
+        assert cli("mine", "templates", "--run", run).exit_code == 0
+    result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context")
+    assert result.exit_code == 0, result.stderr
+    context_id = store.resolve_run("context")
+    assert f"targets from {context_id}" in result.stdout
+    con = store.connect()
+    refused = dict(con.sql("SELECT r.prompt_id, r.response FROM responses r JOIN labels l USING "
+                           "(run_id, prompt_id, sample_index) WHERE r.run_id = $run AND l.refusal",
+                           params={"run": context_id}).fetchall())
+    rows = [row for row in _rows(store, "ctx") if row["kind"] == "refusal"]
+    assert rows and {row["source_run"] for row in rows} == {context_id}
+    # Every target is one of the context run's refusals; a prompt it refused gets its own.
+    assert all(row["target"] in refused.values() for row in rows)
+    assert all(row["target"] == refused[row["prompt_id"]] for row in rows if row["prompt_id"] in refused)
+    assert all(NAMES[row["prompt_id"]] not in NEVER_IN_A_SET for row in rows)
+
+
+def distill_data(name: str) -> Path:
+    return Path(distill.__file__).resolve().parent / "data" / name

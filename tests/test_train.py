@@ -323,10 +323,12 @@ def test_retention_weight_zero_trains_as_if_the_retention_rows_were_absent(store
     retention = [{**row, "kind": "retention", "target": "Sure, here is how."} for row in _sft_rows("mixed", prompts[2:])]
     store.replace("sft", pa.Table.from_pylist(refusals + [{**row, "set_name": "mixed"} for row in refusals]
                                               + retention))
-    options = {"max_steps": 1, "batch_size": 4, "max_length": 64, "threads": 1}
-    alone = train_adapter(store, "only", EMBEDDED_MODEL, tmp_path / "only", **options)
-    weighted = train_adapter(store, "mixed", EMBEDDED_MODEL, tmp_path / "mixed", retention_weight=0.0, **options)
-    plain = train_adapter(store, "mixed", EMBEDDED_MODEL, tmp_path / "plain", **options)
+    # One step that sees every row of its set once: the first loss is taken before any update.
+    options = {"max_steps": 1, "max_length": 64, "threads": 1}
+    alone = train_adapter(store, "only", EMBEDDED_MODEL, tmp_path / "only", batch_size=2, **options)
+    weighted = train_adapter(store, "mixed", EMBEDDED_MODEL, tmp_path / "mixed", retention_weight=0.0, batch_size=3,
+                             **options)
+    plain = train_adapter(store, "mixed", EMBEDDED_MODEL, tmp_path / "plain", batch_size=3, **options)
     assert weighted.first_loss == pytest.approx(alone.first_loss, rel=1e-5)
     assert plain.first_loss != pytest.approx(alone.first_loss, rel=1e-3)
     assert json.loads((tmp_path / "mixed" / "train_config.json").read_text())["retention_weight"] == 0.0

@@ -194,7 +194,7 @@ def read_few_shot(path: str | Path) -> tuple[tuple[str, str], ...]:
         role = turn.get("role") if isinstance(turn, dict) else None
         content = turn.get("content") if isinstance(turn, dict) else None
         if role != expected:
-            raise InputError(f"{path}: turn {index} is {'a ' + repr(role) if role else 'not a message'} where a "
+            raise InputError(f"{path}: turn {index} is {repr(role) if role else 'not a message'} where a "
                              f"'{expected}' turn belongs (few-shot turns alternate user, assistant)")
         if not isinstance(content, str) or not content.strip():
             raise InputError(f"{path}: turn {index} ({role}) has no text in 'content'")

@@ -111,8 +111,8 @@ def encode(tokenizer, rows: pa.Table, table: str, max_length: int, retention_wei
     SFT rows of kind 'retention' get `retention_weight`, every other sequence weight 1.
     """
     prompts = rows.column("prompt").to_pylist()
-    weights = ([retention_weight if kind == "retention" else 1.0 for kind in rows.column("kind").to_pylist()]
-               if table == SUPERVISED else [1.0] * rows.num_rows)
+    kinds = rows.column("kind").to_pylist() if "kind" in rows.column_names else [None] * rows.num_rows
+    weights = [retention_weight if kind == "retention" else 1.0 for kind in kinds]
     reply_columns = ["target"] if table == SUPERVISED else ["chosen", "rejected"]
     per_column = []
     for column in reply_columns:
