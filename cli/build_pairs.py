@@ -9,7 +9,7 @@ import typer
 from refusaldata.cli.build_sft import (
     ContextRunOption, ExportOption, LabelerOption, MaxExamplesOption, SeedOption, SplitOption, describe,
 )
-from refusaldata.cli.common import StoreOption, open_store
+from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.distill import DEFAULT_LABELER, build_pairs, check_export_path, export_set
 from refusaldata.store import DEFAULT_STORE
 
@@ -40,9 +40,9 @@ def build_pairs_command(
     store_ = open_store(store)
     summary = build_pairs(store_, name, student, teacher=teacher, refusal_text=refusal_text, split=split,
                           max_examples=max_examples, seed=seed, labeler=labeler, context_run=context_run)
-    typer.echo(describe(summary))
+    echo(describe(summary))
     if export is not None:
-        typer.echo(f"exported {export_set(store_, name, export, 'pairs')} rows to {export}")
+        echo(f"exported {export_set(store_, name, export, 'pairs')} rows to {export}")
 
 
 def register(app: typer.Typer) -> None:

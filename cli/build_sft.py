@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.common import StoreOption, open_store
+from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.distill import (
     DEFAULT_LABELER, DEFAULT_REFUSAL, SetSummary, build_sft, check_export_path, export_set,
 )
@@ -85,9 +85,9 @@ def build_sft_command(
                         context_run=context_run,
                         benign_datasets=None if retention_datasets is None else
                         [name.strip() for name in retention_datasets.split(",") if name.strip()])
-    typer.echo(describe(summary))
+    echo(describe(summary))
     if export is not None:
-        typer.echo(f"exported {export_set(store_, name, export, 'sft')} rows to {export}")
+        echo(f"exported {export_set(store_, name, export, 'sft')} rows to {export}")
 
 
 def register(app: typer.Typer) -> None:

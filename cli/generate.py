@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.common import StoreOption, open_store
+from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.errors import InputError
 from refusaldata.generate import (DEFAULT_BASE_URL, GenerateOptions, GenerationSummary, generate as run_generate,
                                   parse_shard, read_few_shot, run_status, status_line)
@@ -51,7 +51,7 @@ def generate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if status is not None:
-        typer.echo(status_line(run_status(open_store(store), status)))
+        echo(status_line(run_status(open_store(store), status)))
         return
     if model is None or prompts is None:
         raise InputError(f"generate needs {'--model' if model is None else '--prompts'} (or --status RUN)")
@@ -65,13 +65,13 @@ def generate(
         name=name, shard=parse_shard(shard) if shard is not None else None, ray_engine=ray_engine,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker)
     console = Console(stderr=True)
-    bar = Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True,
-                   disable=not console.is_terminal)
+    bar = Progress(TextColumn("generate", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("prompts", markup=False), TextColumn("{task.fields[rate]}", markup=False),
+                   TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
     state: dict[str, object] = {}
 
     def on_start(summary: GenerationSummary) -> None:
-        typer.echo(f"run_id: {summary.run_id}")
+        echo(f"run_id: {summary.run_id}")
         if summary.pending:
             bar.start()
             state["task"] = bar.add_task("generate", total=summary.pending, rate="loading the model")
@@ -85,7 +85,7 @@ def generate(
     finally:
         if "task" in state:
             bar.stop()
-    typer.echo(summary.line())
+    echo(summary.line())
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
+from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, echo, emit, open_store
 from refusaldata.store import DEFAULT_STORE
 
 judge_app = typer.Typer(help="Learned unsafe-content or refusal labelers (MiniLM embeddings + a small classifier).",
@@ -45,7 +45,7 @@ def train(
     settings = TrainSettings(feature_set=features or DEFAULT_FEATURE_SET)
     card = train_learned(open_store(store), name, data, columns, label_column, settings, target=target)
     validation = card["metrics"]["validation"]
-    typer.echo(f"trained '{name}' on {card['data']['rows']} rows (target {card['target']}); "
+    echo(f"trained '{name}' on {card['data']['rows']} rows (target {card['target']}); "
                f"threshold {card['threshold']:.3f}; "
                f"validation ({validation['n']} rows) accuracy {validation['accuracy']:.3f} "
                f"precision {validation['precision']:.3f} recall {validation['recall']:.3f}")

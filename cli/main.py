@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import sys
+from pathlib import Path
 
 import duckdb
 import typer
@@ -13,6 +14,7 @@ from typer.exceptions import TyperException
 
 from refusaldata.errors import RefusalDataError, shorten_quoted
 
+from refusaldata.cli.common import echo, outside_store
 from refusaldata.cli import (
     build_pairs, build_sft, compare, evaluate, generate, judge, label, mine, prompts, quickstart, report,
     responses, sets, sql, tables, train,
@@ -36,7 +38,7 @@ class _NoticeLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         prefix = "Note" if record.levelno < logging.WARNING else "Warning"
-        typer.echo(f"{prefix}: {' '.join(record.getMessage().split())}", err=True)
+        echo(f"{prefix}: {' '.join(record.getMessage().split())}", err=True)
 
 
 _library_log = logging.getLogger("refusaldata")
@@ -46,26 +48,45 @@ if not any(isinstance(h, _NoticeLines) for h in _library_log.handlers):
     _library_log.propagate = False
 
 
+# Parameters that name a file or folder a command writes; none may lie inside the store.
+OUTPUT_PARAMETERS = {"output": "--output", "out": "--out", "export": "--export"}
+INTERRUPTED = "interrupted; what was stored before stays stored, rerun to resume"
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `Error: message` on one line to stderr and return the Exit to raise."""
-    typer.echo(f"Error: {' '.join(str(message).split())}", err=True)
+    echo(f"Error: {' '.join(str(message).split())}", err=True)
     return typer.Exit(code)
 
 
+def _check_outputs(kwargs: dict) -> None:
+    store = kwargs.get("store")
+    for name, option in OUTPUT_PARAMETERS.items():
+        if isinstance(kwargs.get(name), Path) and store is not None:
+            outside_store(kwargs[name], store, option)
+
+
 def _guarded(callback):
-    """Wrap a command so expected failures print one line and exit non-zero, never a traceback."""
+    """Wrap a command so expected failures print one line and exit non-zero, never a traceback.
+
+    Every command's outputs are checked against its store first, so a command added later
+    cannot write among the store's tables either.
+    """
 
     @functools.wraps(callback)
     def run(*args, **kwargs):
         try:
+            _check_outputs(kwargs)
             return callback(*args, **kwargs)
         except RefusalDataError as exc:
             raise fail(str(exc)) from None
+        except duckdb.InterruptException:
+            raise fail(INTERRUPTED, 130) from None
         except duckdb.Error as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise fail(f"SQL: {shorten_quoted(first_line)}") from None
         except KeyboardInterrupt:
-            raise fail("interrupted; finished chunks are stored, rerun to resume", 130) from None
+            raise fail(INTERRUPTED, 130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
@@ -97,7 +118,9 @@ def main() -> None:
             sys.exit(2)  # typer has printed the help already
         where = f" (see `{context.command_path} --help`)" if context is not None else ""
         sys.exit(fail(f"{exc.format_message()}{where}", exc.exit_code).exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            sys.exit(fail(INTERRUPTED, 130).exit_code)
         sys.exit(fail("aborted").exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -9,7 +9,7 @@ import typer
 
 from refusaldata import attacks as prompt_attacks
 from refusaldata import prompts as prompt_sets
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
+from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, echo, emit, open_store
 from refusaldata.errors import InputError
 from refusaldata.registry import BUILTINS
 from refusaldata.store import DEFAULT_STORE
@@ -56,7 +56,7 @@ def import_prompts(
         summary = prompt_sets.import_builtin(store_, name, path, test_fraction)
     duplicates = summary.rows_read - summary.distinct
     note = f", {duplicates} duplicate text(s) merged" if duplicates else ""
-    typer.echo(f"imported {summary.distinct} prompts into {summary.dataset} ({summary.already_stored} already "
+    echo(f"imported {summary.distinct} prompts into {summary.dataset} ({summary.already_stored} already "
                f"stored{note}): {summary.train} train, {summary.test} test; "
                f"{summary.harmful} harmful, {summary.benign} benign")
 

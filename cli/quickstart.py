@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.common import StoreOption, emit, open_store
+from refusaldata.cli.common import StoreOption, echo, emit, open_store
 from refusaldata.evaluate import format_comparison
 from refusaldata.store import DEFAULT_STORE
 
@@ -19,12 +19,12 @@ def quickstart(
     """Import, generate, label, mine, distill, train, regenerate, compare and report, on SmolLM2-135M-Instruct."""
     from refusaldata.quickstart import run  # torch loads only when the study runs
 
-    result = run(open_store(store), fast=fast, backend=backend, log=lambda line: typer.echo(line, err=True))
+    result = run(open_store(store), fast=fast, backend=backend, log=lambda line: echo(line, err=True))
     emit(format_comparison(result.comparison), title="refusal before and after, per method (95% bootstrap CIs)")
     for method, reason in result.skipped.items():
-        typer.echo(f"{method}: skipped: {reason}")
-    typer.echo(f"report: {result.report_html} and {result.report_md}")
-    typer.echo(f"quickstart finished in {result.seconds / 60:.1f} minutes")
+        echo(f"{method}: skipped: {reason}")
+    echo(f"report: {result.report_html} and {result.report_md}")
+    echo(f"quickstart finished in {result.seconds / 60:.1f} minutes")
 
 
 def register(app: typer.Typer) -> None:

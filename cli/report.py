@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.common import StoreOption, open_store
+from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.cli.compare import (
     BootstrapOption, CapabilitySuiteOption, KOption, LabelerOption, SeedOption, SplitOption, UnsafeLabelerOption,
 )
@@ -35,7 +35,7 @@ def report(
     html_path, md_path = write_report(open_store(store), names, out, labeler=labeler, k=k, bootstrap=bootstrap,
                                       seed=seed, split=split, unsafe_labeler=unsafe_labeler,
                                       capability_suite=capability_suite)
-    typer.echo(f"wrote {html_path} and {md_path}")
+    echo(f"wrote {html_path} and {md_path}")
 
 
 def register(app: typer.Typer) -> None:

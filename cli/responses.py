@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from refusaldata import imports
-from refusaldata.cli.common import StoreOption, open_store
+from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.store import DEFAULT_STORE
 
 app = typer.Typer(help="Responses: import existing outputs of other tools as runs.", no_args_is_help=True)
@@ -42,10 +42,10 @@ def import_responses(
                                          response_column)
     for summary in summaries:
         skipped = f", {summary.skipped_empty} empty skipped" if summary.skipped_empty else ""
-        typer.echo(f"{summary.name} ({summary.run_id}): {summary.new_responses} new of {summary.responses} "
+        echo(f"{summary.name} ({summary.run_id}): {summary.new_responses} new of {summary.responses} "
                    f"responses{skipped}, {summary.new_prompts} new prompts")
     if len(summaries) > 1:
-        typer.echo(f"imported {len(summaries)} runs: {sum(s.new_responses for s in summaries)} new of "
+        echo(f"imported {len(summaries)} runs: {sum(s.new_responses for s in summaries)} new of "
                    f"{sum(s.responses for s in summaries)} responses, "
                    f"{sum(s.new_prompts for s in summaries)} new prompts")
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import polars as pl
 import pyarrow as pa
 from rapidfuzz import fuzz, process, utils
 
+from refusaldata import io
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.queries import sql_text
 from refusaldata.runs import now
@@ -469,14 +469,9 @@ def export_set(store: Store, name: str, path: str | os.PathLike[str], table: str
         frame = pl.from_arrow(con.sql(sql_text(f"distill_export_{table}"), params={"name": name}).to_arrow_table())
     finally:
         con.close()
-    temp = path.parent / f".tmp-{uuid.uuid4().hex}{suffix}"
-    try:
+    with io.atomic_path(path, InputError) as temp:
         if suffix == ".jsonl":
             frame.write_ndjson(temp)
         else:
             frame.write_parquet(temp)
-        os.replace(temp, path)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {exc.strerror}") from None
     return frame.height

@@ -6,27 +6,33 @@ way: the same fsync discipline, the same accepted extensions, the same one-line 
 
 Atomic writes: the new content goes to a hidden temp name beside the target (same folder,
 so same file system), is fsynced, renamed over the target, and the folder is fsynced, so
-a crash leaves the old file or the new one, never a torn one. A target that exists and is
-not a regular file (a device, a pipe, /dev/stdout) is written in place: it is never
-replaced or removed. A multi-file artefact is built in a hidden staging folder and
-committed by one folder rename.
+a crash leaves the old file or the new one, never a torn one. A target that is a link, or
+exists and is not a regular file (a device, a pipe, /dev/stdout), is written through: the
+content is staged elsewhere and copied in on success; the target is never replaced or
+removed. A multi-file artefact is built in a hidden staging folder and committed by one
+folder rename.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io as _stdio
 import json
+import logging
 import os
 import shutil
 import stat
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from refusaldata.errors import InputError, StoreError
+
+log = logging.getLogger(__name__)
 
 # -- atomic writes --------------------------------------------------------------------------
 
@@ -55,18 +61,20 @@ def atomic_path(target: str | os.PathLike[str], error: type[Exception] = StoreEr
     The yielded path is a hidden temp file beside `target` (its suffix kept, for writers
     that look at it); on success it is fsynced and renamed over `target`, then the folder
     is fsynced; on any failure it is removed and `target` is left exactly as it was.
-    When `target` exists and is not a regular file (a device, a pipe), the target itself
-    is yielded and written in place. An OSError becomes `error` naming the target.
+    A target that is a symbolic link, or exists and is not a regular file (a device, a
+    pipe, /dev/stdout), is never replaced or removed: the content is staged in a temp
+    file elsewhere and copied into the target only on success (see `_write_through`).
+    An OSError becomes `error` naming the target.
     """
     target = Path(target)
-    if is_special(target):
-        try:
-            yield target
-        except OSError as exc:
-            raise error(f"cannot write {target}: {exc.strerror or exc}") from None
-        return
     if target.is_dir():
         raise error(f"cannot write {target}: it is a folder")
+    if target.is_symlink() or is_special(target):
+        with _write_through(target, error) as path:
+            yield path
+        return
+    if not target.parent.is_dir():
+        raise error(f"cannot write {target}: folder {target.parent} does not exist")
     temp = target.parent / f".tmp-{uuid.uuid4().hex}{target.suffix}"
     try:
         yield temp
@@ -80,6 +88,59 @@ def atomic_path(target: str | os.PathLike[str], error: type[Exception] = StoreEr
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _write_through(target: Path, error: type[Exception]) -> Iterator[Path]:
+    """Stage in the system temp folder, then copy into `target` (followed, never replaced).
+
+    Replacing a link or a device would destroy it (as root, `-o /dev/stdout` would delete
+    /dev/stdout), and no temp file can be made beside it in /dev. Staging first keeps a
+    failed writer from truncating the target or sending half a file down a pipe. A FIFO
+    that no one reads yet is waited for with a warning naming it, never silently.
+    """
+    handle, name = tempfile.mkstemp(prefix=".tmp-", suffix=target.suffix)
+    os.close(handle)
+    temp = Path(name)
+    try:
+        yield temp
+        with open(temp, "rb") as source, _open_for_writing(target) as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+    except OSError as exc:
+        raise error(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _open_for_writing(target: Path):
+    """`target` opened for writing; a FIFO without a reader logs what it waits for first.
+
+    The process's own stdout or stderr (/dev/stdout, /proc/self/fd/1, or the file either
+    is redirected to) is written through its open descriptor, at its offset: reopening it
+    would truncate a redirected file, losing what was written before (or appended to).
+    """
+    try:
+        status = os.stat(target)
+    except OSError:
+        return open(target, "wb")
+    for fd in (1, 2):
+        try:
+            own = os.fstat(fd)
+        except OSError:
+            continue
+        if (own.st_dev, own.st_ino) == (status.st_dev, status.st_ino):
+            return os.fdopen(os.dup(fd), "wb")
+    if not stat.S_ISFIFO(status.st_mode):
+        return open(target, "wb")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:
+            raise
+        log.warning("waiting for a reader of the pipe %s (Ctrl-C to stop)", target)
+        fd = os.open(target, os.O_WRONLY)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "wb")
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes, error: type[Exception] = StoreError) -> None:

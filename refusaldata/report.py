@@ -10,6 +10,7 @@ as .svg files written next to it.
 
 from __future__ import annotations
 
+import contextlib
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from refusaldata import io
 from refusaldata.charts import attacks_chart, rates_chart, tradeoff_chart, uniformity_chart
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.evaluate import (
@@ -217,8 +219,15 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
     files = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg) for figure in figures]
     try:
         out_html.parent.mkdir(parents=True, exist_ok=True)
-        for path, text in [*files, (md_path, markdown), (out_html, page)]:
-            path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot write the report to {out_html.parent}: {exc.strerror}") from None
+    # Every file is written to a temp file first and renamed (the page last) only when all
+    # are written, so a failure leaves the previous report whole.
+    with contextlib.ExitStack() as staged:
+        for path, text in [(out_html, page), (md_path, markdown), *files]:
+            temp = staged.enter_context(io.atomic_path(path, InputError))
+            try:
+                temp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"cannot write {path}: {exc.strerror}") from None
     return out_html, md_path

@@ -165,7 +165,7 @@ def test_cli_mine_commands(cli, corpus, tmp_path):
     assert [(r["run_name"], r["refusals"]) for r in map(json.loads, result.stdout.splitlines())] == [
         ("compliant", 0), ("uniform", 3), ("varied", 2)]
     result = cli("mine", "rates", "--by", "category", "--run", "uniform", "--format", "csv")
-    assert result.exit_code == 0 and '"drugs",2,1,0.5' in result.stdout
+    assert result.exit_code == 0 and 'drugs,2,1,0.5' in result.stdout
     result = cli("mine", "openings", "--k", "3", "--top", "1", "--format", "json")
     assert [json.loads(line)["opening"] for line in result.stdout.splitlines()] == ["i'm sorry, but", "i cannot help"]
     output = tmp_path / "uniformity.csv"

@@ -168,7 +168,7 @@ def test_prompts_list_counts(store, cli, shared_data):
     assert (rows["controls"]["prompts"], rows["controls"]["benign"], rows["controls"]["categories"]) == (3, 3, 3)
     result = cli("prompts", "list", "--dataset", "xstest", "--format", "csv")
     lines = result.stdout.splitlines()
-    assert lines[0] == '"category","prompts","harmful","benign","train","test"'
+    assert lines[0] == 'category,prompts,harmful,benign,train,test'
     assert len(lines) == 1 + 18
 
 

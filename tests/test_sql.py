@@ -46,7 +46,7 @@ def test_sql_json(cli, store):
 def test_sql_csv_and_table(cli, store):
     _seed(store)
     result = cli("sql", QUERY, "--format", "csv")
-    assert result.stdout.splitlines() == ['"category","harmful"', '"crime",true', '"fraud",true']
+    assert result.stdout.splitlines() == ['category,harmful', 'crime,true', 'fraud,true']
     table = cli("sql", QUERY)
     assert "crime" in table.stdout and "fraud" in table.stdout and "benign" not in table.stdout
 
@@ -148,7 +148,7 @@ def test_views_sql_matches_library_views(tmp_path):
 def test_csv_writes_nested_columns_as_json(cli, store):
     result = cli("sql", "SELECT ['a', 'b'] AS openings, 3 AS support", "--format", "csv")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ['"openings","support"', '"[""a"", ""b""]",3']
+    assert result.stdout.splitlines() == ['openings,support', '"[""a"", ""b""]",3']
 
 
 def test_table_output_keeps_columns_with_the_same_name(cli, store):

@@ -368,8 +368,9 @@ def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
+    return Progress(TextColumn("train", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}", markup=False),
+                    TextColumn("{task.fields[speed]} tok/s", markup=False),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
                     disable=not enabled, transient=False)
 

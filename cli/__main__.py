@@ -1,0 +1,5 @@
+"""`python -m refusaldata.cli`: the console script."""
+
+from refusaldata.cli.entry import main
+
+main()

@@ -1,0 +1,50 @@
+"""The console script's entry point: light, so Ctrl-C at any moment ends in one line.
+
+The commands import DuckDB, Arrow and Typer, which takes most of a second. A Ctrl-C in
+that window would print a KeyboardInterrupt traceback, or abort the process outright when
+it lands inside a compiled module's initialisation, so it is held until the imports are
+done and then ends the command. Afterwards the first Ctrl-C stops the command (its
+clean-up still runs: temp files removed, locks released); a second one during that
+clean-up is ignored so the clean-up finishes; a third stops at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+_interrupts = 0
+_importing = True
+
+
+def _on_interrupt(signum, frame) -> None:
+    global _interrupts
+    _interrupts += 1
+    if _importing:
+        return
+    if _interrupts == 1:
+        raise KeyboardInterrupt
+    if _interrupts >= 3:
+        os.write(2, b"Error: interrupted three times; stopped before cleaning up\n")
+        os._exit(130)
+
+
+def main() -> None:
+    global _importing
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored
+        signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        from refusaldata.cli.main import main as run
+
+        _importing = False
+        if _interrupts:
+            raise KeyboardInterrupt
+        run()
+    except KeyboardInterrupt:
+        sys.stderr.write("Error: interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
