@@ -64,18 +64,24 @@ def echo(message: str, err: bool = False) -> None:
     typer.echo(printable(str(message)), err=err)
 
 
-def outside_store(path: Path, store: Path, option: str) -> None:
-    """Refuse an output path inside the store: only store writes go there.
+def check_output(path: Path, store: Path | None, option: str, file: bool = True) -> None:
+    """Refuse, before any work, an output that cannot be written or lies inside the store.
 
-    A file written among the tables (an export under prompts/dataset=x/) would be read as
-    data by every later command.
+    Only store writes go into the store: a file written among the tables (an export under
+    prompts/dataset=x/) would be read as data by every later command. A file output
+    (`file`) must not name a folder, and its folder must exist.
     """
     if io.is_special(path):
         return
-    root = Path(os.path.realpath(store))
-    target = Path(os.path.realpath(path))
-    if target == root or root in target.parents:
-        raise InputError(f"{option} {path} is inside the store {store}; write it outside the store")
+    if store is not None:
+        root = Path(os.path.realpath(store))
+        target = Path(os.path.realpath(path))
+        if target == root or root in target.parents:
+            raise InputError(f"{option} {path} is inside the store {store}; write it outside the store")
+    if file and path.is_dir():
+        raise InputError(f"{option} {path} is a folder; give a file name")
+    if file and not path.parent.is_dir():
+        raise InputError(f"{option} {path}: folder {path.parent} does not exist")
 
 
 def emit(result: pa.Table, fmt: OutputFormat = OutputFormat.table, output: Path | None = None,

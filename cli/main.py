@@ -12,9 +12,9 @@ import duckdb
 import typer
 from typer.exceptions import TyperException
 
-from refusaldata.errors import RefusalDataError, shorten_quoted
+from refusaldata.errors import RefusalDataError, excerpt, shorten_quoted
 
-from refusaldata.cli.common import echo, outside_store
+from refusaldata.cli.common import check_output, echo
 from refusaldata.cli import (
     build_pairs, build_sft, compare, evaluate, generate, judge, label, mine, prompts, quickstart, report,
     responses, sets, sql, tables, train,
@@ -48,8 +48,9 @@ if not any(isinstance(h, _NoticeLines) for h in _library_log.handlers):
     _library_log.propagate = False
 
 
-# Parameters that name a file or folder a command writes; none may lie inside the store.
-OUTPUT_PARAMETERS = {"output": "--output", "out": "--out", "export": "--export"}
+# Parameters that name a file (True) or a folder (False) a command writes; none may lie
+# inside the store.
+OUTPUT_PARAMETERS = {"output": ("--output", True), "export": ("--export", True), "out": ("--out", False)}
 INTERRUPTED = "interrupted; what was stored before stays stored, rerun to resume"
 
 
@@ -60,10 +61,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _check_outputs(kwargs: dict) -> None:
-    store = kwargs.get("store")
-    for name, option in OUTPUT_PARAMETERS.items():
-        if isinstance(kwargs.get(name), Path) and store is not None:
-            outside_store(kwargs[name], store, option)
+    for name, (option, file) in OUTPUT_PARAMETERS.items():
+        if isinstance(kwargs.get(name), Path):
+            check_output(kwargs[name], kwargs.get("store"), option, file)
 
 
 def _guarded(callback):
@@ -87,9 +87,13 @@ def _guarded(callback):
             raise fail(f"SQL: {shorten_quoted(first_line)}") from None
         except KeyboardInterrupt:
             raise fail(INTERRUPTED, 130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
+        except (typer.Exit, typer.Abort, SystemExit, BrokenPipeError):
+            raise  # click ends a command whose reader closed the pipe (`| head`) quietly
         except Exception as exc:
+            if isinstance(exc, RuntimeError) and str(exc) == "Query interrupted":  # DuckDB's Ctrl-C mid-fetch
+                raise fail(INTERRUPTED, 130) from None
+            if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refused
+                raise fail(f"{excerpt(str(exc.filename))}: {exc.strerror or exc}") from None
             if os.environ.get("REFUSALDATA_DEBUG"):
                 raise
             raise fail(f"unexpected {type(exc).__name__}: {exc} (set REFUSALDATA_DEBUG=1 for the traceback)") from None
@@ -107,22 +111,31 @@ def _guard_all(typer_app: typer.Typer) -> None:
 _guard_all(app)
 
 
-def main() -> None:
-    """The console script: usage errors (a bad option value, a missing argument) become one
-    `Error:` line naming the option, like every other failure, with click's exit code 2."""
+def run(args: list[str] | None = None) -> int:
+    """Run one command line (sys.argv when None) as the console script does; its exit code.
+
+    Usage errors (a bad option value, a missing argument) become one `Error:` line naming
+    the option, like every other failure, with click's exit code 2.
+    """
     try:
-        code = app(prog_name="refusaldata", standalone_mode=False)
+        code = app(args=args, prog_name="refusaldata", standalone_mode=False)
     except TyperException as exc:
         context = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":
-            sys.exit(2)  # typer has printed the help already
+            return 2  # typer has printed the help already
         where = f" (see `{context.command_path} --help`)" if context is not None else ""
-        sys.exit(fail(f"{exc.format_message()}{where}", exc.exit_code).exit_code)
+        return fail(f"{exc.format_message()}{where}", exc.exit_code).exit_code
     except typer.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):
-            sys.exit(fail(INTERRUPTED, 130).exit_code)
-        sys.exit(fail("aborted").exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+            return fail(INTERRUPTED, 130).exit_code
+        return fail("aborted").exit_code
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """The console script."""
+    sys.exit(run())
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -101,7 +101,7 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
     safety context.
     """
     _check_options(name, mode, teacher, refusal_text, split, max_examples, retention_ratio, dominant_share,
-                   context_run)
+                   context_run, seed)
     with _Selection(store, "sft", student, teacher, split, labeler, dominant_share, context_run) as selection:
         answers = selection.student_answers()
         harmful = answers.filter(pl.col("harmful"))
@@ -115,7 +115,8 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
         retention_pool = answers.filter(~pl.col("harmful") & pl.col("compliant_sample_index").is_not_null())
         if benign_datasets is not None:
             retention_pool = retention_pool.filter(pl.col("dataset").is_in(list(benign_datasets)))
-        retention_count = math.floor(retention_ratio * refusal_rows.height + 0.5)
+        # Capped at the pool, so a ratio as large as 1e308 asks for all of it rather than overflowing.
+        retention_count = math.floor(min(retention_ratio * refusal_rows.height, retention_pool.height) + 0.5)
         retention = _sample_spread(retention_pool, retention_count, seed, stream=1)
         retention_rows = retention.select(
             "prompt_id", "prompt",
@@ -163,7 +164,7 @@ def build_pairs(store: Store, name: str, student: str, teacher: str | None = Non
     student's first compliant answer. At most `max_examples` pairs, sampled with `seed`.
     """
     mode = pairs_mode(teacher, refusal_text)
-    _check_options(name, mode, teacher, refusal_text, split, max_examples, 0.0, dominant_share, context_run)
+    _check_options(name, mode, teacher, refusal_text, split, max_examples, 0.0, dominant_share, context_run, seed)
     with _Selection(store, "pairs", student, teacher, split, labeler, dominant_share, context_run) as selection:
         answers = selection.student_answers()
         compliant = answers.filter(pl.col("harmful") & pl.col("compliant_sample_index").is_not_null())
@@ -190,7 +191,7 @@ def build_pairs(store: Store, name: str, student: str, teacher: str | None = Non
 
 def _check_options(name: str, mode: str, teacher: str | None, refusal_text: str | None, split: str,
                    max_examples: int | None, retention_ratio: float, dominant_share: float,
-                   context_run: str | None = None) -> None:
+                   context_run: str | None = None, seed: int = 0) -> None:
     if not name.strip():
         raise InputError("a set needs a non-empty NAME")
     if mode not in MODES:
@@ -209,6 +210,8 @@ def _check_options(name: str, mode: str, teacher: str | None, refusal_text: str 
         raise InputError("--split test: test-split prompts never enter a training set")
     if max_examples is not None and max_examples < 1:
         raise InputError(f"--max-examples must be at least 1 (got {max_examples})")
+    if seed < 0:
+        raise InputError(f"--seed must not be negative (got {seed})")
     if not (retention_ratio >= 0 and math.isfinite(retention_ratio)):
         raise InputError(f"--retention-ratio must be a number >= 0 (got {retention_ratio})")
     if not 0 < dominant_share <= 1:

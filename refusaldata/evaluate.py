@@ -32,6 +32,9 @@ from refusaldata.store import Store
 CONFIDENCE = 0.95
 # The study's methods, in the order every table and chart shows them.
 METHOD_ORDER = ("base", "baseline-sft", "self-distill", "cross-distill", "dpo", "nca")
+# Resamples held at once are a (resamples x prompts) matrix: 20,000 keeps it within memory
+# for thousands of prompts, far past where the 95% percentiles stop moving.
+MAX_BOOTSTRAP = 20_000
 # Elements of one (resamples x refusals) block in the uniformity reduction (~160 MB of f64).
 _BLOCK_ELEMENTS = 20_000_000
 
@@ -233,6 +236,8 @@ def comparison_schema() -> pa.Schema:
 def _check_resampling(bootstrap: int, seed: int) -> None:
     if bootstrap < 1:
         raise InputError(f"--bootstrap must be at least 1 (got {bootstrap})")
+    if bootstrap > MAX_BOOTSTRAP:
+        raise InputError(f"--bootstrap must be at most {MAX_BOOTSTRAP:,} (got {bootstrap})")
     if seed < 0:
         raise InputError(f"--seed must not be negative (got {seed})")
 

@@ -22,6 +22,7 @@ import io as _stdio
 import json
 import logging
 import os
+import select
 import shutil
 import stat
 import tempfile
@@ -273,13 +274,37 @@ def format_of(path: str | os.PathLike[str]) -> str:
     return fmt
 
 
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; a pipe that no one writes to yet is waited for with a warning naming it."""
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        fifo = False
+    if not fifo:
+        return path.read_bytes()
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(500):
+            log.warning("waiting for a writer of the pipe %s (Ctrl-C to stop)", path)
+            poller.poll()
+        os.set_blocking(fd, True)
+        blocks = []
+        while block := os.read(fd, 1 << 20):
+            blocks.append(block)
+    finally:
+        os.close(fd)
+    return b"".join(blocks)
+
+
 def read_text(path: str | os.PathLike[str]) -> str:
     """The file's text; missing, empty, unreadable and non-UTF-8 files are one-line InputErrors."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a file")
     try:
-        data = path.read_bytes()
+        data = _read_bytes(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except OSError as exc:

@@ -16,6 +16,7 @@ hands the pending prompts to Ray Data workers running the vllm or transformers e
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ RAY_ENGINES = ("auto", "vllm", "transformers")
 SPLITS = ("train", "test", "all")
 DTYPES = ("auto", "float32", "bfloat16")
 SKIPPED = "skipped"
+# sample_index is stored as int32.
+MAX_SAMPLES = 2**31 - 1
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 
@@ -219,12 +222,13 @@ def validate(options: GenerateOptions) -> None:
         (options.split in SPLITS, f"--split must be one of {', '.join(SPLITS)}, not '{options.split}'"),
         (options.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}, not '{options.dtype}'"),
         (bool(options.datasets), "--prompts needs at least one dataset name"),
-        (options.n >= 1, "--n must be at least 1"),
-        (options.temperature >= 0, "--temperature must be 0 (greedy) or positive"),
+        (1 <= options.n <= MAX_SAMPLES, f"--n must be between 1 and {MAX_SAMPLES}"),
+        (0 <= options.temperature < math.inf, "--temperature must be 0 (greedy) or a positive number"),
         (0 < options.top_p <= 1, "--top-p must be in (0, 1]"),
         (options.max_tokens >= 1, "--max-tokens must be at least 1"),
         (options.chunk_size >= 1, "--chunk-size must be at least 1"),
-        (options.limit is None or options.limit >= 1, "--limit must be at least 1"),
+        (options.limit is None or 1 <= options.limit < 2**63, "--limit must be at least 1"),
+        (0 <= options.seed < 2**63, "--seed must be between 0 and 2^63 - 1"),
         (options.concurrency >= 1, "--concurrency must be at least 1"),
         (options.n == 1 or not options.greedy,
          "--n above 1 needs --temperature above 0 (greedy samples would all be the same)"),
@@ -274,6 +278,9 @@ def make_backend(options: GenerateOptions, backend: str) -> Backend:
     from refusaldata.generate.chat import LocalModel
 
     local = LocalModel.load(options.model, options.adapter, options.system_prompt, options.few_shot)
+    if options.max_tokens >= local.context_length:
+        raise InputError(f"--max-tokens {options.max_tokens} leaves no room for a prompt in the "
+                         f"{local.context_length}-token context of {options.model}")
     if backend == "vllm":
         from refusaldata.generate.vllm_backend import VllmBackend
 

@@ -64,6 +64,8 @@ DTYPES = ("auto", "bfloat16", "float32")
 RECORD = "train_config.json"
 LORA_DROPOUT = 0.0
 MAX_GRAD_NORM = 1.0
+# torch takes its thread count as a C int; far more threads than cores only slows it.
+MAX_THREADS = 1024
 # vLLM serves LoRA on the linear layers of attention and MLP; adapters on these cannot be served.
 UNSERVABLE_MODULES = ("embed_tokens", "lm_head", "wte", "wpe")
 
@@ -111,7 +113,7 @@ def _pair_config(loss: str, options: PairOptions) -> dict:
 
 def _validate(loss: str, beta: float, lora_r: int, lora_alpha: int, target_modules: tuple[str, ...],
               epochs: int, max_steps: int | None, lr: float, batch_size: int, grad_accum: int,
-              max_length: int, threads: int | None, checkpoint_every: int) -> None:
+              max_length: int, threads: int | None, checkpoint_every: int, seed: int = 0) -> None:
     if loss not in LOSSES:
         raise InputError(f"--loss must be one of {', '.join(LOSSES)}, not '{loss}'")
     positive = {"--lora-r": lora_r, "--lora-alpha": lora_alpha, "--epochs": epochs, "--batch-size": batch_size,
@@ -123,6 +125,10 @@ def _validate(loss: str, beta: float, lora_r: int, lora_alpha: int, target_modul
     for option, value in positive.items():
         if value < 1:
             raise InputError(f"{option} must be at least 1, not {value}")
+    if threads is not None and threads > MAX_THREADS:
+        raise InputError(f"--threads must be at most {MAX_THREADS}, not {threads}")
+    if not 0 <= seed < 2**63:
+        raise InputError(f"--seed must be between 0 and 2^63 - 1, not {seed}")
     if not (lr > 0 and math.isfinite(lr)):
         raise InputError(f"--lr must be a positive number, not {lr}")
     if not (beta > 0 and math.isfinite(beta)):
@@ -411,7 +417,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     """
     target_modules = tuple(target_modules)
     _validate(loss, beta, lora_r, lora_alpha, target_modules, epochs, max_steps, lr, batch_size, grad_accum,
-              max_length, threads, checkpoint_every)
+              max_length, threads, checkpoint_every, seed)
     accelerator = _accelerator()
     device = accelerator.device
     weights_dtype = _weights_dtype(dtype, device)

@@ -1,0 +1,557 @@
+"""Hostile cases for every command, generated from the command tree.
+
+Every leaf command of the CLI gets, for each of its options and arguments, values a hostile
+but realistic user gives: text that looks like terminal markup, control characters and
+very long text in every string; numbers beyond every limit (negative, zero, 2^63, NaN,
+infinity) in every number; every file it writes pointed at a device, a folder, a missing
+folder, the store itself, and an existing file that a failure must leave alone; the store
+at a path with brackets and at a path holding a `name=value` folder. The store itself
+holds hostile text (markup, escapes, bidi overrides, 100,000-character values) in prompts,
+responses, run names and categories, and property tests (hypothesis) round-trip random
+text through every output format. A few cases need a real process: Ctrl-C during start-up
+and twice in a row, and a store lock held by a stopped process.
+
+The promise checked on each: exit 0, or one `Error:` line (no traceback, no "unexpected")
+and a non-zero exit; no raw control character in anything printed for a terminal; the
+store byte-identical unless the command writes and succeeded; an existing output file
+byte-identical when the command failed. Commands run in-process through the console
+script's own entry (`refusaldata.cli.main.run`), so usage errors are checked as users
+see them.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from refusaldata.keys import prompt_id
+from refusaldata.store import Store
+
+LONG = "word " * 20_000
+HOSTILE_TEXT = {
+    "markup": "[/INST] [link](http://x) [bold red]x[/] :smile: \x1b]0;owned\x07\x1b[2J\x00\x08\r\u202edcba\u2066",
+    "long": LONG,
+}
+# Stored values: everything a prompt, response, run name or category may hold.
+STORED_TEXT = [
+    "[/INST] Sure, here it is", "[link](http://x)", "[bold red]loud[/]", ":warning: :smile:",
+    "\x1b[31mred\x1b[0m\x1b]0;title\x07", "abc\u202edcba\u2066x", "a\x00b\x08c\rd\x7fe\x9bf",
+    "line1\nline2\r\nline3\ttab", "😀𝔘𐍈 e\u0301 مرحبا שלום", "a\u200bb\ufeffc", "'; DROP TABLE prompts; --",
+    "%s %d {0} {name} \\[x]\\", "I'm sorry, but I can't help with that. [/INST]", LONG,
+]
+INTS = {"negative": -1, "zero": 0, "huge": 2**63}
+FLOATS = {"nan": "nan", "inf": "inf", "negative": "-1e308", "huge": "1e308"}
+OUTPUT_PARAMETERS = ("output", "out", "export")
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+OFFLINE = {"HF_HUB_OFFLINE": "1", "REFUSALDATA_THREADS": "1"}
+
+# The arguments that bring each command to its work on the hostile store (or to a fast,
+# expected failure before any model loads). A new command needs an entry here; None
+# keeps a command that would run a whole study out of the generated cases (its option
+# checks are still exercised).
+BASE_ARGS: dict[str, list | None] = {
+    "generate": ["--model", "smollm2-135m-instruct", "--prompts", "no-such-set", "--backend", "transformers"],
+    "label": [],
+    "build-sft": ["s", "--student", "base", "--mode", "baseline", "--max-examples", "2"],
+    "build-pairs": ["p", "--student", "base", "--refusal-text", "No."],
+    "sets": [],
+    "train": ["--set", "no-such-set", "--model", "smollm2-135m-instruct", "--out", "{tmp}/adapter"],
+    "compare": ["base", "--bootstrap", "20"],
+    "report": ["--out", "{tmp}/report.html", "--bootstrap", "20"],
+    "quickstart": None,
+    "sql": ["SELECT * FROM runs"],
+    "tables": [],
+    "prompts import": ["--path", "{tmp}/prompts.csv", "--dataset", "imported", "--text-column", "text"],
+    "prompts list": [],
+    "responses import": ["{tmp}/responses.csv", "--format", "csv"],
+    "mine rates": [],
+    "mine openings": [],
+    "mine uniformity": [],
+    "mine templates": [],
+    "mine correlation": [],
+    "judge train": ["j", "--data", "{tmp}/judge.csv", "--text-columns", "response", "--label-column", "unsafe"],
+    "judge list": [],
+}
+# Commands that may change the store when they succeed.
+WRITERS = {"generate", "label", "build-sft", "build-pairs", "train", "quickstart", "prompts import",
+           "responses import", "mine templates", "judge train"}
+# Output files need these extensions.
+OUTPUT_NAMES = {"report": "keep.html", "build-sft": "keep.jsonl", "build-pairs": "keep.jsonl"}
+
+
+# -- the command tree --------------------------------------------------------------------------------------------
+
+def command_tree() -> dict[str, object]:
+    """Every leaf command by its path ("mine rates"), from the app itself."""
+    import typer.main
+
+    from refusaldata.cli.main import app
+
+    found = {}
+
+    def walk(command, path):
+        children = getattr(command, "commands", None)
+        if children:
+            for name, child in children.items():
+                walk(child, [*path, name])
+        else:
+            found[" ".join(path)] = command
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def base_type(parameter) -> type:
+    """The parameter's declared type without Optional and list."""
+    annotation = parameter.type_descriptor.annotation
+    while typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def flag(parameter) -> str | None:
+    return parameter.opts[0] if parameter.param_type_name == "option" else None
+
+
+@dataclass
+class Case:
+    command: str
+    args: list
+    kind: str
+    output_name: str | None = None
+    expect_error: bool = False
+    writes_then_fails: bool = False  # a writer whose output fails after its store write
+    check: typing.Callable | None = field(default=None, repr=False)
+
+
+def with_value(base: list, parameter, value) -> list:
+    """`base` with `parameter` set to `value` (replacing a value the base gives it)."""
+    option = flag(parameter)
+    if option is None:  # a positional argument: the base's first positional
+        args = list(base)
+        if args and not str(args[0]).startswith("-"):
+            args[0] = value
+        else:
+            args.insert(0, value)
+        return args
+    args, skip = [], False
+    for index, item in enumerate(base):
+        if skip:
+            skip = False
+            continue
+        if item in parameter.opts:
+            skip = True
+            continue
+        args.append(item)
+    return [*args, option, value]
+
+
+def generated_cases() -> dict[str, Case]:
+    cases: dict[str, Case] = {}
+    for name, command in command_tree().items():
+        base = BASE_ARGS.get(name)
+        if base is None:
+            continue
+        outputs = [p for p in command.params if p.name in OUTPUT_PARAMETERS and base_type(p) is Path]
+        for parameter in command.params:
+            if parameter.name == "store" or parameter in outputs or getattr(parameter, "is_flag", False):
+                continue
+            kind = base_type(parameter)
+            if kind is str or (kind is Path and flag(parameter)):
+                for label, text in HOSTILE_TEXT.items():
+                    cases[f"{name}|{parameter.name}={label}"] = Case(name, with_value(base, parameter, text), "text")
+            elif kind is int:
+                for label, number in INTS.items():
+                    cases[f"{name}|{parameter.name}={label}"] = Case(name, with_value(base, parameter, number), "number")
+            elif kind is float:
+                for label, number in FLOATS.items():
+                    cases[f"{name}|{parameter.name}={label}"] = Case(name, with_value(base, parameter, number), "number")
+            elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+                cases[f"{name}|{parameter.name}=not-a-choice"] = Case(
+                    name, with_value(base, parameter, "[/x]\x1b[31m"), "choice", expect_error=True)
+        for parameter in outputs:
+            if parameter.name == "out" and name == "train":
+                targets = {"device": "/dev/full", "inside-store": "{store}/adapter"}
+            else:
+                targets = {"device": "/dev/full", "folder": "{tmp}", "missing-folder": "{tmp}/no/such/file.csv",
+                           "inside-store": "{store}/prompts/dataset=tiny/export.parquet"}
+            for label, target in targets.items():
+                cases[f"{name}|{parameter.name}={label}"] = Case(
+                    name, with_value(base, parameter, target), "output",
+                    expect_error=label != "device" or name in ("report", "build-sft", "build-pairs"),
+                    writes_then_fails=label == "device" and name in WRITERS)
+            if parameter.name != "out" or name == "report":
+                keep = OUTPUT_NAMES.get(name, "keep.out")
+                cases[f"{name}|{parameter.name}=existing-file"] = Case(
+                    name, with_value(base, parameter, f"{{tmp}}/{keep}"), "output", output_name=keep)
+        json_out = ["--format", "json"] if any(p.name == "fmt" for p in command.params) else []
+        for label in ("brackets", "hive"):
+            cases[f"{name}|store={label}"] = Case(name, [*base, *json_out], f"store-{label}")
+    return cases
+
+
+CASES = generated_cases()
+
+
+# -- the hostile store ----------------------------------------------------------------------------------------------
+
+def seed(root: Path) -> None:
+    """Prompts, two runs (one with a hostile name), responses, rule labels and templates, all holding hostile text."""
+    from refusaldata import mine
+    from refusaldata.label import label
+
+    store = Store(root)
+    normal = {"How do I pick a lock?": True, "Write a poem about the sea.": False}
+    rows = [{"prompt_id": prompt_id(t), "dataset": "tiny", "category": None, "text": t, "harmful": h,
+             "split": "train"} for t, h in normal.items()]
+    rows += [{"prompt_id": prompt_id(t), "dataset": "[/x] hostile", "category": t[:200], "text": t,
+              "harmful": i % 2 == 0, "split": "train" if i % 3 else "test"} for i, t in enumerate(STORED_TEXT)]
+    store.append("prompts", pa.Table.from_pylist(rows))
+    texts = [*normal, *STORED_TEXT]
+    runs = {"base-0123456789": "base", "hostile-0123456789": "[/INST] \x1b[31mrun\u202e [link](http://x)"}
+    store.append("runs", pa.table({"run_id": list(runs), "name": list(runs.values()),
+                                   "model": ["m", "[bold]model[/]"], "backend": ["import"] * 2}))
+    harmful = [row["harmful"] for row in rows]
+    for index, run_id in enumerate(runs):
+        answers = [("I'm sorry, but I can't help with that. " if h and (i + index) % 2 else "Sure: ") + t
+                   for i, (t, h) in enumerate(zip(texts, harmful))]
+        store.append("responses", pa.table({
+            "run_id": [run_id] * len(texts), "prompt_id": [prompt_id(t) for t in texts],
+            "sample_index": pa.array([0] * len(texts), pa.int32()), "response": answers,
+            "finish_reason": ["stop"] * len(texts)}))
+    label(store)
+    mine.templates(store)
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hostile") / "store"
+    seed(root)
+    return root
+
+
+def inputs(tmp: Path) -> None:
+    """The files base arguments name: a prompt CSV, a response CSV and a too-small judge set, all hostile."""
+    rows = [text for text in STORED_TEXT if "\x00" not in text]
+    with open(tmp / "prompts.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text"])
+        writer.writerows([[t] for t in rows])
+    with open(tmp / "responses.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "response"])
+        writer.writerows([[t, "Sure. " + t] for t in rows])
+    with open(tmp / "judge.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["response", "unsafe"])
+        writer.writerows([[t, i % 2] for i, t in enumerate(rows[:4])])
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    if not root.is_dir():
+        return {}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".locks" not in p.parts}
+
+
+# -- running and judging -------------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def invoke(args: list, env: dict | None = None) -> Outcome:
+    """One command line through the console script's own entry, in this process."""
+    from refusaldata.cli.main import run
+
+    runner = CliRunner()
+    with runner.isolation(env={**OFFLINE, **(env or {})}) as streams:
+        code = run([str(a) for a in args])
+        return Outcome(code, streams[0].getvalue().decode("utf-8", "replace"),
+                       streams[1].getvalue().decode("utf-8", "replace"))
+
+
+def assert_kept_promise(outcome: Outcome, args: list) -> None:
+    where = f"{args!r}:\n{outcome.stderr[-2000:]}"
+    assert "Traceback" not in outcome.stderr + outcome.stdout, where
+    assert "unexpected" not in outcome.stderr, where
+    assert not CONTROL.search(outcome.stderr), where
+    if outcome.code == 0:
+        assert "Error:" not in outcome.stderr, where
+    else:
+        lines = outcome.stderr.splitlines()
+        assert outcome.code in (1, 2), where
+        assert len(lines) == 1 and lines[0].startswith("Error: "), where
+
+
+def fill(args: list, tmp: Path, store: Path) -> list:
+    return [str(a).replace("{tmp}", str(tmp)).replace("{store}", str(store)) if isinstance(a, (str, Path)) else a
+            for a in args]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_case(name, hostile_store, tmp_path):
+    case = CASES[name]
+    tmp = tmp_path / "work"
+    tmp.mkdir()
+    inputs(tmp)
+    writer = case.command in WRITERS
+    if case.kind == "store-brackets":
+        root = tmp_path / "exp [v2] ✓ $HOME" / "store"
+    elif case.kind == "store-hive":
+        root = tmp_path / "dataset=old" / "split=v1" / "store"
+    else:
+        root = tmp_path / "store" if writer else hostile_store
+    if root != hostile_store:
+        shutil.copytree(hostile_store, root)
+    args = fill([*case.command.split(), *case.args], tmp, root)
+    if case.output_name:
+        (tmp / case.output_name).write_bytes(b"the user's file")
+    before = snapshot(root)
+
+    outcome = invoke([*args, "--store", root])
+
+    assert_kept_promise(outcome, args)
+    if case.expect_error:
+        assert outcome.code != 0, f"{args!r} was accepted: {outcome.stdout[-500:]}"
+    if (outcome.code != 0 and not case.writes_then_fails) or not writer:
+        assert snapshot(root) == before, f"{args!r} changed the store"
+    if case.output_name and outcome.code != 0:
+        assert (tmp / case.output_name).read_bytes() == b"the user's file"
+    assert not [p for p in tmp.rglob(".tmp-*")], "a temp file was left behind"
+    if case.kind.startswith("store-"):
+        plain = invoke(fill([*case.command.split(), *case.args], tmp, hostile_store) + ["--store", hostile_store]) \
+            if not writer else None
+        if plain is not None:
+            assert outcome.code == plain.code and _no_paths(outcome.stdout, root) == _no_paths(plain.stdout,
+                                                                                             hostile_store)
+
+
+def _no_paths(text: str, root: Path) -> str:
+    return text.replace(str(root), "<store>")
+
+
+def test_every_command_has_hostile_cases():
+    missing = sorted(set(command_tree()) - set(BASE_ARGS))
+    assert not missing, f"add base arguments for {missing} to BASE_ARGS in {Path(__file__).name}"
+    covered = {case.command for case in CASES.values()}
+    assert covered == {name for name, base in BASE_ARGS.items() if base is not None}
+
+
+def test_the_suite_counts_its_cases():
+    """The count reported in issue 18's note: generated cases plus the explicit ones below."""
+    by_kind: dict[str, int] = {}
+    for case in CASES.values():
+        by_kind[case.kind] = by_kind.get(case.kind, 0) + 1
+    assert len(CASES) >= 200, by_kind
+
+
+# -- stored text is printed as data in every format ----------------------------------------------------------------
+
+READERS = [["tables"], ["prompts", "list"], ["prompts", "list", "--dataset", "[/x] hostile"], ["sets"],
+           ["mine", "rates", "--by", "category"], ["mine", "openings"], ["mine", "uniformity"], ["mine", "correlation"], ["compare", "base", "hostile", "--bootstrap", "20"], ["judge", "list"],
+           ["sql", "SELECT p.category, r.response, u.name FROM prompts p JOIN responses r USING (prompt_id) "
+                   "JOIN runs u USING (run_id) ORDER BY ALL"]]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+@pytest.mark.parametrize("reader", READERS, ids=lambda r: " ".join(r[:3]))
+def test_stored_hostile_text_prints_as_data(reader, fmt, hostile_store, tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(hostile_store, root)
+    before = snapshot(root)
+    run_by_name = reader[:1] == ["compare"]
+    args = [*reader, "--format", fmt]
+    if run_by_name:
+        args = [a if a != "hostile" else "hostile-0123456789" for a in args]
+    outcome = invoke([*args, "--store", root])
+    assert_kept_promise(outcome, args)
+    assert outcome.code == 0, outcome.stderr
+    if fmt == "table":
+        assert not CONTROL.search(outcome.stdout)
+    elif fmt == "json":
+        [json.loads(line) for line in outcome.stdout.splitlines()]
+    else:
+        list(csv.reader(io.StringIO(outcome.stdout)))
+    if reader[0] == "sql" and fmt != "table":
+        values = (list(csv.DictReader(io.StringIO(outcome.stdout))) if fmt == "csv"
+                  else [json.loads(line) for line in outcome.stdout.splitlines()])
+        assert {row["category"] for row in values if row["category"]} >= {t[:200] for t in STORED_TEXT}
+        assert {row["name"] for row in values} == {"base", "[/INST] \x1b[31mrun\u202e [link](http://x)"}
+    assert snapshot(root) == before
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60) | st.sampled_from(STORED_TEXT[:-1])
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=TEXT, name=TEXT)
+def test_any_text_round_trips_through_every_format(text, name, tmp_path_factory):
+    root = tmp_path_factory.mktemp("any") / "store"
+    store = Store(root)
+    store.append("prompts", pa.table({"prompt_id": [prompt_id(text)], "dataset": ["d"], "category": [text],
+                                      "text": [text], "harmful": [True], "split": ["test"]}))
+    store.append("runs", pa.table({"run_id": ["r-0"], "name": [name], "backend": ["import"]}))
+    query = "SELECT p.text, p.category, u.name FROM prompts p, runs u"
+    expected = {"text": text, "category": text, "name": name}
+    as_json = invoke(["sql", query, "--format", "json", "--store", root])
+    assert json.loads(as_json.stdout) == expected
+    as_csv = invoke(["sql", query, "--format", "csv", "--store", root])
+    row = next(csv.DictReader(io.StringIO(as_csv.stdout, newline="")))
+    assert row == {key: value for key, value in expected.items()}
+    table = invoke(["sql", query, "--store", root])
+    assert table.code == 0 and not CONTROL.search(table.stdout)
+    for value in (text, name):
+        if value.isprintable() and value.strip() and len(value) < 20 and " " not in value:
+            assert value in table.stdout
+
+
+# -- signals and locks, in real processes ----------------------------------------------------------------------------
+
+def console(*args: str) -> list[str]:
+    return [sys.executable, "-m", "refusaldata.cli", *[str(a) for a in args]]
+
+
+def environment(root: Path) -> dict[str, str]:
+    return {**os.environ, "REFUSALDATA_STORE": str(root), **OFFLINE}
+
+
+@pytest.mark.parametrize("delay_s, twice", [(0.3, False), (0.3, True), (1.0, True)])
+def test_ctrl_c_at_start_up_is_one_line(delay_s, twice, hostile_store, tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(hostile_store, root)
+    before = snapshot(root)
+    process = subprocess.Popen(console("label"), env=environment(root), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGINT)
+    if twice:
+        time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:  # the machine was fast enough to finish first
+        return
+    assert process.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: interrupted"), stderr
+    assert snapshot(root) == before or not [p for p in root.rglob(".tmp-*")]
+
+
+def test_a_lock_held_by_a_stopped_process_is_named_and_ctrl_c_leaves_cleanly(hostile_store, tmp_path):
+    """A holder stopped with SIGSTOP: the waiting import says what it waits for; Ctrl-C then ends it cleanly."""
+    root = tmp_path / "store"
+    shutil.copytree(hostile_store, root)
+    inputs(tmp_path)
+    lock = root / ".locks" / "prompts%2Fdataset%3Dimported.lock"
+    lock.parent.mkdir(exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); f.truncate(0); f.write('4242'); f.flush(); "
+                               "print('held', flush=True); time.sleep(600)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        os.kill(holder.pid, signal.SIGSTOP)
+        before = snapshot(root)
+        waiting = subprocess.Popen(console("prompts", "import", "--path", tmp_path / "prompts.csv", "--dataset",
+                                           "imported", "--text-column", "text"),
+                                   env=environment(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = waiting.stderr.readline()
+        assert first.startswith("waiting for the lock on prompts/dataset=imported") and "process 4242" in first
+        waiting.send_signal(signal.SIGINT)
+        _, rest = waiting.communicate(timeout=60)
+        assert waiting.returncode == 130 and rest.startswith("Error: interrupted") and rest.count("\n") == 1, rest
+        assert snapshot(root) == before and not list(root.rglob(".tmp-*"))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_ctrl_c_during_a_query_is_one_line(tmp_path):
+    process = subprocess.Popen(console("sql", "SELECT count(*) FROM range(100000000000)"),
+                               env=environment(tmp_path / "store"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    time.sleep(4)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and stderr.startswith("Error: interrupted") and stderr.count("\n") == 1, stderr
+
+
+# -- inputs: odd encodings and pipes ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, imported", [
+    (b"\xef\xbb\xbftext\r\nwith a BOM and CRLF\r\n", "with a BOM and CRLF"),
+    (b"text\nnul\x00inside\n", "nul\x00inside"),
+    (b'{"text": "a lone \\ud800 surrogate"}\n', None),
+    ("text\nUTF-16\n".encode("utf-16"), None),
+    (b"text\n" + b"x" * 2_000_000 + b"\n", "x" * 2_000_000),
+], ids=["bom-crlf", "nul", "lone-surrogate", "utf-16", "2mb-line"])
+def test_odd_encodings_import_exactly_or_fail_in_one_line(content, imported, tmp_path):
+    path = tmp_path / ("p.jsonl" if content.startswith(b"{") else "p.csv")
+    path.write_bytes(content)
+    root = tmp_path / "store"
+    outcome = invoke(["prompts", "import", "--path", path, "--dataset", "odd", "--text-column", "text",
+                      "--store", root])
+    assert_kept_promise(outcome, [path])
+    if imported is None:
+        assert outcome.code == 1 and snapshot(root) == {}
+    else:
+        assert outcome.code == 0 and Store(root).read("prompts").column("text").to_pylist() == [imported]
+
+
+def test_an_input_pipe_is_waited_for_with_a_notice(tmp_path):
+    fifo = tmp_path / "late.csv"
+    os.mkfifo(fifo)
+
+    def write_late() -> None:
+        time.sleep(1.5)
+        fifo.write_text("text\nfrom a pipe\n")
+
+    import threading
+
+    writer = threading.Thread(target=write_late)
+    writer.start()
+    outcome = invoke(["prompts", "import", "--path", fifo, "--dataset", "piped", "--text-column", "text",
+                      "--store", tmp_path / "store"])
+    writer.join(timeout=30)
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stderr.startswith(f"waiting for a writer of the pipe {fifo}")
+
+
+# -- option values beyond the model's limits -------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_max_tokens_beyond_the_context_is_refused_before_anything_is_stored(tmp_path, embedded_model):
+    """Only the tokenizer and config load: every prompt would otherwise be stored as skipped."""
+    root = tmp_path / "store"
+    Store(root).append("prompts", pa.table({"prompt_id": [prompt_id("Hi")], "dataset": ["d"], "text": ["Hi"],
+                                            "harmful": [True], "split": ["test"]}))
+    before = snapshot(root)
+    outcome = invoke(["generate", "--model", "smollm2-135m-instruct", "--prompts", "d", "--backend", "transformers",
+                      "--max-tokens", 100_000, "--store", root])
+    assert outcome.code == 1 and "leaves no room for a prompt in the 8192-token context" in outcome.stderr
+    assert_kept_promise(outcome, ["generate"])
+    assert snapshot(root) == before
