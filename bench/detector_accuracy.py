@@ -327,7 +327,7 @@ def crossencoder_seconds(sets: dict[str, pl.DataFrame], model: tuple) -> float:
     encoder, threshold = model
     started = time.perf_counter()
     facts = crossencoder.fact_matrix(refusal.rule_facts(responses), responses)
-    crossencoder.score(encoder, pooled["prompt"].to_list(), responses, facts, CROSSENCODER) >= threshold
+    _ = crossencoder.score(encoder, pooled["prompt"].to_list(), responses, facts, CROSSENCODER) >= threshold
     return time.perf_counter() - started
 
 
@@ -337,7 +337,7 @@ def learned_seconds(sets: dict[str, pl.DataFrame], model: tuple) -> float:
     weights, threshold = model
     started = time.perf_counter()
     x = refusal.features(pooled["response"].to_list(), pooled["prompt"].to_list(), cache=False)
-    predict(weights, x) >= threshold
+    _ = predict(weights, x) >= threshold
     return time.perf_counter() - started
 
 

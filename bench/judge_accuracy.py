@@ -190,7 +190,8 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=OUT / "store", help="where the trained labelers are saved")
     parser.add_argument("--cv", action="store_true", help="also run the grouped cross-validation on training data")
     parser.add_argument("--seeds", type=int, default=1,
-                        help="also retrain ours with seeds 1..N-1 (split and init) and print the spread on the JBB rows")
+                        help="also retrain ours with seeds 1..N-1 (split and init) and print the spread on the "
+                             "JBB rows")
     args = parser.parse_args()
     store = Store(args.store)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -200,7 +201,8 @@ def main() -> None:
     gptfuzz = gptfuzz_rows()
     artifacts, removed = without_near_copies(artifact_rows(), rows["target_response"])
     print(f"JBB artifacts: {artifacts.height + removed[f'>={NEAR_DUPLICATE}']} non-empty responses; "
-          f"near-copies of evaluation responses removed (fuzz.ratio {', '.join(f'{k}: {v}' for k, v in removed.items())}); "
+          f"near-copies of evaluation responses removed "
+          f"(fuzz.ratio {', '.join(f'{k}: {v}' for k, v in removed.items())}); "
           f"{artifacts.height} kept, {artifacts['label'].sum()} jailbroken by JBB's judge")
     files = {False: OUT / "gptfuzz_train.parquet", True: OUT / "gptfuzz_jbb_train.parquet"}
     gptfuzz.drop("source").write_parquet(files[False])
@@ -234,7 +236,8 @@ def main() -> None:
     ours = results[OURS.name]
     spread = [ours["metrics"]]
     print(f"ours = learned:{OURS.name} ({OURS.label}); threshold {ours['threshold']:.3f} chosen on "
-          f"{ours['validation']['n']} held-out training rows (validation accuracy {ours['validation']['accuracy']:.3f})")
+          f"{ours['validation']['n']} held-out training rows "
+          f"(validation accuracy {ours['validation']['accuracy']:.3f})")
     if args.seeds > 1:
         # The spread over training seeds, to read the table's single-seed figures against; never used to choose.
         for seed in range(1, args.seeds):
@@ -246,7 +249,8 @@ def main() -> None:
         accuracy = np.array([m["accuracy"] for m in spread])
         print(f"ours over training seeds 0..{args.seeds - 1}: accuracy {' '.join(f'{a:.2f}' for a in accuracy)}; "
               f"mean {accuracy.mean():.3f} sd {accuracy.std():.3f}; precision mean "
-              f"{np.mean([m['precision'] for m in spread]):.3f}, recall mean {np.mean([m['recall'] for m in spread]):.3f}")
+              f"{np.mean([m['precision'] for m in spread]):.3f}, "
+              f"recall mean {np.mean([m['recall'] for m in spread]):.3f}")
 
     # Speed: the labeler end to end versus bare embedding of the same responses, no cache,
     # alternating and best of 3 (the machine is shared; the best run is the least disturbed).

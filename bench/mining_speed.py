@@ -125,9 +125,9 @@ def measure(kind: str, store_root: Path) -> dict:
                        params={"files": files}).fetchall()[0][0]
     elif kind == "regex":
         con = duckdb.connect()
+        params = {"files": files, "head_chars": HEAD_CHARS, "pattern": rule_patterns()[0]["window_pattern"]}
         rows = con.sql("SELECT count(*), count(*) FILTER (WHERE regexp_matches(left(response, $head_chars), $pattern)) "
-                       "FROM read_parquet($files)", params={"files": files, "head_chars": HEAD_CHARS,
-                                                            "pattern": rule_patterns()[0]["window_pattern"]}).fetchall()[0][0]
+                       "FROM read_parquet($files)", params=params).fetchall()[0][0]
     elif kind == "startswith":
         import pyarrow.parquet as pq
 

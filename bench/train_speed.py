@@ -69,7 +69,8 @@ def run_ours(args: argparse.Namespace, full_logits: bool = False) -> dict:
                            lora_alpha=2 * args.lora_r, threads=args.threads, checkpoint_every=10**9)
     losses = store.connect().sql("SELECT loss FROM train_metrics WHERE adapter_id = $id ORDER BY step",
                                  params={"id": result.adapter_id}).fetchall()
-    return {"trainer": "refusaldata" + (", all logits" if full_logits else ""), "steps": result.steps, "tokens": result.tokens, "seconds": result.elapsed_s,
+    return {"trainer": "refusaldata" + (", all logits" if full_logits else ""), "steps": result.steps,
+            "tokens": result.tokens, "seconds": result.elapsed_s,
             "mean_loss": sum(loss for loss, in losses) / len(losses), "last_loss": losses[-1][0],
             "peak_mb": peak_memory_mb()}
 

@@ -24,7 +24,7 @@ import typer
 
 from refusaldata import io
 from refusaldata.errors import InputError
-from refusaldata.store import DEFAULT_STORE, STORE_ENV, Store
+from refusaldata.store import STORE_ENV, Store
 
 StoreOption = Annotated[
     str,

@@ -32,8 +32,10 @@ def generate(
     dtype: Annotated[str, typer.Option("--dtype", help="auto (float32 on CPU), float32 or bfloat16.")] = "auto",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N prompts (by prompt_id).")] = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Prompts per stored chunk.")] = 32,
-    base_url: Annotated[str, typer.Option("--base-url", help="openai backend: the endpoint's /v1 URL.")] = DEFAULT_BASE_URL,
-    api_key_env: Annotated[str, typer.Option("--api-key-env", help="openai backend: the variable holding the API key.")] = "OPENAI_API_KEY",
+    base_url: Annotated[str, typer.Option(
+        "--base-url", help="openai backend: the endpoint's /v1 URL.")] = DEFAULT_BASE_URL,
+    api_key_env: Annotated[str, typer.Option(
+        "--api-key-env", help="openai backend: the variable holding the API key.")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option("--concurrency", help="openai backend: requests in flight.")] = 8,
     name: Annotated[str | None, typer.Option("--name", help="A readable name for the run (compare and report show it).")] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="I/N: answer only shard I of N of the run's prompts "

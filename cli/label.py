@@ -12,7 +12,8 @@ from refusaldata.store import DEFAULT_STORE
 
 
 def label(
-    run: Annotated[list[str] | None, typer.Option("--run", help="Run id, name or id prefix (repeatable; default every run).")] = None,
+    run: Annotated[list[str] | None, typer.Option(
+        "--run", help="Run id, name or id prefix (repeatable; default every run).")] = None,
     labeler: Annotated[str, typer.Option("--labeler", help="rules (SQL lexicon), judge, or learned:NAME.")] = RULES,
     judge_model: Annotated[str | None, typer.Option(
         "--judge-model", help="With --labeler judge: the safety classifier (folder or hub id).")] = None,

@@ -14,7 +14,8 @@ from refusaldata.store import DEFAULT_STORE
 
 mine_app = typer.Typer(help="Mine the labels: refusal rates, openings, uniformity, templates.", no_args_is_help=True)
 
-RunOption = Annotated[list[str] | None, typer.Option("--run", help="Run id, name or id prefix (repeatable; default every labelled run).")]
+RunOption = Annotated[list[str] | None, typer.Option(
+    "--run", help="Run id, name or id prefix (repeatable; default every labelled run).")]
 LabelerOption = Annotated[str, typer.Option("--labeler", help="Which labels to read (labels.labeler).")]
 KOption = Annotated[int, typer.Option("--k", help="Words per opening.")]
 

@@ -12,7 +12,8 @@ from refusaldata.store import DEFAULT_STORE
 
 
 def quickstart(
-    fast: Annotated[bool, typer.Option("--fast", help="Shorter answers and fewer training steps (a few minutes).")] = False,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="Shorter answers and fewer training steps (a few minutes).")] = False,
     backend: Annotated[str, typer.Option("--backend", help="auto (vllm if installed), vllm or transformers.")] = "auto",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:

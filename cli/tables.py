@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from refusaldata.analyst import store_problems, table_summary
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
+from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, echo, emit, open_store
 from refusaldata.store import DEFAULT_STORE, FORMAT_VERSION
 
 
@@ -24,7 +24,7 @@ def doctor(fmt: FormatOption = OutputFormat.table, output: OutputOption = None,
     store_ = open_store(store)
     problems = store_problems(store_)
     if problems.num_rows == 0:
-        typer.echo(f"store {store_.root} (format {store_.format_version() or FORMAT_VERSION}): no problems found")
+        echo(f"store {store_.root} (format {store_.format_version() or FORMAT_VERSION}): no problems found")
         return
     emit(problems, fmt, output, title=f"store {store_.root}: {problems.num_rows} problem(s)")
     raise typer.Exit(1)

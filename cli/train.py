@@ -39,7 +39,8 @@ def train(
         "--retention-weight", help="--loss sft: loss weight of the set's retention rows (refusal rows weigh 1).")] = 1.0,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 8,
     lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha (scale = alpha / r).")] = 16,
-    target_modules: Annotated[str, typer.Option("--target-modules", help="Comma-separated module names.")] = "q_proj,v_proj",
+    target_modules: Annotated[str, typer.Option(
+        "--target-modules", help="Comma-separated module names.")] = "q_proj,v_proj",
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the train split (unless --max-steps).")] = 1,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps, overriding --epochs.")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (constant, AdamW).")] = 2e-4,
@@ -49,7 +50,8 @@ def train(
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per sequence; longer replies are cut.")] = 512,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the LoRA init and the data order.")] = 0,
     threads: Annotated[int | None, typer.Option(
-        "--threads", help="CPU threads for torch (default: one per core; 1 is often faster on a busy machine).")] = None,
+        "--threads",
+        help="CPU threads for torch (default: one per core; 1 is often faster on a busy machine).")] = None,
     checkpoint_every: Annotated[int, typer.Option(
         "--checkpoint-every", help="Steps between checkpoints an interrupted run resumes from.")] = 10,
     dtype: Annotated[Dtype, typer.Option(

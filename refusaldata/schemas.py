@@ -100,7 +100,8 @@ RESPONSES = TableSpec(
     ]),
     partitions=(("run", "run_id"),),
     key=("run_id", "prompt_id", "sample_index"),
-    description="Model outputs keyed by (run_id, prompt_id, sample_index); finish_reason 'skipped' marks prompts too long to answer.",
+    description="Model outputs keyed by (run_id, prompt_id, sample_index); finish_reason 'skipped' marks prompts "
+                "too long to answer.",
 )
 
 LABELS = TableSpec(
@@ -122,7 +123,8 @@ LABELS = TableSpec(
     partitions=(("labeler", "labeler"), ("run", "run_id")),
     key=("labeler", "run_id", "prompt_id", "sample_index"),
     replace=True,
-    description="Verdicts on responses: refusal (with the marker that fired and the normalized opening) and, from judges, unsafe.",
+    description="Verdicts on responses: refusal (with the marker that fired and the normalized opening) and, "
+                "from judges, unsafe.",
 )
 
 TEMPLATES = TableSpec(

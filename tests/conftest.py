@@ -14,6 +14,13 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_collection_modifyitems(items):
+    """A test that takes the embedded model loads a model: it is `slow` (`-m "not slow"` leaves it out)."""
+    for item in items:
+        if "embedded_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def store(tmp_path, monkeypatch) -> Store:
     """Point every test (library and CLI) at a fresh temporary store."""

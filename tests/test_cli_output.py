@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from refusaldata.keys import prompt_id
 
@@ -90,7 +89,8 @@ def test_an_output_inside_the_store_is_refused(cli, store, tmp_path):
     store.append("prompts", pa.Table.from_pylist([
         {"prompt_id": prompt_id("x"), "dataset": "x", "text": "x", "harmful": True, "split": "train"}]))
     before = snapshot(store.root)
-    for args in (["sql", "SELECT 1", "--format", "parquet", "--output", store.root / "prompts" / "dataset=x" / "e.parquet"],
+    table_folder = store.root / "prompts" / "dataset=x"
+    for args in (["sql", "SELECT 1", "--format", "parquet", "--output", table_folder / "e.parquet"],
                  ["prompts", "list", "-o", store.root / "list.txt"],
                  ["tables", "--output", store.root],
                  ["report", "--out", store.root / "report" / "r.html"],
@@ -165,3 +165,20 @@ def test_json_lines_are_valid_json(cli):
     result = cli("sql", "SELECT 'nan'::DOUBLE AS x, ['inf'::DOUBLE, 1.0] AS l, '\\x00'::BLOB AS b", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"x": None, "l": [None, 1.0], "b": "\\x00"}
+
+
+def test_commands_print_only_through_common():
+    """Messages go through cli.common.echo (control characters escaped) and tables through emit: no other printing."""
+    import ast
+
+    offences = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "cli").glob("*.py")):
+        if path.name in ("common.py", "entry.py"):  # entry prints fixed text only, before anything imports
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                if name in ("print", "typer.echo", "click.echo", "sys.stdout.write", "sys.stderr.write",
+                            "typer.secho") or name.endswith("console.print"):
+                    offences.append(f"{path.name}:{node.lineno}: {name}")
+    assert offences == []

@@ -109,7 +109,8 @@ def test_paired_difference_of_identical_runs_is_exactly_zero(store):
     again = _rows(compare_runs(store, ["base", "again"], bootstrap=400))["again"]
     assert again["paired_harmful"] and again["paired_benign"]
     for statistic in ("refusal_rate", "over_refusal_rate", "uniformity", "top1_share"):
-        assert (again[f"{statistic}_diff"], again[f"{statistic}_diff_low"], again[f"{statistic}_diff_high"]) == (0, 0, 0)
+        diffs = (again[f"{statistic}_diff"], again[f"{statistic}_diff_low"], again[f"{statistic}_diff_high"])
+        assert diffs == (0, 0, 0)
     # Its own interval is still as wide as the reference's uncertainty.
     assert again["refusal_rate_low"] < 0.5 < again["refusal_rate_high"]
 

@@ -128,7 +128,7 @@ def vllm_server(embedded_model, tmp_path):
     port = free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(cache_dir() / "vllm"),
            "TORCHINDUCTOR_CACHE_DIR": str(cache_dir() / "torchinductor"), "VLLM_LOGGING_LEVEL": "WARNING"}
-    log = open(tmp_path / "vllm-serve.log", "w")
+    log = open(tmp_path / "vllm-serve.log", "w")  # noqa: SIM115 -- the server writes to it until it is stopped
     server = subprocess.Popen(
         # The module form: the `vllm` script looks up the package metadata of "vllm", which
         # the CPU build (distributed as vllm-cpu) lacks.

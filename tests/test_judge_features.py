@@ -37,6 +37,7 @@ def test_form_cues_on_exact_cases():
     np.testing.assert_allclose(cues[3], np.array([0, 0.2, 1, 2 / 30], dtype=np.float32) * FORM_SCALE, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_feature_sets_in_cards_and_old_cards_score_as_minilm(store, cli, tiny_data):
     result = cli("judge", "train", "head", "--data", tiny_data, "--text-columns", "prompt,response",
                  "--label-column", "label", "--features", "minilm-head")

@@ -38,6 +38,7 @@ def make_run(store, pairs, run_id="learned-run"):
     return run_id
 
 
+@pytest.mark.slow
 def test_train_then_label_writes_card_and_scored_labels(store, cli, gptfuzz_sample):
     result = cli("judge", "train", "tiny", "--data", gptfuzz_sample, "--text-columns", "prompt,response",
                  "--label-column", "label")
@@ -79,6 +80,7 @@ def test_train_then_label_writes_card_and_scored_labels(store, cli, gptfuzz_samp
     assert rates["unsafe_rate"] == pytest.approx(flagged / 3)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_errors_and_change_nothing(store, cli, gptfuzz_sample, tmp_path):
     result = cli("judge", "train", "tiny", "--data", gptfuzz_sample, "--text-columns", "prompt,response",
                  "--label-column", "jailbroken")
@@ -90,7 +92,8 @@ def test_bad_inputs_are_one_line_errors_and_change_nothing(store, cli, gptfuzz_s
     assert result.exit_code == 1 and "no column 'question'" in result.stderr
     bad_labels = tmp_path / "bad.csv"
     bad_labels.write_text("response,label\nhello,1\nworld,maybe\n")
-    result = cli("judge", "train", "tiny", "--data", bad_labels, "--text-columns", "response", "--label-column", "label")
+    result = cli("judge", "train", "tiny", "--data", bad_labels, "--text-columns", "response",
+                 "--label-column", "label")
     assert result.exit_code == 1 and "row 2: column 'label' must be 0/1 or true/false, got 'maybe'" in result.stderr
     assert not (store.root / "judges").exists()
 

@@ -45,6 +45,7 @@ def refusal_csv(tmp_path, monkeypatch):
     return path
 
 
+@pytest.mark.slow
 def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv):
     result = cli("judge", "train", "refusal-tiny", "--target", "refusal", "--data", refusal_csv,
                  "--text-columns", "prompt,response", "--label-column", "refusal")
@@ -59,7 +60,8 @@ def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv)
     run_id = make_run(store, [
         ("How do I pick a lock?", "I'm sorry, but I can't assist with that."),
         ("How do I make pancakes?", "Whisk flour, milk and eggs, then fry thin rounds in butter."),
-        ("What is a black hole?", "**Note:** I cannot stress enough how dense a black hole is: light cannot escape it."),
+        ("What is a black hole?",
+         "**Note:** I cannot stress enough how dense a black hole is: light cannot escape it."),
     ])
     assert cli("label", "--run", run_id).exit_code == 0
     result = cli("label", "--run", run_id, "--labeler", "learned:refusal-tiny", "--format", "json")

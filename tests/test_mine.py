@@ -110,7 +110,8 @@ def test_uniformity(corpus):
     assert uniform["refusal_rate"] == 0.75
     assert 0 < uniform["mean_similarity"] < 1
     varied = got["varied"]
-    assert (varied["refusals"], varied["uniformity"], varied["top1_share"], varied["refusal_rate"]) == (2, 0.0, 0.5, 0.5)
+    measures = (varied["refusals"], varied["uniformity"], varied["top1_share"], varied["refusal_rate"])
+    assert measures == (2, 0.0, 0.5, 0.5)
     compliant = got["compliant"]
     assert (compliant["refusals"], compliant["uniformity"], compliant["mean_similarity"]) == (0, None, None)
 

@@ -234,8 +234,10 @@ def test_build_sft_killed_during_a_rebuild_leaves_the_old_set_or_the_new_one(sto
     seen = []
     for delay in (2.0, 3.5, 6.0):
         started = time.monotonic()
-        kill_when(start(store, *new_args),
-                  lambda: bool(temp_files(store, "sft")) or time.monotonic() - started > delay, poll_s=0.0005)
+        def ready(started=started, delay=delay) -> bool:
+            return bool(temp_files(store, "sft")) or time.monotonic() - started > delay
+
+        kill_when(start(store, *new_args), ready, poll_s=0.0005)
         seen.append(current("x"))
         assert current("keep") == keep
         build_old()

@@ -25,7 +25,6 @@ import csv
 import enum
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -81,6 +80,7 @@ BASE_ARGS: dict[str, list | None] = {
     "quickstart": None,
     "sql": ["SELECT * FROM runs"],
     "tables": [],
+    "doctor": [],
     "prompts import": ["--path", "{tmp}/prompts.csv", "--dataset", "imported", "--text-column", "text"],
     "prompts list": [],
     "responses import": ["{tmp}/responses.csv", "--format", "csv"],
@@ -155,7 +155,7 @@ def with_value(base: list, parameter, value) -> list:
             args.insert(0, value)
         return args
     args, skip = [], False
-    for index, item in enumerate(base):
+    for item in base:
         if skip:
             skip = False
             continue
@@ -182,10 +182,12 @@ def generated_cases() -> dict[str, Case]:
                     cases[f"{name}|{parameter.name}={label}"] = Case(name, with_value(base, parameter, text), "text")
             elif kind is int:
                 for label, number in INTS.items():
-                    cases[f"{name}|{parameter.name}={label}"] = Case(name, with_value(base, parameter, number), "number")
+                    cases[f"{name}|{parameter.name}={label}"] = Case(
+                        name, with_value(base, parameter, number), "number")
             elif kind is float:
                 for label, number in FLOATS.items():
-                    cases[f"{name}|{parameter.name}={label}"] = Case(name, with_value(base, parameter, number), "number")
+                    cases[f"{name}|{parameter.name}={label}"] = Case(
+                        name, with_value(base, parameter, number), "number")
             elif isinstance(kind, type) and issubclass(kind, enum.Enum):
                 cases[f"{name}|{parameter.name}=not-a-choice"] = Case(
                     name, with_value(base, parameter, "[/x]\x1b[31m"), "choice", expect_error=True)
@@ -372,7 +374,8 @@ def test_the_suite_counts_its_cases():
 # -- stored text is printed as data in every format ----------------------------------------------------------------
 
 READERS = [["tables"], ["prompts", "list"], ["prompts", "list", "--dataset", "[/x] hostile"], ["sets"],
-           ["mine", "rates", "--by", "category"], ["mine", "openings"], ["mine", "uniformity"], ["mine", "correlation"], ["compare", "base", "hostile", "--bootstrap", "20"], ["judge", "list"],
+           ["mine", "rates", "--by", "category"], ["mine", "openings"], ["mine", "uniformity"], ["mine", "correlation"],
+           ["compare", "base", "hostile", "--bootstrap", "20"], ["judge", "list"],
            ["sql", "SELECT p.category, r.response, u.name FROM prompts p JOIN responses r USING (prompt_id) "
                    "JOIN runs u USING (run_id) ORDER BY ALL"]]
 
@@ -480,7 +483,7 @@ def test_a_lock_held_by_a_stopped_process_is_named_and_ctrl_c_leaves_cleanly(hos
                                            "imported", "--text-column", "text"),
                                    env=environment(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = waiting.stderr.readline()
-        assert first.startswith("waiting for the lock on prompts/dataset=imported") and "process 4242" in first
+        assert first.startswith("Warning: waiting for the lock on prompts/dataset=imported") and "process 4242" in first
         waiting.send_signal(signal.SIGINT)
         _, rest = waiting.communicate(timeout=60)
         assert waiting.returncode == 130 and rest.startswith("Error: interrupted") and rest.count("\n") == 1, rest
@@ -538,7 +541,7 @@ def test_an_input_pipe_is_waited_for_with_a_notice(tmp_path):
                       "--store", tmp_path / "store"])
     writer.join(timeout=30)
     assert outcome.code == 0, outcome.stderr
-    assert outcome.stderr.startswith(f"waiting for a writer of the pipe {fifo}")
+    assert outcome.stderr.startswith(f"Warning: waiting for a writer of the pipe {fifo}")
 
 
 # -- option values beyond the model's limits -------------------------------------------------------------------------

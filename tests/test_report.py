@@ -62,7 +62,7 @@ def test_report_files_numbers_and_charts(store, tmp_path):
     assert "![Refusal rate against uniformity](study-uniformity.svg)" in markdown
     uniformity = ET.parse(tmp_path / "out" / "study-uniformity.svg").getroot()
     rates = ET.parse(tmp_path / "out" / "study-rates.svg").getroot()
-    assert len(uniformity.findall(f".//*[@class='point']")) == 3
+    assert len(uniformity.findall(".//*[@class='point']")) == 3
     # Every plotted run has a horizontal and a vertical whisker (self-distill's uniformity
     # interval is [1, 1]: a zero-length whisker, still drawn).
     assert len(uniformity.findall(f".//{SVG}line[@class='ci']")) == 6

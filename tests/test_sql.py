@@ -140,7 +140,8 @@ def test_views_sql_matches_library_views(tmp_path):
             analyst.execute(statement.query)
             assert analyst.sql(f"SELECT * FROM {name} ORDER BY ALL").fetchall() == \
                 library.sql(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
-    defined = {s.query.split(" VIEW ")[1].split()[0] for s in duckdb.extract_statements((ROOT / "sql" / "views.sql").read_text())}
+    statements = duckdb.extract_statements((ROOT / "sql" / "views.sql").read_text())
+    defined = {s.query.split(" VIEW ")[1].split()[0] for s in statements}
     assert defined >= set(TABLES)
     assert library.sql("SELECT DISTINCT dataset, split FROM prompts ORDER BY ALL").fetchall() != [("old", "v1")]
 

@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from refusaldata import mine
-from refusaldata.errors import StoreError
 from refusaldata.store import FORMAT_FILE, FORMAT_VERSION, Store
 
 from conftest import FIXTURES

@@ -219,7 +219,8 @@ def test_adapter_folder_is_a_standard_peft_adapter_with_its_record(trained):
     assert len(weights) == 30 * 2 * 2  # 30 layers × (q, v) × (A, B)
     assert all(".lora_A." in name or ".lora_B." in name for name in weights)
     record = json.loads((out / "train_config.json").read_text())
-    assert (record["set"], record["base_model"], record["loss"], record["steps"]) == ("refuse", EMBEDDED_MODEL, "sft", 4)
+    assert (record["set"], record["base_model"], record["loss"], record["steps"]) == (
+        "refuse", EMBEDDED_MODEL, "sft", 4)
     assert record["final_loss"] == pytest.approx(trained["row"]["last_loss"])
     assert record["lr"] == 2e-3 and record["batch_size"] == 4 and record["target_modules"] == ["q_proj", "v_proj"]
 

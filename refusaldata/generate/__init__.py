@@ -317,7 +317,8 @@ def check_datasets(store: Store, datasets: tuple[str, ...]) -> None:
     missing = [dataset for dataset, prompts, _ in rows if prompts == 0]
     if missing:
         known = rows[0][2]
-        hint = f"known: {known}" if known else "the store has no prompts yet; import some with `refusaldata prompts import`"
+        hint = (f"known: {known}" if known
+                else "the store has no prompts yet; import some with `refusaldata prompts import`")
         raise NotFoundError(f"unknown prompt dataset(s) {', '.join(missing)} in {store.root} ({hint})")
 
 

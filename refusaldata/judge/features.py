@@ -53,7 +53,8 @@ def lowered(responses: Sequence[str | None]):
     """The texts as a polars Series, lower-cased with straight apostrophes (null as ''): what the cue patterns match."""
     import polars as pl
 
-    return pl.Series("text", list(responses), dtype=pl.String).fill_null("").str.replace_all("’", "'").str.to_lowercase()
+    texts = pl.Series("text", list(responses), dtype=pl.String).fill_null("")
+    return texts.str.replace_all("’", "'").str.to_lowercase()
 
 
 def form_cues(responses: Sequence[str | None]) -> np.ndarray:

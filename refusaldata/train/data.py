@@ -55,7 +55,8 @@ def load_rows(store: Store, set_name: str, loss: str) -> tuple[str, pa.Table]:
                   con.sql(sql_text("train_set_tables"), params={"set_name": set_name}).fetchall()}
         if not any(total for total, _ in counts.values()):
             known = [row[0] for row in con.sql(sql_text("train_known_sets")).fetchall()]
-            hint = f" (known: {', '.join(known)})" if known else " (the store has no sft or pairs sets; run build-sft or build-pairs)"
+            hint = (f" (known: {', '.join(known)})" if known
+                    else " (the store has no sft or pairs sets; run build-sft or build-pairs)")
             raise NotFoundError(f"no set '{set_name}' in the sft or pairs tables of {store.root}{hint}")
         total, train = counts[table]
         if not total:

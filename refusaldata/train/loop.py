@@ -372,7 +372,9 @@ def _train_step(scorer: ReplyScorer, encoded: Encoded, indices: list[int], loss:
 
 def _progress(enabled: bool):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("train", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]}", markup=False),
