@@ -70,7 +70,8 @@ def augment(
         "--dataset", help="The new data set of variants (default: SOURCE-attacked).")] = None,
     attack_file: Annotated[Path | None, typer.Option(
         "--attack-file", help="More attacks: a .csv/.jsonl/.json/.parquet file with columns name, template "
-                              "(holding {prompt}), origin and optionally transform (base64, leetspeak, split).")] = None,
+                              "(holding {prompt}), origin and optionally transform (base64, leetspeak, "
+                              "split).")] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Write the attacked variants of SOURCE's prompts as a new data set; re-running adds nothing.
@@ -80,9 +81,9 @@ def augment(
     """
     names = [name.strip() for name in attack.split(",") if name.strip()]
     summary = prompt_attacks.augment(open_store(store), source, names, dataset, attack_file)
-    typer.echo(f"attacked {summary.sources} prompts of {summary.source} with {len(summary.attacks)} attack(s) into "
-               f"{summary.dataset}: {summary.variants} variants ({summary.already_stored} already stored): "
-               f"{summary.train} train, {summary.test} test")
+    echo(f"attacked {summary.sources} prompts of {summary.source} with {len(summary.attacks)} attack(s) into "
+         f"{summary.dataset}: {summary.variants} variants ({summary.already_stored} already stored): "
+         f"{summary.train} train, {summary.test} test")
 
 
 def list_prompts(

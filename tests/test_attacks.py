@@ -167,7 +167,8 @@ def test_bad_input_is_one_line_and_leaves_the_store_alone(cli, source, tmp_path)
         (("--attack", "base64,nope"), ["unknown attack 'nope'", "base64", "--attack-file"]),
         (("--attack", "base64", "--attack-file", no_placeholder), ["no_placeholder.jsonl: row 2",
                                                                    "attack 'broken' has no {prompt}"]),
-        (("--attack", "rot", "--attack-file", bad_transform), ["bad_transform.csv: row 1", "unknown transform 'rot13'"]),
+        (("--attack", "rot", "--attack-file", bad_transform),
+         ["bad_transform.csv: row 1", "unknown transform 'rot13'"]),
         (("--attack", "base64", "--attack-file", clash), ["clash.csv", "'base64' is a built-in attack"]),
         (("--attack", "x", "--attack-file", no_template), ["no_template.csv", "no column 'template'"]),
         (("--attack", "base64", "--dataset", "src"), ["--dataset src"]),
@@ -314,8 +315,9 @@ def test_mine_rates_by_attack(cli, store):
     assert found["prefix-injection"]["refusal_rate_diff"] == pytest.approx(-0.4)
     result = cli("mine", "rates", "--by", "attack", "--run", "tuned", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    assert [(r["attack"], r["refusal_rate"], r["refusal_rate_diff"]) for r in map(json.loads, result.stdout.splitlines())] \
-        == [("(none)", 1.0, None), ("base64", 1.0, 0.0), ("prefix-injection", 0.8, pytest.approx(-0.2))]
+    rows = [(r["attack"], r["refusal_rate"], r["refusal_rate_diff"])
+            for r in map(json.loads, result.stdout.splitlines())]
+    assert rows == [("(none)", 1.0, None), ("base64", 1.0, 0.0), ("prefix-injection", 0.8, pytest.approx(-0.2))]
 
 
 def test_an_older_store_without_the_attack_column_reads_it_as_null(store):

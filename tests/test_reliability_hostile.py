@@ -82,6 +82,7 @@ BASE_ARGS: dict[str, list | None] = {
     "tables": [],
     "doctor": [],
     "prompts import": ["--path", "{tmp}/prompts.csv", "--dataset", "imported", "--text-column", "text"],
+    "prompts augment": ["tiny", "--attack", "all"],
     "prompts list": [],
     "responses import": ["{tmp}/responses.csv", "--format", "csv"],
     "mine rates": [],
@@ -93,7 +94,7 @@ BASE_ARGS: dict[str, list | None] = {
     "judge list": [],
 }
 # Commands that may change the store when they succeed.
-WRITERS = {"generate", "label", "build-sft", "build-pairs", "train", "quickstart", "prompts import",
+WRITERS = {"generate", "label", "build-sft", "build-pairs", "train", "quickstart", "prompts import", "prompts augment",
            "responses import", "mine templates", "judge train"}
 # Output files need these extensions.
 OUTPUT_NAMES = {"report": "keep.html", "build-sft": "keep.jsonl", "build-pairs": "keep.jsonl"}
