@@ -25,7 +25,7 @@ def build_pairs_command(
     split: SplitOption = "train",
     max_examples: MaxExamplesOption = None,
     seed: SeedOption = 0,
-    export: ExportOption = None,
+    output: ExportOption = None,
     labeler: LabelerOption = DEFAULT_LABELER,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
@@ -35,14 +35,14 @@ def build_pairs_command(
     is that sentence (baseline), and with neither from the student's own refusals (self), or
     from those of --context-run, the same model under a safety context.
     """
-    if export is not None:
-        check_export_path(export)
+    if output is not None:
+        check_export_path(output)
     store_ = open_store(store)
     summary = build_pairs(store_, name, student, teacher=teacher, refusal_text=refusal_text, split=split,
                           max_examples=max_examples, seed=seed, labeler=labeler, context_run=context_run)
     echo(describe(summary))
-    if export is not None:
-        echo(f"exported {export_set(store_, name, export, 'pairs')} rows to {export}")
+    if output is not None:
+        echo(f"exported {export_set(store_, name, output, 'pairs')} rows to {output}")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,8 @@ class Mode(str, enum.Enum):
 
 ExportOption = Annotated[
     Path | None,
-    typer.Option("--export", help="Also write the set to FILE.jsonl or FILE.parquet in TRL's conversational format."),
+    typer.Option("--output", "-o", "--export",
+                 help="Also write the set to FILE.jsonl or FILE.parquet in TRL's conversational format."),
 ]
 SplitOption = Annotated[str, typer.Option("--split", help="Prompt split to draw from (never test).")]
 MaxExamplesOption = Annotated[
@@ -67,7 +68,7 @@ def build_sft_command(
     seed: SeedOption = 0,
     refusal_text: Annotated[str | None, typer.Option(
         "--refusal-text", help=f"The fixed target of --mode baseline (default: \"{DEFAULT_REFUSAL}\").")] = None,
-    export: ExportOption = None,
+    output: ExportOption = None,
     labeler: LabelerOption = DEFAULT_LABELER,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
@@ -76,8 +77,8 @@ def build_sft_command(
     Retention: benign prompts the student answered, with its own answers, spread evenly over
     the benign datasets it answered (benign-controls, xstest, coconot-contrast, ...).
     """
-    if export is not None:
-        check_export_path(export)
+    if output is not None:
+        check_export_path(output)
     store_ = open_store(store)
     summary = build_sft(store_, name, student, mode.value, teacher=teacher, retention_ratio=retention_ratio,
                         include_correct_refusals=include_correct_refusals, split=split,
@@ -86,8 +87,8 @@ def build_sft_command(
                         benign_datasets=None if retention_datasets is None else
                         [name.strip() for name in retention_datasets.split(",") if name.strip()])
     echo(describe(summary))
-    if export is not None:
-        echo(f"exported {export_set(store_, name, export, 'sft')} rows to {export}")
+    if output is not None:
+        echo(f"exported {export_set(store_, name, output, 'sft')} rows to {output}")
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,30 @@ def open_store(location: str | Path) -> Store:
     return Store(location)
 
 
+def choice(name: str, values) -> type[enum.Enum]:
+    """An enum of the library's own tuple of fixed values, so --help lists them and a typo
+    is a usage error naming the option, with one source of truth for the values."""
+    return enum.Enum(name, [(value, value) for value in values], type=str)
+
+
+def given(ctx: typer.Context, *names: str) -> list[str]:
+    """The flags of the parameters `names` that the user set (command line or environment),
+    as typed: `--benign` for the off side of `--harmful/--benign`."""
+    flags = {}
+    for parameter in ctx.command.params:
+        off = getattr(parameter, "secondary_opts", None)
+        flags[parameter.name] = off[0] if off and ctx.params.get(parameter.name) is False else parameter.opts[0]
+    return [flags[name] for name in names
+            if getattr(ctx.get_parameter_source(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")]
+
+
+def refuse(ctx: typer.Context, names: tuple[str, ...], why: str) -> None:
+    """An option given where it does not apply is an error, never silently ignored: `--x <why>`."""
+    flags = given(ctx, *names)
+    if flags:
+        raise InputError(f"{flags[0]} {why}")
+
+
 class OutputFormat(str, enum.Enum):
     table = "table"
     csv = "csv"
@@ -85,8 +109,8 @@ def check_output(path: Path, store: Path | None, option: str, file: bool = True)
 
 
 def emit(result: pa.Table, fmt: OutputFormat = OutputFormat.table, output: Path | None = None,
-         title: str | None = None) -> None:
-    """Print or write an Arrow table as a plain-text table, CSV, JSON lines or Parquet.
+         title: str | None = None, width: int = 200) -> None:
+    """Print or write an Arrow table as a plain-text table (`width` columns), CSV, JSON lines or Parquet.
 
     A file at `output` is written atomically: a failed write leaves the old file as it was.
     """
@@ -105,7 +129,12 @@ def emit(result: pa.Table, fmt: OutputFormat = OutputFormat.table, output: Path 
         text = "".join(json.dumps(_finite(row), default=_json_default, ensure_ascii=False, allow_nan=False) + "\n"
                        for row in result.to_pylist())
     else:
-        text = _render_table(result, title)
+        text = render_table(result, title, width)
+    write_output(text, output)
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """`text` to stdout, or to `output` atomically."""
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -185,13 +214,14 @@ def _format_cell(value: object) -> str:
     return text
 
 
-def _render_table(result: pa.Table, title: str | None, width: int = 200) -> str:
+def render_table(result: pa.Table, title: str | None = None, width: int = 200) -> str:
     """The table as plain text; every cell, header and the title are rich Text, never markup."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=None if title is None else Text(printable(title)), show_lines=False)
+    table = Table(title=None if title is None else Text(printable(title)), show_lines=False,
+                  collapse_padding=width < 200, show_edge=width >= 200)
     for field in result.schema:
         numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
         table.add_column(Text(printable(field.name)), justify="right" if numeric else "left", overflow="fold")

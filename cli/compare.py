@@ -6,22 +6,32 @@ import enum
 from pathlib import Path
 from typing import Annotated
 
+import pyarrow as pa
 import typer
 
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
-from refusaldata.errors import InputError, NotFoundError
+from refusaldata.cli.common import (
+    FormatOption, OutputFormat, OutputOption, StoreOption, choice, emit, open_store, refuse, render_table,
+    write_output,
+)
+from refusaldata.errors import NotFoundError
 from refusaldata.evaluate import PLAIN, as_text, attack_cells, compare_attacks, compare_runs, format_comparison
+from refusaldata.generate import SPLITS
 from refusaldata.store import DEFAULT_STORE
 
 LabelerOption = Annotated[str, typer.Option("--labeler", help="The refusal labeler whose verdicts count.")]
 KOption = Annotated[int, typer.Option("--k", help="Opening length in words for uniformity.")]
 BootstrapOption = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
-SplitOption = Annotated[str, typer.Option("--split", help="Prompt split to evaluate on ('all' for every split).")]
+Split = choice("Split", SPLITS)
+SplitOption = Annotated[Split, typer.Option("--split", help="Prompt split to evaluate on ('all' for every split).")]
 UnsafeLabelerOption = Annotated[
     str | None, typer.Option("--unsafe-labeler", help="Judge whose unsafe verdicts count (default: the only one).")]
 CapabilitySuiteOption = Annotated[str, typer.Option(
     "--capability-suite", help="Whose `evaluate capability` results fill the capability columns.")]
+
+
+# Terminal tables of comparisons fit this many columns.
+TERMINAL_WIDTH = 100
 
 
 class CompareGrouping(str, enum.Enum):
@@ -29,6 +39,7 @@ class CompareGrouping(str, enum.Enum):
 
 
 def compare(
+    ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(help="Runs (id, name or id prefix); the first is the reference.")],
     labeler: LabelerOption = "rules",
     k: KOption = 5,
@@ -52,18 +63,33 @@ def compare(
     adapter's mean per-token divergence from its base there. The table format prints each
     value with its interval in one cell; csv, json and parquet give every number its column.
     """
+    split = split.value
     if by is CompareGrouping.attack:
-        if unsafe_labeler is not None:
-            raise InputError("--unsafe-labeler does not apply to --by attack (it compares refusal rates)")
+        refuse(ctx, ("unsafe_labeler", "k"), "does not apply to --by attack (it compares refusal rates)")
         _compare_attacks(runs, labeler, bootstrap, seed, split, fmt, output, store)
         return
     comparison = compare_runs(open_store(store), runs, labeler=labeler, k=k, bootstrap=bootstrap, seed=seed,
                               split=split, unsafe_labeler=unsafe_labeler, capability_suite=capability_suite)
     if fmt is OutputFormat.table:
-        emit(format_comparison(comparison), fmt, output,
-             title=f"{split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, seed {seed})")
+        write_output(comparison_text(
+            comparison, f"{split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, seed {seed})"), output)
     else:
         emit(comparison, fmt, output)
+
+
+def comparison_text(comparison: pa.Table, title: str) -> str:
+    """The comparison for a terminal of TERMINAL_WIDTH columns: one table per two statistics,
+    each estimate beside its difference to the first run, then the counts; csv and json give
+    every column in one row per run."""
+    cells = format_comparison(comparison)
+    names = cells.column_names
+    statistics = [name for name in names if f"Δ {name}" in names]
+    paired = {*statistics, *(f"Δ {name}" for name in statistics)}
+    groups = [[c for name in statistics[start:start + 2] for c in (name, f"Δ {name}")]
+              for start in range(0, len(statistics), 2)]
+    groups.append([name for name in names[1:] if name not in paired])  # counts, templates
+    return "\n".join(render_table(cells.select([names[0], *group]), title if index == 0 else None, TERMINAL_WIDTH)
+                     for index, group in enumerate(groups))
 
 
 def _compare_attacks(runs: list[str], labeler: str, bootstrap: int, seed: int, split: str, fmt: OutputFormat,
@@ -75,7 +101,7 @@ def _compare_attacks(runs: list[str], labeler: str, bootstrap: int, seed: int, s
                             f"labelled by '{labeler}'; make attacked prompts with `refusaldata prompts augment "
                             "SOURCE --attack NAME`, generate on them and label the answers")
     if fmt is OutputFormat.table:
-        emit(as_text(attack_cells(comparison)), fmt, output,
+        emit(as_text(attack_cells(comparison)), fmt, output, width=TERMINAL_WIDTH,
              title=f"refusal under attack: {split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, "
                    f"seed {seed}); Δ: attacked minus its unattacked source, paired")
     else:

@@ -9,8 +9,13 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, echo, emit, open_store
+from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit, open_store
+from refusaldata.judge.features import FEATURE_SETS
+from refusaldata.judge.refusal import TARGETS
 from refusaldata.store import DEFAULT_STORE
+
+Target = choice("Target", TARGETS)
+FeatureSet = choice("FeatureSet", FEATURE_SETS)
 
 judge_app = typer.Typer(help="Learned unsafe-content or refusal labelers (MiniLM embeddings + a small classifier).",
                         no_args_is_help=True)
@@ -24,12 +29,12 @@ def train(
         "--text-columns", help="RESPONSE or PROMPT,RESPONSE: the column(s) holding the texts.")],
     label_column: Annotated[str, typer.Option(
         "--label-column", help="Column with 1/0 (true/false) = the target (unsafe, or refusal).")],
-    target: Annotated[str, typer.Option(
+    target: Annotated[Target, typer.Option(
         "--target", help="What the label column says: unsafe (content) or refusal; `label` writes that column.")
     ] = "unsafe",
-    features: Annotated[str | None, typer.Option(
-        "--features", help="Feature set of an unsafe labeler: minilm (default) or minilm-head "
-                           "(+ the opening; for data that includes the target domain).")
+    features: Annotated[FeatureSet | None, typer.Option(
+        "--features", help="Feature set of an unsafe labeler (default minilm; minilm-head adds the opening, "
+                           "for data that includes the target domain).")
     ] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
@@ -39,16 +44,16 @@ def train(
     from refusaldata.judge.learned import TrainSettings
     from refusaldata.judge.learned import train as train_learned
 
-    if features is not None and target != "unsafe":
-        raise InputError(f"--features applies to --target unsafe, not '{target}'")
+    if features is not None and target.value != "unsafe":
+        raise InputError(f"--features applies to --target unsafe, not '{target.value}'")
     columns = [c.strip() for c in text_columns.split(",") if c.strip()]
-    settings = TrainSettings(feature_set=features or DEFAULT_FEATURE_SET)
-    card = train_learned(open_store(store), name, data, columns, label_column, settings, target=target)
+    settings = TrainSettings(feature_set=features.value if features else DEFAULT_FEATURE_SET)
+    card = train_learned(open_store(store), name, data, columns, label_column, settings, target=target.value)
     validation = card["metrics"]["validation"]
     echo(f"trained '{name}' on {card['data']['rows']} rows (target {card['target']}); "
-               f"threshold {card['threshold']:.3f}; "
-               f"validation ({validation['n']} rows) accuracy {validation['accuracy']:.3f} "
-               f"precision {validation['precision']:.3f} recall {validation['recall']:.3f}")
+         f"threshold {card['threshold']:.3f}; "
+         f"validation ({validation['n']} rows) accuracy {validation['accuracy']:.3f} "
+         f"precision {validation['precision']:.3f} recall {validation['recall']:.3f}")
 
 
 @judge_app.command("list")

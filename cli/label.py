@@ -6,26 +6,35 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
+from refusaldata.cli.common import (
+    FormatOption, OutputFormat, OutputOption, StoreOption, choice, emit, open_store, refuse,
+)
+from refusaldata.judge.formats import FORMATS
 from refusaldata.label import RULES, label as label_runs
 from refusaldata.store import DEFAULT_STORE
 
+JudgeFormat = choice("JudgeFormat", FORMATS)
+
 
 def label(
+    ctx: typer.Context,
     run: Annotated[list[str] | None, typer.Option(
         "--run", help="Run id, name or id prefix (repeatable; default every run).")] = None,
     labeler: Annotated[str, typer.Option("--labeler", help="rules (SQL lexicon), judge, or learned:NAME.")] = RULES,
     judge_model: Annotated[str | None, typer.Option(
         "--judge-model", help="With --labeler judge: the safety classifier (folder or hub id).")] = None,
-    judge_format: Annotated[str | None, typer.Option(
-        "--judge-format", help="With --labeler judge: its prompt format, llama-guard-3 or harmbench.")] = None,
+    judge_format: Annotated[JudgeFormat | None, typer.Option(
+        "--judge-format", help="With --labeler judge: the classifier's prompt format.")] = None,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Label responses as refusals or not (one partition per labeler and run, replaced atomically)."""
+    if labeler.split(":", 1)[0] != "judge":
+        refuse(ctx, ("judge_model", "judge_format"), "applies only to --labeler judge or judge:NAME")
     judge_options = {name: value for name, value in
-                     (("judge_model", judge_model), ("judge_format", judge_format)) if value is not None}
+                     (("judge_model", judge_model), ("judge_format", judge_format and judge_format.value))
+                     if value is not None}
     emit(label_runs(open_store(store), run, labeler, **judge_options), fmt, output, title="labels written")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated
 
+import pyarrow as pa
 import typer
 
 from refusaldata import mine as mining
@@ -74,12 +75,38 @@ def templates(
     threshold: Annotated[float, typer.Option("--threshold", help="rapidfuzz ratio (0-100) to join a template.")] = 80.0,
     run: RunOption = None,
     labeler: LabelerOption = RULES,
+    show: Annotated[bool, typer.Option(
+        "--show", help="Print every template, not one summary row per run (csv, json and parquet always do).")
+    ] = False,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Cluster refusal openings into templates (medoid, support), store them in `templates` and print them."""
-    emit(mining.templates(open_store(store), run, k, threshold, labeler), fmt, output, title="refusal templates")
+    """Cluster refusal openings into templates (medoid, support) and store them in `templates`.
+
+    The terminal gets one row per run (templates, refusals they cover, the largest
+    template); --show, or any other format, gives every template.
+    """
+    found = mining.templates(open_store(store), run, k, threshold, labeler)
+    if fmt is OutputFormat.table and not show:
+        emit(template_summary(found), fmt, output,
+             title=f"refusal templates stored (k {k}, labeler {labeler}; --show lists them all)")
+    else:
+        emit(found, fmt, output, title="refusal templates")
+
+
+def template_summary(found: pa.Table) -> pa.Table:
+    """One row per run: how many templates, the refusals they cover, and the largest one."""
+    rows: dict[str, dict] = {}
+    for template in found.sort_by([("run_id", "ascending"), ("support", "descending")]).to_pylist():
+        row = rows.setdefault(template["run_id"], {
+            "run_id": template["run_id"], "templates": 0, "covered_refusals": 0, "largest": template["medoid"],
+            "largest_share": template["share"]})
+        row["templates"] += 1
+        row["covered_refusals"] += template["support"] or 0
+    schema = pa.schema([("run_id", pa.string()), ("templates", pa.int64()), ("covered_refusals", pa.int64()),
+                        ("largest", pa.string()), ("largest_share", pa.float64())])
+    return pa.Table.from_pylist(list(rows.values()), schema=schema)
 
 
 @mine_app.command("correlation")

@@ -9,7 +9,9 @@ import typer
 
 from refusaldata import attacks as prompt_attacks
 from refusaldata import prompts as prompt_sets
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, echo, emit, open_store
+from refusaldata.cli.common import (
+    FormatOption, OutputFormat, OutputOption, StoreOption, echo, emit, open_store, refuse,
+)
 from refusaldata.errors import InputError
 from refusaldata.registry import BUILTINS
 from refusaldata.store import DEFAULT_STORE
@@ -19,6 +21,7 @@ app = typer.Typer(help="Prompt sets: import built-in benchmarks or your own file
 
 
 def import_prompts(
+    ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(
         help=f"A built-in set ({', '.join(BUILTINS)}); omit with --text-column.",
         show_default=False)] = None,
@@ -53,12 +56,14 @@ def import_prompts(
     else:
         if dataset is not None or category_column is not None:
             raise InputError("--dataset and --category-column apply to generic files (with --text-column)")
+        refuse(ctx, ("harmful",), f"applies to generic files (with --text-column); the built-in {name} says "
+                                  "which of its prompts are harmful")
         summary = prompt_sets.import_builtin(store_, name, path, test_fraction)
     duplicates = summary.rows_read - summary.distinct
     note = f", {duplicates} duplicate text(s) merged" if duplicates else ""
     echo(f"imported {summary.distinct} prompts into {summary.dataset} ({summary.already_stored} already "
-               f"stored{note}): {summary.train} train, {summary.test} test; "
-               f"{summary.harmful} harmful, {summary.benign} benign")
+         f"stored{note}): {summary.train} train, {summary.test} test; "
+         f"{summary.harmful} harmful, {summary.benign} benign")
 
 
 def augment(

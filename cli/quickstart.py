@@ -6,22 +6,27 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.common import StoreOption, echo, emit, open_store
-from refusaldata.evaluate import format_comparison
+from refusaldata.cli.common import StoreOption, choice, echo, open_store, write_output
+from refusaldata.cli.compare import comparison_text
+from refusaldata.generate import BACKENDS
 from refusaldata.store import DEFAULT_STORE
+
+# The local backends: the study trains adapters and serves them itself (QUICKSTART_BACKENDS).
+Backend = choice("Backend", tuple(name for name in BACKENDS if name != "openai"))
 
 
 def quickstart(
     fast: Annotated[bool, typer.Option(
         "--fast", help="Shorter answers and fewer training steps (a few minutes).")] = False,
-    backend: Annotated[str, typer.Option("--backend", help="auto (vllm if installed), vllm or transformers.")] = "auto",
+    backend: Annotated[Backend, typer.Option("--backend", help="auto is vllm where it is installed.")] = "auto",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Import, generate, label, mine, distill, train, regenerate, compare and report, on SmolLM2-135M-Instruct."""
     from refusaldata.quickstart import run  # torch loads only when the study runs
 
-    result = run(open_store(store), fast=fast, backend=backend, log=lambda line: echo(line, err=True))
-    emit(format_comparison(result.comparison), title="refusal before and after, per method (95% bootstrap CIs)")
+    result = run(open_store(store), fast=fast, backend=backend.value, log=lambda line: echo(line, err=True))
+    write_output(comparison_text(result.comparison, "refusal before and after, per method (95% bootstrap CIs)"),
+                 None)
     for method, reason in result.skipped.items():
         echo(f"{method}: skipped: {reason}")
     echo(f"report: {result.report_html} and {result.report_md}")

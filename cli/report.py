@@ -19,8 +19,8 @@ def report(
     runs: Annotated[str | None, typer.Option(
         "--runs", help="Comma-separated runs, the first the reference (default: every labelled run, "
                        "base, baseline-sft, self-distill, cross-distill, dpo, nca first).")] = None,
-    out: Annotated[Path, typer.Option("--out", help="The HTML file; FILE.md and FILE-*.svg go next to it.")] = Path(
-        "report.html"),
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", "--out", help="The HTML file; FILE.md and FILE-*.svg go next to it.")] = Path("report.html"),
     labeler: LabelerOption = "rules",
     k: KOption = 5,
     bootstrap: BootstrapOption = 1000,
@@ -32,8 +32,8 @@ def report(
 ) -> None:
     """Write the comparison table, the refusal-vs-uniformity, before/after and trade-off charts, top openings."""
     names = None if runs is None else [name.strip() for name in runs.split(",") if name.strip()]
-    html_path, md_path = write_report(open_store(store), names, out, labeler=labeler, k=k, bootstrap=bootstrap,
-                                      seed=seed, split=split, unsafe_labeler=unsafe_labeler,
+    html_path, md_path = write_report(open_store(store), names, output, labeler=labeler, k=k, bootstrap=bootstrap,
+                                      seed=seed, split=split.value, unsafe_labeler=unsafe_labeler,
                                       capability_suite=capability_suite)
     echo(f"wrote {html_path} and {md_path}")
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from refusaldata import imports
-from refusaldata.cli.common import StoreOption, echo, open_store
+from refusaldata.cli.common import StoreOption, echo, open_store, refuse
 from refusaldata.store import DEFAULT_STORE
 
 app = typer.Typer(help="Responses: import existing outputs of other tools as runs.", no_args_is_help=True)
@@ -23,11 +23,13 @@ class SourceFormat(str, enum.Enum):
 
 
 def import_responses(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(
-        help="A file; a JailbreakBench artifact folder (--format jbb); or 'uncensorbench'.", show_default=False)],
+        help="A file; a JailbreakBench artifact folder (--input-format jbb); or 'uncensorbench'.", show_default=False)],
     fmt: Annotated[SourceFormat, typer.Option(
-        "--format", help="jbb: JailbreakBench artifacts; harmbench: completions JSON; csv/jsonl: one "
-                         "prompt and response per row; uncensorbench: the package's reference answers.")],
+        "--input-format", "--format",
+        help="What SOURCE holds. jbb: JailbreakBench artifacts; harmbench: completions JSON; csv/jsonl: one "
+             "prompt and response per row; uncensorbench: the package's reference answers.")],
     model: Annotated[str | None, typer.Option(
         "--model", help="Model name for the run (default: from the source, else the file name).")] = None,
     dataset: Annotated[str | None, typer.Option(
@@ -38,16 +40,18 @@ def import_responses(
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Import responses as runs; prompts link by text, missing ones are added; re-imports add nothing."""
+    if fmt not in (SourceFormat.csv, SourceFormat.jsonl):
+        refuse(ctx, ("prompt_column", "response_column"), "applies only to --input-format csv or jsonl")
     summaries = imports.import_responses(open_store(store), source, fmt.value, model, dataset, prompt_column,
                                          response_column)
     for summary in summaries:
         skipped = f", {summary.skipped_empty} empty skipped" if summary.skipped_empty else ""
         echo(f"{summary.name} ({summary.run_id}): {summary.new_responses} new of {summary.responses} "
-                   f"responses{skipped}, {summary.new_prompts} new prompts")
+             f"responses{skipped}, {summary.new_prompts} new prompts")
     if len(summaries) > 1:
         echo(f"imported {len(summaries)} runs: {sum(s.new_responses for s in summaries)} new of "
-                   f"{sum(s.responses for s in summaries)} responses, "
-                   f"{sum(s.new_prompts for s in summaries)} new prompts")
+             f"{sum(s.responses for s in summaries)} responses, "
+             f"{sum(s.new_prompts for s in summaries)} new prompts")
 
 
 app.command("import")(import_responses)

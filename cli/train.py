@@ -9,7 +9,7 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
+from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store, refuse
 from refusaldata.store import DEFAULT_STORE
 from refusaldata.train.losses import PAIR_LOSSES
 
@@ -27,13 +27,16 @@ class Dtype(str, enum.Enum):
 
 
 def train(
-    set_name: Annotated[str, typer.Option("--set", help="The sft set (--loss sft) or pairs set (pair losses) to train on.")],
+    ctx: typer.Context,
+    set_name: Annotated[str, typer.Option(
+        "--set", help="The sft set (--loss sft) or pairs set (pair losses) to train on.")],
     model: Annotated[str, typer.Option("--model", help="Base model: 'smollm2-135m-instruct', a folder or a hub id.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PEFT adapter and train_config.json.")],
     loss: Annotated[Loss, typer.Option("--loss", help=LOSS_HELP)] = Loss.sft,
     beta: Annotated[float, typer.Option("--beta", help="β of the pair losses.")] = 0.1,
     label_smoothing: Annotated[float, typer.Option(
-        "--label-smoothing", help="ε of dpo (cDPO), robust, exo_pair and simpo: the assumed share of flipped pairs.")] = 0.0,
+        "--label-smoothing",
+        help="ε of dpo (cDPO), robust, exo_pair and simpo: the assumed share of flipped pairs.")] = 0.0,
     simpo_gamma: Annotated[float, typer.Option("--simpo-gamma", help="γ, SimPO's target reward margin.")] = 0.5,
     retention_weight: Annotated[float, typer.Option(
         "--retention-weight", help="--loss sft: loss weight of the set's retention rows (refusal rows weigh 1).")] = 1.0,
@@ -55,11 +58,14 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(
         "--checkpoint-every", help="Steps between checkpoints an interrupted run resumes from.")] = 10,
     dtype: Annotated[Dtype, typer.Option(
-        "--dtype", help="The frozen base weights: auto is bfloat16 on a GPU that supports it, float32 on CPU.")] = Dtype.auto,
+        "--dtype", help="The frozen base weights: auto is bfloat16 on a GPU that supports it, float32 on CPU.")
+    ] = Dtype.auto,
     gradient_checkpointing: Annotated[bool, typer.Option(
-        "--gradient-checkpointing", help="Recompute each layer in the backward pass: less activation memory, one more forward.")] = False,
+        "--gradient-checkpointing",
+        help="Recompute each layer in the backward pass: less activation memory, one more forward.")] = False,
     load_in_4bit: Annotated[bool, typer.Option(
-        "--load-in-4bit", help="QLoRA: the base in 4-bit NF4 (bitsandbytes, an NVIDIA GPU; pip install -e \".[qlora]\").")] = False,
+        "--load-in-4bit",
+        help="QLoRA: the base in 4-bit NF4 (bitsandbytes, an NVIDIA GPU; pip install -e \".[qlora]\").")] = False,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -70,6 +76,10 @@ def train(
     from its last checkpoint in --out. On several GPUs, start it with
     `accelerate launch --num_processes N -m refusaldata.cli.main train ...` (data parallel).
     """
+    if loss.value == "sft":
+        refuse(ctx, ("beta", "label_smoothing", "simpo_gamma"), "applies only to the pair losses (--loss dpo, nca, ...)")
+    elif loss.value != "simpo":
+        refuse(ctx, ("simpo_gamma",), "applies only to --loss simpo")
     from refusaldata.train import result_row, train_adapter  # torch loads only when training
 
     result = train_adapter(

@@ -48,3 +48,13 @@ def record_run(store: Store, run_id: str, backend: str, config: dict, **columns)
         **columns,
     }
     return store.append("runs", pa.Table.from_pylist([row]), where=f"run {run_id}") == 1
+
+
+def stored_run_name(store: Store, run_id: str) -> tuple[str | None] | None:
+    """(name,) of a stored run (name None when it has none), or None when the run is not stored."""
+    con = store.connect(["runs"])
+    try:
+        row = con.execute("SELECT name FROM runs WHERE run_id = $run_id", {"run_id": run_id}).fetchone()
+    finally:
+        con.close()
+    return None if row is None else (row[0],)

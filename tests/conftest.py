@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,15 +40,30 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def cli():
-    """Run the refusaldata CLI in-process: cli("sql", "SELECT 1") -> click Result."""
-    from refusaldata.cli.main import app
+    """Run the refusaldata CLI in-process as the console script does (usage errors are one
+    line too): cli("sql", "SELECT 1") -> CliResult(exit_code, stdout, stderr)."""
+    from refusaldata.cli.main import run
 
     runner = CliRunner()
 
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+    def invoke(*args: str, input: str | None = None) -> CliResult:
+        with runner.isolation(input=input) as (stdout, stderr, _):
+            code = run([str(a) for a in args])
+            return CliResult(code, stdout.getvalue().decode("utf-8", "replace"),
+                             stderr.getvalue().decode("utf-8", "replace"))
 
     return invoke
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
 
 
 @pytest.fixture(scope="session")

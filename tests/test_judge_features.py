@@ -65,8 +65,9 @@ def test_feature_sets_in_cards_and_old_cards_score_as_minilm(store, cli, tiny_da
 def test_bad_feature_options_are_one_line_errors(store, cli, tiny_data):
     result = cli("judge", "train", "x", "--data", tiny_data, "--text-columns", "prompt,response",
                  "--label-column", "label", "--features", "bert")
-    assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: unknown feature set 'bert' (use minilm or minilm-head)"
+    assert result.exit_code == 2  # a usage error: --features is a choice listed in --help
+    assert result.stderr.startswith("Error: Invalid value for '--features'") and result.stderr.count("\n") == 1
+    assert "'bert' is not one of 'minilm', 'minilm-head'" in result.stderr
     result = cli("judge", "train", "x", "--data", tiny_data, "--text-columns", "prompt,response",
                  "--label-column", "label", "--target", "refusal", "--features", "minilm")
     assert result.exit_code == 1

@@ -80,8 +80,8 @@ def test_judge_without_model_or_with_unknown_format_is_a_clean_error(store, cli)
     assert result.stderr.strip() == "Error: --labeler judge needs --judge-model MODEL (a folder or hub id)"
     result = cli("label", "--run", run_id, "--labeler", "judge", "--judge-model", "smollm2-135m-instruct",
                  "--judge-format", "shieldgemma")
-    assert result.exit_code == 1
-    assert "unknown judge format 'shieldgemma'" in result.stderr
+    assert result.exit_code == 2  # a usage error: --judge-format is a choice listed in --help
+    assert "'shieldgemma' is not one of 'llama-guard-3', 'harmbench'" in result.stderr
     assert store.count("labels") == 0
 
 

@@ -105,8 +105,9 @@ def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv)
 def test_bad_target_is_one_line_error_and_changes_nothing(store, cli, refusal_csv):
     result = cli("judge", "train", "tiny", "--target", "harm", "--data", refusal_csv,
                  "--text-columns", "prompt,response", "--label-column", "refusal")
-    assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: unknown --target 'harm' (one of unsafe, refusal)"
+    assert result.exit_code == 2  # a usage error: --target is a choice listed in --help
+    assert result.stderr.startswith("Error: Invalid value for '--target'") and result.stderr.count("\n") == 1
+    assert "'harm' is not one of 'unsafe', 'refusal'" in result.stderr
     assert not (store.root / "judges").exists()
     assert store.count("labels") == 0
 

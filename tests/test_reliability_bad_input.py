@@ -42,6 +42,7 @@ class Case:
     needle: str
     damage: Callable[[Store, Path], None] | None = None
     env: dict | None = None
+    code: int = 1  # 2: a usage error, such as a value outside an option's listed choices
 
 
 def write(tmp: Path, name: str, content: str | bytes) -> Path:
@@ -170,7 +171,7 @@ CASES = {
         lambda t: ["generate", "--model", "smollm2-135m-instruct", "--prompts", "tiny", "--backend", "vllm",
                    "--adapter", adapter(t, 1024)], "above vLLM's largest LoRA rank 512"),
     "generate-zero-max-tokens": Case(lambda t: [*GEN, "--prompts", "tiny", "--max-tokens", "0"], "--max-tokens"),
-    "generate-bad-split": Case(lambda t: [*GEN, "--prompts", "tiny", "--split", "validation"], "--split"),
+    "generate-bad-split": Case(lambda t: [*GEN, "--prompts", "tiny", "--split", "validation"], "--split", code=2),
     "generate-foreign-parquet": Case(lambda t: [*GEN, "--prompts", "tiny"], "missing column 'prompt_id'",
                                      foreign_parquet("prompts", "dataset=tiny")),
     # label and mine
@@ -220,8 +221,8 @@ CASES = {
         lambda t: ["judge", "train", "j", "--data", write(t, "j.csv", ""), "--text-columns", "response",
                    "--label-column", "unsafe"], "j.csv"),
     # quickstart (refused before its first step writes)
-    "quickstart-unknown-backend": Case(lambda t: ["quickstart", "--backend", "nope"], "--backend"),
-    "quickstart-openai-backend": Case(lambda t: ["quickstart", "--fast", "--backend", "openai"], "--backend"),
+    "quickstart-unknown-backend": Case(lambda t: ["quickstart", "--backend", "nope"], "--backend", code=2),
+    "quickstart-openai-backend": Case(lambda t: ["quickstart", "--fast", "--backend", "openai"], "--backend", code=2),
     # sql, tables
     "sql-conversion-of-a-harmful-prompt": Case(
         lambda t: ["sql", "SELECT text::INT FROM prompts WHERE length(text) > 400"],
@@ -273,7 +274,7 @@ def test_bad_input_is_one_error_line_and_changes_nothing(name, cli, store, tmp_p
 
     result = cli(*args)
 
-    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    assert result.exit_code == case.code, (result.exit_code, result.stdout, result.stderr)
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert "Traceback" not in result.stderr + result.stdout

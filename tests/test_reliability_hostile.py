@@ -444,13 +444,19 @@ def environment(root: Path) -> dict[str, str]:
     return {**os.environ, "REFUSALDATA_STORE": str(root), **OFFLINE}
 
 
+def interruptible(*args: str, root: Path) -> subprocess.Popen:
+    """The console script in a process that takes Ctrl-C even when this one was started in the
+    background (where a shell ignores SIGINT, and children inherit that)."""
+    return subprocess.Popen(console(*args), env=environment(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 @pytest.mark.parametrize("delay_s, twice", [(0.3, False), (0.3, True), (1.0, True)])
 def test_ctrl_c_at_start_up_is_one_line(delay_s, twice, hostile_store, tmp_path):
     root = tmp_path / "store"
     shutil.copytree(hostile_store, root)
     before = snapshot(root)
-    process = subprocess.Popen(console("label"), env=environment(root), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = interruptible("label", root=root)
     time.sleep(delay_s)
     process.send_signal(signal.SIGINT)
     if twice:
@@ -480,9 +486,8 @@ def test_a_lock_held_by_a_stopped_process_is_named_and_ctrl_c_leaves_cleanly(hos
         assert holder.stdout.readline().strip() == "held"
         os.kill(holder.pid, signal.SIGSTOP)
         before = snapshot(root)
-        waiting = subprocess.Popen(console("prompts", "import", "--path", tmp_path / "prompts.csv", "--dataset",
-                                           "imported", "--text-column", "text"),
-                                   env=environment(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = interruptible("prompts", "import", "--path", tmp_path / "prompts.csv", "--dataset", "imported",
+                                "--text-column", "text", root=root)
         first = waiting.stderr.readline()
         assert first.startswith("Warning: waiting for the lock on prompts/dataset=imported") and "process 4242" in first
         waiting.send_signal(signal.SIGINT)
@@ -495,9 +500,7 @@ def test_a_lock_held_by_a_stopped_process_is_named_and_ctrl_c_leaves_cleanly(hos
 
 
 def test_ctrl_c_during_a_query_is_one_line(tmp_path):
-    process = subprocess.Popen(console("sql", "SELECT count(*) FROM range(100000000000)"),
-                               env=environment(tmp_path / "store"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = interruptible("sql", "SELECT count(*) FROM range(100000000000)", root=tmp_path / "store")
     time.sleep(4)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

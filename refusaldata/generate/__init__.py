@@ -29,7 +29,7 @@ from refusaldata import keys
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.io import sha256_text
 from refusaldata.queries import sql_text
-from refusaldata.runs import now, record_run
+from refusaldata.runs import now, record_run, stored_run_name
 from refusaldata.store import Store
 
 BACKENDS = ("auto", "vllm", "transformers", "openai", "ray")
@@ -366,6 +366,21 @@ def to_table(run_id: str, completions: list[Completion]) -> pa.Table:
     })
 
 
+def check_run_name(store: Store, run_id: str, name: str | None) -> None:
+    """A run's name is fixed when it is created: another name for an existing run is an error, not ignored.
+
+    Renaming would mean rewriting the append-only runs table, and compare, report and
+    every --run reference resolve runs by that name.
+    """
+    if name is None:
+        return
+    stored = stored_run_name(store, run_id)
+    if stored is not None and stored != (name,):
+        current = f"named '{stored[0]}'" if stored[0] else "without a name"
+        raise InputError(f"run {run_id} exists already, {current}; a run's name is fixed when it is created, "
+                         f"so it cannot be renamed to '{name}' (leave --name out to resume it)")
+
+
 def generate(store: Store, options: GenerateOptions, progress: Progress | None = None,
              on_start: Callable[[GenerationSummary], None] | None = None,
              shared: SharedEngine | None = None) -> GenerationSummary:
@@ -395,6 +410,7 @@ def generate(store: Store, options: GenerateOptions, progress: Progress | None =
             raise NotFoundError(f"no prompts in dataset(s) {', '.join(options.datasets)} with split "
                                 f"'{options.split}'")
         summary.pending = len(pending)
+        check_run_name(store, run_id, options.name)
         summary.new_run = record_run(
             store, run_id, backend.name, {**config, "prompts": list(options.datasets), "split": options.split},
             name=options.name, model=identity["model"], adapter=identity.get("adapter"),
