@@ -8,8 +8,12 @@ import os
 import re
 import shlex
 import subprocess
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (dev extra)
+    import tomli as tomllib
 
 import pytest
 from packaging.requirements import Requirement
@@ -47,7 +51,7 @@ def pip_targets(line: str) -> list[tuple[str, bool]]:
 def project_extras(line: str) -> list[set[str]]:
     """The extras of each install of this checkout on `line`; fails on the project's bare name."""
     installs = []
-    for target, editable in pip_targets(line):
+    for target, _editable in pip_targets(line):
         local = LOCAL_PATH.match(target)
         if local:
             installs.append(set(filter(None, (local["extras"] or "").split(","))))
