@@ -5,7 +5,8 @@ that window would print a KeyboardInterrupt traceback, or abort the process outr
 it lands inside a compiled module's initialisation, so it is held until the imports are
 done and then ends the command. Afterwards the first Ctrl-C stops the command (its
 clean-up still runs: temp files removed, locks released); a second one during that
-clean-up is ignored so the clean-up finishes; a third stops at once.
+clean-up is ignored so the clean-up finishes; a third stops at once. Once interrupted,
+Ctrl-C is ignored while the interpreter exits (it would otherwise kill it mid-exit).
 """
 
 from __future__ import annotations
@@ -35,15 +36,18 @@ def main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored
         signal.signal(signal.SIGINT, _on_interrupt)
     try:
-        from refusaldata.cli.main import main as run
+        from refusaldata.cli.main import run
 
         _importing = False
         if _interrupts:
             raise KeyboardInterrupt
-        run()
+        code = run()
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
-        sys.exit(130)
+        code = 130
+    if _interrupts:  # interrupted and cleaned up: a later Ctrl-C must not kill the interpreter as it exits
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import select
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -133,13 +134,18 @@ def _open_for_writing(target: Path):
             return os.fdopen(os.dup(fd), "wb")
     if not stat.S_ISFIFO(status.st_mode):
         return open(target, "wb")
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno != errno.ENXIO:
-            raise
-        log.warning("waiting for a reader of the pipe %s (Ctrl-C to stop)", target)
-        fd = os.open(target, os.O_WRONLY)
+    waited = False
+    while True:  # polled, so a Ctrl-C delivered to another thread still ends the wait
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            if not waited:
+                log.warning("waiting for a reader of the pipe %s (Ctrl-C to stop)", target)
+                waited = True
+            time.sleep(0.2)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "wb")
 
@@ -288,7 +294,8 @@ def _read_bytes(path: Path) -> bytes:
         poller.register(fd, select.POLLIN)
         if not poller.poll(500):
             log.warning("waiting for a writer of the pipe %s (Ctrl-C to stop)", path)
-            poller.poll()
+            while not poller.poll(200):  # polled, so a Ctrl-C delivered to another thread still ends the wait
+                pass
         os.set_blocking(fd, True)
         blocks = []
         while block := os.read(fd, 1 << 20):

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from collections.abc import Iterator

@@ -13,27 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from refusaldata.cli.main import command_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def command_tree() -> dict[str, object]:
-    import typer.main
-
-    from refusaldata.cli.main import app
-
-    found = {}
-
-    def walk(command, path):
-        children = getattr(command, "commands", None)
-        if children:
-            for name, child in children.items():
-                walk(child, [*path, name])
-        else:
-            found[" ".join(path)] = command
-
-    walk(typer.main.get_command(app), [])
-    return found
 
 
 def option_names(command) -> set[str]:

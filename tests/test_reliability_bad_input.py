@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -259,10 +260,18 @@ def _seed(store: Store) -> None:
     label(store)
 
 
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> Path:
+    """The seeded store, built once and copied into each case's own store."""
+    root = tmp_path_factory.mktemp("seeded") / "store"
+    _seed(Store(root))
+    return root
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_is_one_error_line_and_changes_nothing(name, cli, store, tmp_path, monkeypatch):
+def test_bad_input_is_one_error_line_and_changes_nothing(name, cli, store, seeded, tmp_path, monkeypatch):
     case = CASES[name]
-    _seed(store)
+    shutil.copytree(seeded, store.root, dirs_exist_ok=True)
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     if case.damage is not None:
