@@ -221,7 +221,7 @@ def render_table(result: pa.Table, title: str | None = None, width: int = 200) -
     from rich.text import Text
 
     table = Table(title=None if title is None else Text(printable(title)), show_lines=False,
-                  collapse_padding=width < 200, show_edge=width >= 200)
+                  collapse_padding=width < 200)
     for field in result.schema:
         numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
         table.add_column(Text(printable(field.name)), justify="right" if numeric else "left", overflow="fold")
