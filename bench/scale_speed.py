@@ -101,14 +101,15 @@ def storage(args) -> None:
             rows = pa.table({"run_id": ["bench-run"] * chunk,
                              "prompt_id": [f"p{index:04d}-{i:02d}" for i in range(chunk)],
                              "sample_index": pa.array([0] * chunk, pa.int32()),
-                             "response": [f"I'm sorry, but I can't help with request {index}-{i}." for i in range(chunk)],
+                             "response": [f"I'm sorry, but I can't help with request {index}-{i}."
+                                          for i in range(chunk)],
                              "n_output_tokens": pa.array([16] * chunk, pa.int32()),
                              "finish_reason": ["stop"] * chunk})
-            seconds.append(timed(lambda: store.append("responses", rows)))
+            seconds.append(timed(lambda store=store, rows=rows: store.append("responses", rows)))
         import_builtin(store, "uncensorbench")
         import_responses(store, "uncensorbench", "uncensorbench")
-        labelled = timed(lambda: label.label(store))
-        reads = [timed(lambda: mine.rates(store)) for _ in range(args.reads)]
+        labelled = timed(lambda store=store: label.label(store))
+        reads = [timed(lambda store=store: mine.rates(store)) for _ in range(args.reads)]
         results[where] = {"append (32 rows)": statistics.median(seconds), "label (replace)": labelled,
                           "mine rates": statistics.median(reads)}
     print(f"{'operation':<20}{'local s':>10}{'s3 s':>10}{'s3 / local':>12}")

@@ -15,6 +15,7 @@ from refusaldata.cli.common import (
 )
 from refusaldata.errors import NotFoundError
 from refusaldata.evaluate import PLAIN, as_text, attack_cells, compare_attacks, compare_runs, format_comparison
+from refusaldata.capability import SUITES
 from refusaldata.generate import SPLITS
 from refusaldata.store import DEFAULT_STORE
 
@@ -26,7 +27,8 @@ Split = choice("Split", SPLITS)
 SplitOption = Annotated[Split, typer.Option("--split", help="Prompt split to evaluate on ('all' for every split).")]
 UnsafeLabelerOption = Annotated[
     str | None, typer.Option("--unsafe-labeler", help="Judge whose unsafe verdicts count (default: the only one).")]
-CapabilitySuiteOption = Annotated[str, typer.Option(
+CapabilitySuite = choice("CapabilitySuite", SUITES)
+CapabilitySuiteOption = Annotated[CapabilitySuite, typer.Option(
     "--capability-suite", help="Whose `evaluate capability` results fill the capability columns.")]
 
 
@@ -65,11 +67,12 @@ def compare(
     """
     split = split.value
     if by is CompareGrouping.attack:
-        refuse(ctx, ("unsafe_labeler", "k"), "does not apply to --by attack (it compares refusal rates)")
+        refuse(ctx, ("unsafe_labeler", "k", "capability_suite"),
+               "does not apply to --by attack (it compares refusal rates)")
         _compare_attacks(runs, labeler, bootstrap, seed, split, fmt, output, store)
         return
     comparison = compare_runs(open_store(store), runs, labeler=labeler, k=k, bootstrap=bootstrap, seed=seed,
-                              split=split, unsafe_labeler=unsafe_labeler, capability_suite=capability_suite)
+                              split=split, unsafe_labeler=unsafe_labeler, capability_suite=capability_suite.value)
     if fmt is OutputFormat.table:
         write_output(comparison_text(
             comparison, f"{split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, seed {seed})"), output)

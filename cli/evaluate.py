@@ -8,8 +8,12 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
+from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit, open_store
+from refusaldata.generate import BACKENDS
 from refusaldata.store import DEFAULT_STORE
+
+# The run's own engine, named: auto and ray choose one themselves.
+Backend = choice("Backend", tuple(name for name in BACKENDS if name not in ("auto", "ray")))
 
 evaluate_app = typer.Typer(help="Evaluate runs beyond refusal: the capability cost of alignment.",
                            no_args_is_help=True)
@@ -27,9 +31,9 @@ def capability(
         "--max-tokens", help="Most new tokens per answer (default: the run's own).")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", help="The run's model, where its runs row names a local folder by its name only.")] = None,
-    backend: Annotated[str | None, typer.Option(
-        "--backend", help="vllm, transformers or openai (default: the run's own).")] = None,
-    kl: Annotated[bool, typer.Option("--kl/--no-kl", help="Also the KL divergence of each adapter from its base.")] = True,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Default: the run's own.")] = None,
+    kl: Annotated[bool, typer.Option(
+        "--kl/--no-kl", help="Also the KL divergence of each adapter from its base.")] = True,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -44,9 +48,10 @@ def capability(
     from refusaldata.capability import evaluate  # torch and the checkers load only here
 
     summaries = evaluate(open_store(store), runs, suite=suite, path=path, limit=limit, model=model,
-                         backend=backend, max_tokens=max_tokens, kl=kl,
-                         progress=lambda line: typer.echo(line, err=True))
-    emit(pa.Table.from_pylist([vars(summary) for summary in summaries]), fmt, output, title=f"capability ({suite})")
+                         backend=backend and backend.value, max_tokens=max_tokens, kl=kl,
+                         progress=lambda line: echo(line, err=True))
+    emit(pa.Table.from_pylist([vars(summary) for summary in summaries]), fmt, output,
+         title=f"capability ({suite})")
 
 
 def register(app: typer.Typer) -> None:

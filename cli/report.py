@@ -34,7 +34,7 @@ def report(
     names = None if runs is None else [name.strip() for name in runs.split(",") if name.strip()]
     html_path, md_path = write_report(open_store(store), names, output, labeler=labeler, k=k, bootstrap=bootstrap,
                                       seed=seed, split=split.value, unsafe_labeler=unsafe_labeler,
-                                      capability_suite=capability_suite)
+                                      capability_suite=capability_suite.value)
     echo(f"wrote {html_path} and {md_path}")
 
 

@@ -11,10 +11,10 @@ import typer
 
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store, refuse
 from refusaldata.store import DEFAULT_STORE
-from refusaldata.train.losses import PAIR_LOSSES
+from refusaldata.train.loss_names import PAIR_LOSS_NAMES
 
 # sft, then every pair loss (losses.py): dpo, nca, ipo, simpo, orpo, hinge, robust, ...
-Loss = enum.Enum("Loss", {name: name for name in ("sft", *PAIR_LOSSES)}, type=str)
+Loss = enum.Enum("Loss", {name: name for name in ("sft", *PAIR_LOSS_NAMES)}, type=str)
 LOSS_HELP = ("sft: assistant tokens of an sft set. Pairs sets, as TRL defines them: dpo (TRL sigmoid; cDPO with "
              "--label-smoothing), nca (nca_pair), ipo, simpo and orpo (no reference model), hinge, robust, exo_pair, "
              "bco_pair, sppo_hard, apo_zero, apo_down, sigmoid_norm.")
@@ -39,7 +39,8 @@ def train(
         help="ε of dpo (cDPO), robust, exo_pair and simpo: the assumed share of flipped pairs.")] = 0.0,
     simpo_gamma: Annotated[float, typer.Option("--simpo-gamma", help="γ, SimPO's target reward margin.")] = 0.5,
     retention_weight: Annotated[float, typer.Option(
-        "--retention-weight", help="--loss sft: loss weight of the set's retention rows (refusal rows weigh 1).")] = 1.0,
+        "--retention-weight",
+        help="--loss sft: loss weight of the set's retention rows (refusal rows weigh 1).")] = 1.0,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 8,
     lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha (scale = alpha / r).")] = 16,
     target_modules: Annotated[str, typer.Option(
@@ -77,7 +78,8 @@ def train(
     `accelerate launch --num_processes N -m refusaldata.cli.main train ...` (data parallel).
     """
     if loss.value == "sft":
-        refuse(ctx, ("beta", "label_smoothing", "simpo_gamma"), "applies only to the pair losses (--loss dpo, nca, ...)")
+        refuse(ctx, ("beta", "label_smoothing", "simpo_gamma"),
+               "applies only to the pair losses (--loss dpo, nca, ...)")
     elif loss.value != "simpo":
         refuse(ctx, ("simpo_gamma",), "applies only to --loss simpo")
     from refusaldata.train import result_row, train_adapter  # torch loads only when training

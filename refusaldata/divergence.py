@@ -57,7 +57,8 @@ def kl_to_base(options: GenerateOptions, prompts: list[str], replies: list[str |
                 rows = mask.nonzero()[:, 0]
                 adapted = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1][mask]
                 with model.disable_adapter():
-                    reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1][mask]
+                    reference = model(input_ids=batch.input_ids,
+                                      attention_mask=batch.attention_mask).logits[:, :-1][mask]
                 adapted, reference = F.log_softmax(adapted.float(), -1), F.log_softmax(reference.float(), -1)
                 per_token = (adapted.exp() * (adapted - reference)).sum(-1)
                 sums = torch.zeros(mask.shape[0]).index_add(0, rows, per_token)

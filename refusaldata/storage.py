@@ -48,6 +48,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import logging
 import os
 import random
 import socket
@@ -64,6 +65,8 @@ import pyarrow.parquet as pq
 
 from refusaldata import io
 from refusaldata.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 S3_SCHEME = "s3://"
 LEASE_S = 60.0
@@ -171,11 +174,32 @@ class LocalFiles:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """An exclusive inter-process lock (flock) on `<root>/.locks/<name>.lock`."""
+        """An exclusive inter-process lock (flock) on `<root>/.locks/<name>.lock`.
+
+        The holder writes its pid into the file; a process that has to wait says so, with
+        that pid, as a warning (a holder that is stopped would otherwise look like a hang).
+        The wait is polled, not a blocking flock: a Ctrl-C that the kernel hands to another
+        thread (DuckDB's, Arrow's) would never interrupt a blocked call.
+        """
         folder = self.root / ".locks"
         self.ensure_dir(folder)
-        with open(folder / f"{quote(name, safe='')}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with open(folder / f"{quote(name, safe='')}.lock", "a+") as handle:
+            waited = 0
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waited:
+                        handle.seek(0)
+                        holder = handle.read().strip() or "unknown"
+                        log.warning("waiting for the lock on %s in store %s, held by process %s (Ctrl-C to stop)",
+                                    name, self.root, holder)
+                    time.sleep(min(0.05 * 2 ** waited, 0.5))
+                    waited += 1
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
             try:
                 yield
             finally:
@@ -405,6 +429,9 @@ class S3Files:
             rivals = [path for path in claims if path != mine and not self._stale(path, claims[path][1], own_time)]
             if not rivals:
                 break
+            if pause == 0.02:
+                log.warning("waiting for the lock on %s in store %s, held by %s (Ctrl-C to stop)",
+                            name, self.root, rivals[0].name)
             self.delete(mine)
             time.sleep(pause * (1 + random.random()))
             pause = min(pause * 2, 1.0)

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from collections.abc import Iterator

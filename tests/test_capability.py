@@ -12,9 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from refusaldata import capability
 from refusaldata.capability import InstructionPrompt, check, load_suite
-from refusaldata.errors import InputError
 from refusaldata.evaluate import compare_runs, format_comparison
 from refusaldata.schemas import CAPABILITY, TABLES
 

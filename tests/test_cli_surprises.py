@@ -83,7 +83,13 @@ def test_responses_import_names_its_input_format(cli, tmp_path, flag):
     (["responses", "import", "uncensorbench", "--input-format", "uncensorbench", "--prompt-column", "q"],
      "--prompt-column applies only to --input-format csv or jsonl"),
     (["train", "--set", "s", "--model", "m", "--out", "adapter", "--beta", "0.5"],
-     "--beta applies only to the preference losses"),
+     "--beta applies only to the pair losses"),
+    (["train", "--set", "s", "--model", "m", "--out", "adapter", "--loss", "dpo", "--simpo-gamma", "1"],
+     "--simpo-gamma applies only to --loss simpo"),
+    (["generate", "--status", "base", "--model", "m"], "--model does not apply to --status"),
+    (["generate", "--model", "m", "--prompts", "p", "--ray-workers", "2"],
+     "--ray-workers applies only to --backend ray"),
+    (["compare", "base", "--by", "attack", "--capability-suite", "ifeval"], "--capability-suite does not apply"),
     (["compare", "base", "--by", "attack", "--k", "3"], "--k does not apply to --by attack"),
 ])
 def test_an_option_that_does_not_apply_is_refused(cli, store, args, needle):

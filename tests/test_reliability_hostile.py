@@ -93,10 +93,11 @@ BASE_ARGS: dict[str, list | None] = {
     "mine correlation": [],
     "judge train": ["j", "--data", "{tmp}/judge.csv", "--text-columns", "response", "--label-column", "unsafe"],
     "judge list": [],
+    "evaluate capability": ["no-such-run", "--limit", "1"],
 }
 # Commands that may change the store when they succeed.
 WRITERS = {"generate", "label", "build-sft", "build-pairs", "train", "quickstart", "prompts import", "prompts augment",
-           "responses import", "mine templates", "judge train"}
+           "responses import", "mine templates", "judge train", "evaluate capability"}
 # Output files need these extensions.
 OUTPUT_NAMES = {"report": "keep.html", "build-sft": "keep.jsonl", "build-pairs": "keep.jsonl"}
 

@@ -86,7 +86,7 @@ def test_tradeoff_chart_appears_with_capability(store, tmp_path):
     chart = ET.parse(tmp_path / "study-tradeoff.svg").getroot()
     # Two runs with both rates plotted (the teacher answered no benign prompt), and two capability
     # bars (the teacher has none); the target corner and the capability band.
-    assert len(chart.findall(f".//*[@class='point']")) == 2
+    assert len(chart.findall(".//*[@class='point']")) == 2
     assert len(chart.findall(f".//{SVG}rect[@class='bar']")) == 2
     assert len(chart.findall(f".//{SVG}rect[@class='target']")) == 2
     page = html_path.read_text()

@@ -321,7 +321,8 @@ def test_reference_free_losses_train_without_a_reference_pass(store, tmp_path, e
 def test_retention_weight_zero_trains_as_if_the_retention_rows_were_absent(store, tmp_path, embedded_model):
     prompts = _bench_prompts(3)
     refusals = _sft_rows("only", prompts[:2])
-    retention = [{**row, "kind": "retention", "target": "Sure, here is how."} for row in _sft_rows("mixed", prompts[2:])]
+    retention = [{**row, "kind": "retention", "target": "Sure, here is how."}
+                 for row in _sft_rows("mixed", prompts[2:])]
     store.replace("sft", pa.Table.from_pylist(refusals + [{**row, "set_name": "mixed"} for row in refusals]
                                               + retention))
     # One step that sees every row of its set once: the first loss is taken before any update.

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from refusaldata.train.loss_names import PAIR_LOSS_NAMES
+
 
 @dataclass(frozen=True)
 class PairScores:
@@ -167,6 +169,8 @@ PAIR_LOSSES: dict[str, PairLoss] = {
     "sppo_hard": sppo_hard_loss, "apo_zero": apo_zero_loss, "apo_down": apo_down_loss,
     "sigmoid_norm": sigmoid_norm_loss,
 }
+if tuple(PAIR_LOSSES) != PAIR_LOSS_NAMES:
+    raise ImportError("refusaldata.train.loss_names.PAIR_LOSS_NAMES must name PAIR_LOSSES in order")
 # Losses that never look at the reference model: its forward pass is skipped.
 REFERENCE_FREE = frozenset({"simpo", "orpo"})
 # Losses that read --label-smoothing, and the range each accepts.
