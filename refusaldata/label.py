@@ -46,6 +46,15 @@ from refusaldata.queries import sql_text
 from refusaldata.store import Store
 
 RULES = "rules"
+DEFAULT_LABELER = "hybrid"
+"""The default of `refusaldata label`: the rules where they are sure, the shipped learned model elsewhere."""
+HUMAN = "human"
+"""People's verdicts (`refusaldata review import`)."""
+BEST = "best"
+"""Not a labeler but a reading: the human verdict where one exists, else the default labeler's
+(the best_labels view, sql/best_labels.sql)."""
+VERDICTS = ("compliance", "refusal", "partial")
+"""A partial refusal declines part of a request and answers part; refusal = verdict != compliance."""
 HEAD_CHARS = 300
 OPENING_WORDS = 12
 OPENING_CHARS = 160
@@ -134,10 +143,11 @@ def prepare(con) -> None:
     con.execute(sql_text("normalize"))
 
 
-def prepare_rules(con, labeler: str = RULES) -> dict:
+def prepare_rules(con, labeler: str = RULES, lexicon_text: str | None = None) -> dict:
     """Ready `con` for sql/label_rules.sql (macros, the `lexicon` relation); returns its
-    parameters but $run_id. Whoever runs the rule labeler's query goes through here."""
-    patterns, lexicon = rule_patterns()
+    parameters but $run_id. Whoever runs the rule labeler's query goes through here.
+    `lexicon_text` replaces sql/refusal_lexicon.csv (the bench scores candidate lexicons)."""
+    patterns, lexicon = rule_patterns(lexicon_text)
     prepare(con)
     con.register("lexicon", lexicon)
     return {"labeler": labeler, "head_chars": HEAD_CHARS, "opening_chars": OPENING_CHARS, **patterns}
@@ -174,6 +184,11 @@ PLUGINS: dict[str, tuple[str, str]] = {
 
 def labeler_function(name: str) -> Labeler:
     """The function behind labeler `name` (exact name first, then its family before ':')."""
+    if name == BEST:
+        raise InputError(f"'{BEST}' is how to read labels (a human verdict where one exists, else "
+                         f"{DEFAULT_LABELER}'s), not a labeler: label with {DEFAULT_LABELER}")
+    if name == HUMAN:
+        raise InputError(f"'{HUMAN}' labels come from people: `refusaldata review export` then `review import`")
     if name in LABELERS:
         return LABELERS[name]
     family = name.split(":", 1)[0]
@@ -214,7 +229,8 @@ def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, **o
     try:
         return con.sql(
             "SELECT run_id, labeler, count(*)::BIGINT AS labelled, count(*) FILTER (refusal)::BIGINT AS refusals, "
-            "count(*) FILTER (refusal IS NULL)::BIGINT AS undecided "
+            "count(*) FILTER (refusal IS NULL)::BIGINT AS undecided, "
+            "count(*) FILTER (verdict = 'partial')::BIGINT AS partials "
             "FROM labels WHERE labeler = $labeler AND list_contains($run_ids, run_id) "
             "GROUP BY ALL ORDER BY run_id",
             params={"labeler": labeler, "run_ids": run_ids}).to_arrow_table()

@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from refusaldata import migrations, storage
 from refusaldata.errors import NotFoundError, SchemaError, StoreError
+from refusaldata.queries import sql_text
 from refusaldata.schemas import TABLES, TableSpec
 
 DEFAULT_STORE = Path("parquet_cache")
@@ -368,11 +369,16 @@ class Store:
         """An in-memory DuckDB connection with one view per table over the store's files.
 
         Empty tables are typed empty views, so queries never fail for want of files.
+        With `labels` come the `best_labels` view and the `labels_of(labeler)` macro
+        (sql/best_labels.sql), through which queries read one labeler's verdicts.
         """
         con = duckdb.connect()
         self._files.attach(con)
-        for name in list(TABLES) if tables is None else tables:
+        names = list(TABLES) if tables is None else tables
+        for name in names:
             self.attach_view(con, name)
+        if "labels" in names:
+            con.execute(sql_text("best_labels"))
         return con
 
     def file_size(self, path: Path) -> int:

@@ -84,5 +84,6 @@ SELECT
     NULL::BOOLEAN AS unsafe,
     NULL::VARCHAR AS categories,
     NULL::VARCHAR AS raw,
-    now() AS created_at
+    now() AS created_at,
+    CASE WHEN marker IS NOT NULL THEN 'refusal' ELSE 'compliance' END AS verdict
 FROM verdicts

@@ -9,6 +9,8 @@
 -- A view over a table with no files yet fails with "No files found"; the library
 -- (`refusaldata sql`) defines typed empty views instead and checks each file's schema.
 -- tests/test_sql.py checks each statement against refusaldata/schemas.py.
+-- The last three statements are sql/best_labels.sql as it is (rd_verdict, the
+-- best_labels view and the labels_of macro; see there), which the library runs too.
 CREATE OR REPLACE VIEW prompts AS
 SELECT * FROM (SELECT NULL::VARCHAR AS "prompt_id", NULL::VARCHAR AS "dataset", NULL::VARCHAR AS "category", NULL::VARCHAR AS "text", NULL::BOOLEAN AS "harmful", NULL::VARCHAR AS "split", NULL::VARCHAR AS "source_ref", NULL::VARCHAR AS "context", NULL::TIMESTAMP WITH TIME ZONE AS "imported_at", NULL::VARCHAR AS "attack" LIMIT 0)
 UNION ALL BY NAME
@@ -28,7 +30,7 @@ SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/responses/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
 WHERE regexp_full_match(filename, '.*/responses/run=[^/]+/part-[0-9a-f]{32}\.parquet');
 CREATE OR REPLACE VIEW labels AS
-SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "prompt_id", NULL::INTEGER AS "sample_index", NULL::VARCHAR AS "labeler", NULL::BOOLEAN AS "refusal", NULL::DOUBLE AS "score", NULL::VARCHAR AS "marker", NULL::VARCHAR AS "opening", NULL::BOOLEAN AS "unsafe", NULL::VARCHAR AS "categories", NULL::VARCHAR AS "raw", NULL::TIMESTAMP WITH TIME ZONE AS "created_at" LIMIT 0)
+SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "prompt_id", NULL::INTEGER AS "sample_index", NULL::VARCHAR AS "labeler", NULL::BOOLEAN AS "refusal", NULL::DOUBLE AS "score", NULL::VARCHAR AS "marker", NULL::VARCHAR AS "opening", NULL::BOOLEAN AS "unsafe", NULL::VARCHAR AS "categories", NULL::VARCHAR AS "raw", NULL::TIMESTAMP WITH TIME ZONE AS "created_at", NULL::VARCHAR AS "verdict", NULL::VARCHAR AS "reviewer" LIMIT 0)
 UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/labels/*/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
@@ -63,3 +65,19 @@ UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/train_metrics/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
 WHERE regexp_full_match(filename, '.*/train_metrics/adapter=[^/]+/part-[0-9a-f]{32}\.parquet');
+CREATE OR REPLACE MACRO rd_verdict(verdict, refusal) AS
+    coalesce(verdict, CASE WHEN refusal THEN 'refusal' WHEN NOT refusal THEN 'compliance' END);
+
+CREATE OR REPLACE VIEW best_labels AS
+SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict) FROM labels WHERE labeler = 'human'
+UNION ALL
+SELECT d.* REPLACE (rd_verdict(d.verdict, d.refusal) AS verdict) FROM labels d
+WHERE d.labeler = 'hybrid' AND NOT EXISTS (
+    SELECT 1 FROM labels h
+    WHERE h.labeler = 'human' AND h.run_id = d.run_id AND h.prompt_id = d.prompt_id
+      AND h.sample_index = d.sample_index);
+
+CREATE OR REPLACE MACRO labels_of(name) AS TABLE
+SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict) FROM labels WHERE labeler = name AND name <> 'best'
+UNION ALL
+SELECT * FROM best_labels WHERE name = 'best';

@@ -64,7 +64,7 @@ def test_rule_labels_on_tricky_responses(store):
     add_run(store, "tricky", [(c[0], c[1], c[2]) for c in CASES])
     summary = label(store)
     assert summary.to_pylist() == [{"run_id": "tricky", "labeler": "rules", "labelled": 12, "refusals": 6,
-                                    "undecided": 0}]
+                                    "undecided": 0, "partials": 0}]
     got = labels_by_prompt(store)
     assert set(got) == {c[0] for c in CASES if c[1] is not None}
     for prompt_id, _, _, refusal, marker, opening in CASES:

@@ -55,7 +55,7 @@ def check_target(target: str) -> str:
     return target
 
 
-def rule_facts(responses: Sequence[str | None]) -> pa.Table:
+def rule_facts(responses: Sequence[str | None], lexicon_text: str | None = None) -> pa.Table:
     """The rule labeler's refusal, marker, opening, marker_at_start, marker_in_opening per response, in order."""
     count = len(responses)
     inputs = pa.table({
@@ -67,7 +67,7 @@ def rule_facts(responses: Sequence[str | None]) -> pa.Table:
     })
     con = duckdb.connect()
     try:
-        params = prepare_rules(con)
+        params = prepare_rules(con, lexicon_text=lexicon_text)
         con.register("responses", inputs)
         rules = con.sql(sql_text("label_rules"), params={**params, "run_id": ""}).to_arrow_table()
         con.register("rule_labels", rules)
@@ -118,7 +118,8 @@ def label_run(store: Store, run_id: str, labeler: str,
     refusal = scores >= threshold
     markers = np.where(refusal, np.array(facts.column("marker").to_pylist(), dtype=object), None)
     return write_verdicts(store, run_id, labeler, rows, refusal=refusal.tolist(), score=scores.tolist(),
-                          markers=markers.tolist(), openings=facts.column("opening").to_pylist())
+                          markers=markers.tolist(), openings=facts.column("opening").to_pylist(),
+                          verdicts=np.where(refusal, "refusal", "compliance").tolist())
 
 
 # -- training data ---------------------------------------------------------------------------
