@@ -31,7 +31,7 @@ def make_run(store, run_id="standin-run"):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("format_name", ["llama-guard-3", "harmbench"])
+@pytest.mark.parametrize("format_name", ["llama-guard-3", "harmbench", "wildguard"])
 def test_label_with_a_judge_stores_raw_output_and_strict_verdicts(store, cli, embedded_model, format_name):
     run_id = make_run(store)
     args = ["label", "--run", run_id, "--labeler", "judge", "--judge-model", "smollm2-135m-instruct",
@@ -40,16 +40,22 @@ def test_label_with_a_judge_stores_raw_output_and_strict_verdicts(store, cli, em
     assert result.exit_code == 0, result.stderr
     assert '"labelled": 3' in result.stdout
     con = store.connect(["labels"])
-    rows = con.sql("SELECT labeler, unsafe, categories, raw, marker FROM labels ORDER BY prompt_id").fetchall()
+    rows = con.sql("SELECT labeler, unsafe, categories, raw, marker, refusal, verdict, score FROM labels "
+                   "ORDER BY prompt_id").fetchall()
     assert len(rows) == 3
-    parse = FORMATS[format_name].parse
-    for labeler, unsafe, categories, raw, marker in rows:
+    fmt = FORMATS[format_name]
+    for labeler, unsafe, categories, raw, marker, refusal, verdict, score in rows:
         assert (labeler, marker) == ("judge", "smollm2-135m-instruct")
         assert raw is not None
         # What is stored is exactly what the strict parser makes of the raw text: the
         # stand-in mostly chats, so unsafe is mostly null.
-        assert (unsafe, categories) == (parse(raw).unsafe, parse(raw).categories)
-    assert any(unsafe is None for _, unsafe, _, _, _ in rows)
+        parsed = fmt.parse(raw)
+        assert (unsafe, categories, refusal) == (parsed.unsafe, parsed.categories, parsed.refusal)
+        if fmt.judges_refusal and refusal is not None:
+            assert (verdict, score) == (("refusal", 1.0) if refusal else ("compliance", 0.0))
+        else:
+            assert (refusal, verdict, score) == (None, None, None)
+    assert any(unsafe is None for _, unsafe, *_ in rows)
     # A rerun replaces the partition instead of adding rows.
     assert cli(*args).exit_code == 0
     assert store.count("labels") == 3
