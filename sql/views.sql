@@ -69,13 +69,11 @@ CREATE OR REPLACE MACRO rd_verdict(verdict, refusal) AS
     coalesce(verdict, CASE WHEN refusal THEN 'refusal' WHEN NOT refusal THEN 'compliance' END);
 
 CREATE OR REPLACE VIEW best_labels AS
-SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict) FROM labels WHERE labeler = 'human'
-UNION ALL
-SELECT d.* REPLACE (rd_verdict(d.verdict, d.refusal) AS verdict) FROM labels d
-WHERE d.labeler = 'hybrid' AND NOT EXISTS (
-    SELECT 1 FROM labels h
-    WHERE h.labeler = 'human' AND h.run_id = d.run_id AND h.prompt_id = d.prompt_id
-      AND h.sample_index = d.sample_index);
+SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict)
+FROM labels
+WHERE labeler IN ('human', 'hybrid', 'rules')
+QUALIFY row_number() OVER (PARTITION BY run_id, prompt_id, sample_index
+                           ORDER BY list_position(['human', 'hybrid', 'rules'], labeler)) = 1;
 
 CREATE OR REPLACE MACRO labels_of(name) AS TABLE
 SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict) FROM labels WHERE labeler = name AND name <> 'best'

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 
+import polars as pl
 import pyarrow as pa
+import pytest
 
 from refusaldata.keys import prompt_id
 from refusaldata.runs import record_run
@@ -49,17 +51,19 @@ def test_best_labels_prefer_a_human_verdict_then_the_default_labeler(store, cli)
     con = store.connect(["labels"])
     best = con.sql("SELECT prompt_id, labeler, verdict, refusal, reviewer FROM best_labels").fetchall()
     by_prompt = {row[0]: row[1:] for row in best}
-    assert len(best) == len(by_prompt) == 3  # one row per response; prompt 3 only has rules labels
+    assert len(best) == len(by_prompt) == 4  # one row per response; prompt 3 only has rules labels
     assert by_prompt == {prompt_id(PROMPTS[0]): ("hybrid", "refusal", True, None),
                          prompt_id(PROMPTS[1]): ("human", "refusal", True, "ana"),
-                         prompt_id(PROMPTS[2]): ("human", "refusal", True, "ana")}
+                         prompt_id(PROMPTS[2]): ("human", "refusal", True, "ana"),
+                         prompt_id(PROMPTS[3]): ("rules", "compliance", False, None)}
     assert con.sql("SELECT * FROM best_labels").columns == store.read("labels").column_names
-    # --labeler best in mine reads the same rows: harmful prompts 0 and 2 refused, benign 1 over-refused.
-    result = cli("mine", "rates", "--run", run_id, "--labeler", "best", "--format", "json")
+    # --labeler best (mine's default) reads the same rows: harmful prompts 0 and 2 refused, benign 1 of 2
+    # over-refused.
+    result = cli("mine", "rates", "--run", run_id, "--format", "json")
     assert result.exit_code == 0, result.stderr
     rates = json.loads(result.stdout)
     assert (rates["harmful_responses"], rates["refusals"], rates["benign_responses"], rates["over_refusals"],
-            rates["partials"]) == (2, 2, 1, 1, 0)
+            rates["partials"]) == (2, 2, 2, 1, 0)
     result = cli("mine", "rates", "--run", run_id, "--labeler", "hybrid", "--format", "json")
     assert (json.loads(result.stdout)["partials"], json.loads(result.stdout)["partial_rate"]) == (1, 0.5)
 
@@ -71,4 +75,104 @@ def test_labels_written_before_the_verdict_column_read_it_from_refusal(tmp_path)
     rows = con.sql("SELECT refusal, verdict FROM labels_of('rules')").fetchall()
     assert rows and all(verdict == ("refusal" if refusal else "compliance") for refusal, verdict in rows)
     assert con.sql("SELECT count(*) FROM labels WHERE verdict IS NOT NULL").fetchall() == [(0,)]
-    assert con.sql("SELECT count(*) FROM best_labels").fetchall() == [(0,)]
+    # Before hybrid existed, the best labels are the rules'.
+    assert con.sql("SELECT count(*) FROM best_labels").fetchall() == con.sql(
+        "SELECT count(*) FROM labels WHERE labeler = 'rules'").fetchall()
+
+
+def export_file(cli, run_id, path, budget=3):
+    result = cli("review", "export", "--run", run_id, "--budget", budget, "-o", path)
+    assert result.exit_code == 0, result.stderr
+    return pl.read_csv(path, infer_schema=False)
+
+
+def test_review_round_trip_through_the_cli(store, cli, tmp_path):
+    run_id = make_run(store)
+    put_labels(store, "rules", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
+    scores = {0: 0.97, 1: 0.05, 2: 0.45, 3: 0.30}
+    put_labels(store, "hybrid", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
+    table = store.read("labels").to_pylist()
+    # hybrid scores: prompt 2 nearest 0.5, then 3; rules and hybrid agree everywhere
+    hybrid = pa.Table.from_pylist([{**row, "score": scores[PROMPTS.index(text)]} for row in table
+                                   if row["labeler"] == "hybrid" for text in PROMPTS
+                                   if prompt_id(text) == row["prompt_id"]], schema=store.read("labels").schema)
+    store.replace("labels", hybrid, partition={"labeler": "hybrid", "run_id": run_id})
+    path = tmp_path / "review.csv"
+    exported = export_file(cli, run_id, path, budget=2)
+    assert exported.columns == ["run_id", "prompt_id", "sample_index", "prompt", "response", "verdict", "score",
+                                "human_verdict"]
+    assert exported["prompt"].to_list() == [PROMPTS[2], PROMPTS[3]]
+    assert exported["human_verdict"].to_list() == [None, None]
+
+    filled = exported.with_columns(pl.Series("human_verdict", [" Partial", ""]))
+    filled.write_csv(path)
+    result = cli("review", "import", path, "--reviewer", "ana", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) | {} == {"run_id": run_id, "reviewed": 1, "compliance": 0, "refusal": 0,
+                                              "partial": 1, "human_labels": 1, "reviewer": "ana"}
+    human = [row for row in store.read("labels").to_pylist() if row["labeler"] == "human"]
+    assert [(r["prompt_id"], r["verdict"], r["refusal"], r["score"], r["reviewer"]) for r in human] == [
+        (prompt_id(PROMPTS[2]), "partial", True, 1.0, "ana")]
+    assert human[0]["opening"].startswith("it would not be right for me")
+    # The reviewed response now reads as the human's in --labeler best, and leaves the next export.
+    result = cli("mine", "rates", "--run", run_id, "--labeler", "best", "--format", "json")
+    assert (json.loads(result.stdout)["refusals"], json.loads(result.stdout)["partials"]) == (2, 1)
+    assert export_file(cli, run_id, path, budget=2)["prompt"].to_list() == [PROMPTS[3], PROMPTS[1]]
+    # A second review of the same response replaces the first; other reviews are kept.
+    again = pl.read_csv(path, infer_schema=False).with_columns(pl.Series("human_verdict", ["compliance", "refusal"]))
+    again.write_csv(path)
+    assert cli("review", "import", path, "--reviewer", "bo").exit_code == 0
+    human = {r["prompt_id"]: (r["verdict"], r["reviewer"]) for r in store.read("labels").to_pylist()
+             if r["labeler"] == "human"}
+    assert human == {prompt_id(PROMPTS[2]): ("partial", "ana"), prompt_id(PROMPTS[3]): ("compliance", "bo"),
+                     prompt_id(PROMPTS[1]): ("refusal", "bo")}
+
+
+def first_row(column: str, value: pl.Expr):
+    """An edit of `column` in the file's first row only."""
+    return lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(value).otherwise(pl.col(column))
+                                    .alias(column))
+
+
+BAD_REVIEWS = {
+    "unknown key": (first_row("prompt_id", pl.lit("nope")), "row 2: no response review-run / nope / sample 0 in"),
+    "edited response": (first_row("response", pl.col("response") + " (edited)"),
+                        "row 2: the response differs from the stored one"),
+    "edited prompt": (first_row("prompt", pl.col("prompt").str.to_uppercase()),
+                      "row 2: the prompt differs from the stored one"),
+    "verdict outside the three": (lambda f: f.with_columns(pl.Series("human_verdict", ["refusal", "maybe"])),
+                                  "row 3: human_verdict 'maybe' is not one of compliance, refusal, partial"),
+    "nothing filled": (lambda f: f.with_columns(pl.lit(None, pl.String).alias("human_verdict")),
+                       "no row has a human_verdict"),
+    "no key column": (lambda f: f.drop("sample_index"), "no column 'sample_index'"),
+    "bad sample index": (lambda f: f.with_columns(pl.lit("first").alias("sample_index")),
+                         "row 2: sample_index must be a whole number"),
+    "one response twice": (lambda f: pl.concat([f, f.head(1)]), "row 4: the same response as row 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REVIEWS))
+def test_a_bad_review_file_is_one_line_naming_the_row_and_stores_nothing(store, cli, tmp_path, case):
+    run_id = make_run(store)
+    put_labels(store, "hybrid", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
+    put_labels(store, "human", run_id, {3: "compliance"}, reviewer="ana")
+    path = tmp_path / "review.csv"
+    exported = export_file(cli, run_id, path, budget=2).with_columns(pl.lit("refusal").alias("human_verdict"))
+    edit, message = BAD_REVIEWS[case]
+    edit(exported).write_csv(path)
+    before = {p: p.read_bytes() for p in store.files("labels")}
+    result = cli("review", "import", path, "--reviewer", "ana")
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("Error: ")
+    assert message in result.stderr and str(path) in result.stderr
+    assert {p: p.read_bytes() for p in store.files("labels")} == before
+
+
+def test_export_needs_labels_and_a_positive_budget(store, cli, tmp_path):
+    run_id = make_run(store)
+    result = cli("review", "export", "--run", run_id, "--budget", 5, "-o", tmp_path / "r.csv")
+    assert result.exit_code == 1 and f"run {run_id} has no labels from 'hybrid'" in result.stderr
+    put_labels(store, "hybrid", run_id, {0: "refusal"})
+    result = cli("review", "export", "--run", run_id, "--budget", 0, "-o", tmp_path / "r.csv")
+    assert result.exit_code == 1 and "--budget must be at least 1" in result.stderr
+    assert not (tmp_path / "r.csv").exists()
