@@ -176,3 +176,57 @@ def test_export_needs_labels_and_a_positive_budget(store, cli, tmp_path):
     result = cli("review", "export", "--run", run_id, "--budget", 0, "-o", tmp_path / "r.csv")
     assert result.exit_code == 1 and "--budget must be at least 1" in result.stderr
     assert not (tmp_path / "r.csv").exists()
+
+
+def human_labelled_run(store, count=12):
+    """A run of `count` responses, each with a human verdict (half refusals)."""
+    prompts = [f"Question number {i} about {topic}?" for i, topic in enumerate(["bread", "locks", "planets"] * 4)]
+    responses = [("I can't help with that request." if i % 2 else f"Here is an answer about topic {i}.")
+                 for i in range(count)]
+    store.append("prompts", pa.Table.from_pylist([
+        {"prompt_id": prompt_id(p), "dataset": "review-test", "text": p, "harmful": True, "split": "test"}
+        for p in prompts[:count]]))
+    record_run(store, "human-run", "import", {"source": "test"}, name="human-run")
+    store.append("responses", pa.Table.from_pylist([
+        {"run_id": "human-run", "prompt_id": prompt_id(p), "sample_index": 0, "response": r}
+        for p, r in zip(prompts, responses)]))
+    store.replace("labels", pa.table({
+        "run_id": ["human-run"] * count, "prompt_id": [prompt_id(p) for p in prompts[:count]],
+        "sample_index": pa.array([0] * count, pa.int32()), "labeler": ["human"] * count,
+        "refusal": [bool(i % 2) for i in range(count)], "verdict": ["refusal" if i % 2 else "compliance"
+                                                                     for i in range(count)],
+        "reviewer": ["ana"] * count}))
+
+
+@pytest.mark.slow
+def test_judge_train_from_the_stores_human_labels(store, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("REFUSALDATA_CACHE", str(tmp_path / "cache"))
+    human_labelled_run(store)
+    result = cli("judge", "train", "from-people", "--target", "refusal", "--from-store", "human")
+    assert result.exit_code == 0, result.stderr
+    assert "trained 'from-people' on 12 rows (target refusal)" in result.stdout
+    card = json.loads((store.root / "judges" / "from-people" / "card.json").read_text())
+    assert (card["data"]["labeler"], card["data"]["rows"], card["data"]["positives"]) == ("human", 12, 6)
+    assert (card["text_columns"], card["label_column"]) == (["prompt", "response"], "refusal")
+    listed = json.loads(cli("judge", "list", "--format", "json").stdout)
+    assert listed["data"] == f"human labels of {store.root}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--from-store", "human"), "--from-store human holds refusal verdicts: use --target refusal"),
+    (("--from-store", "rules", "--target", "refusal"), "--from-store takes human, not 'rules'"),
+    (("--target", "refusal"), "give the training data with --data FILE or --from-store human"),
+    (("--from-store", "human", "--target", "refusal", "--label-column", "x"),
+     "--text-columns and --label-column go with --data"),
+])
+def test_judge_train_from_store_bad_options(store, cli, args, message):
+    human_labelled_run(store)
+    result = cli("judge", "train", "x", *args)
+    assert result.exit_code == 1 and message in result.stderr
+    assert not (store.root / "judges").exists()
+
+
+def test_judge_train_from_store_needs_enough_human_labels(store, cli):
+    result = cli("judge", "train", "x", "--target", "refusal", "--from-store", "human")
+    assert result.exit_code == 1
+    assert "the store's human labels: needs at least 10 rows with both labels present (has 0 rows" in result.stderr
