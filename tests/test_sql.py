@@ -129,6 +129,10 @@ def test_views_sql_matches_library_views(tmp_path):
     store.replace("templates", pa.table({"run_id": ["r1", "r1"], "labeler": ["rules", "rules"],
                                          "k": pa.array([5, 3], pa.int32()), "template_id": ["t5", "t3"]}))
     store.append("runs", pa.table({"run_id": ["r1"], "backend": ["import"]}))
+    for labeler, refusal in (("rules", [True, False]), ("hybrid", [True, True])):
+        store.replace("labels", pa.table({"run_id": ["r1", "r1"], "prompt_id": ["p1", "p2"],
+                                          "sample_index": pa.array([0, 0], pa.int32()), "labeler": [labeler] * 2,
+                                          "refusal": refusal}))
     library = store.connect()
     part = store.files("prompts")[0]
     (part.parent / f"{part.stem} (1).parquet").write_bytes(part.read_bytes())  # the library refuses it
@@ -149,6 +153,8 @@ def test_views_sql_matches_library_views(tmp_path):
     assert statements[len(tables):] == best
     for statement in best:
         analyst.execute(statement)
+    best_rows = library.sql("SELECT labeler, verdict FROM best_labels ORDER BY ALL").fetchall()
+    assert best_rows == [("hybrid", "refusal"), ("hybrid", "refusal")]
     assert analyst.sql("SELECT * FROM best_labels ORDER BY ALL").fetchall() == \
         library.sql("SELECT * FROM best_labels ORDER BY ALL").fetchall()
     assert library.sql("SELECT DISTINCT dataset, split FROM prompts ORDER BY ALL").fetchall() != [("old", "v1")]
