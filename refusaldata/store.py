@@ -246,6 +246,11 @@ class Store:
             self._upgrade()
         self._ready = True
 
+    def create(self) -> None:
+        """Make the store (its folder and format file) if it does not exist yet, as the first table
+        write would: for what lives beside the tables, such as learned judges (judge/cards.py)."""
+        self._open(write=True)
+
     def _write_format(self) -> None:
         from refusaldata import __version__
 

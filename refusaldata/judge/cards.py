@@ -43,6 +43,7 @@ def save(store: Store, name: str, weights: dict[str, np.ndarray], card: dict) ->
     """Write the judge `name` (weights as float32 safetensors, card as JSON) atomically."""
     from safetensors.numpy import save_file
 
+    store.create()  # a judge trained into a fresh store makes it a store, not a folder of judges
     with io.atomic_folder(judges_dir(store) / check_name(name)) as staging:
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()},
                   staging / WEIGHTS_FILE, metadata={"name": name, "threshold": str(card["threshold"])})
