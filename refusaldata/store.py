@@ -375,7 +375,8 @@ class Store:
 
         Empty tables are typed empty views, so queries never fail for want of files.
         With `labels` come the `best_labels` view and the `labels_of(labeler)` macro
-        (sql/best_labels.sql), through which queries read one labeler's verdicts.
+        (sql/best_labels.sql), through which queries read one labeler's verdicts; with
+        `templates`, `templates_of(labeler)` (sql/best_templates.sql).
         """
         con = duckdb.connect()
         self._files.attach(con)
@@ -384,6 +385,8 @@ class Store:
             self.attach_view(con, name)
         if "labels" in names:
             con.execute(sql_text("best_labels"))
+        if "templates" in names:
+            con.execute(sql_text("best_templates"))
         return con
 
     def file_size(self, path: Path) -> int:

@@ -6,5 +6,5 @@ SELECT
       WHERE run_id = $run AND refusal IS NOT NULL) AS labelled,
     (SELECT count(*) FROM labels_of($labeler)
       WHERE run_id = $run AND refusal) AS refusals,
-    (SELECT count(*) FROM templates
-      WHERE run_id = $run AND labeler = $labeler) AS templates
+    (SELECT count(*) FROM templates_of($labeler)
+      WHERE run_id = $run) AS templates

@@ -9,8 +9,9 @@
 -- A view over a table with no files yet fails with "No files found"; the library
 -- (`refusaldata sql`) defines typed empty views instead and checks each file's schema.
 -- tests/test_sql.py checks each statement against refusaldata/schemas.py.
--- The last three statements are sql/best_labels.sql as it is (rd_verdict, the
--- best_labels view and the labels_of macro; see there), which the library runs too.
+-- The last four statements are sql/best_labels.sql and sql/best_templates.sql as they are
+-- (rd_verdict, the best_labels view, the labels_of and templates_of macros; see there),
+-- which the library runs too.
 CREATE OR REPLACE VIEW prompts AS
 SELECT * FROM (SELECT NULL::VARCHAR AS "prompt_id", NULL::VARCHAR AS "dataset", NULL::VARCHAR AS "category", NULL::VARCHAR AS "text", NULL::BOOLEAN AS "harmful", NULL::VARCHAR AS "split", NULL::VARCHAR AS "source_ref", NULL::VARCHAR AS "context", NULL::TIMESTAMP WITH TIME ZONE AS "imported_at", NULL::VARCHAR AS "attack" LIMIT 0)
 UNION ALL BY NAME
@@ -79,3 +80,13 @@ CREATE OR REPLACE MACRO labels_of(name) AS TABLE
 SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict) FROM labels WHERE labeler = name AND name <> 'best'
 UNION ALL
 SELECT * FROM best_labels WHERE name = 'best';
+
+CREATE OR REPLACE MACRO templates_of(name) AS TABLE
+SELECT * FROM templates WHERE labeler = name AND name <> 'best'
+UNION ALL
+SELECT * EXCLUDE (preference) FROM (
+    SELECT *, dense_rank() OVER (PARTITION BY run_id
+                                 ORDER BY list_position(['best', 'hybrid', 'rules'], labeler)) AS preference
+    FROM templates
+    WHERE name = 'best' AND labeler IN ('best', 'hybrid', 'rules'))
+WHERE preference = 1;

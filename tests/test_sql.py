@@ -147,9 +147,12 @@ def test_views_sql_matches_library_views(tmp_path):
             assert analyst.sql(f"SELECT * FROM {name} ORDER BY ALL").fetchall() == \
                 library.sql(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
     assert {s.split(" VIEW ")[1].split()[0] for s in tables} >= set(TABLES)
-    # The rest is sql/best_labels.sql as it is, which the library runs in every connection.
-    best = [s.query.strip() for s in duckdb.extract_statements((ROOT / "sql" / "best_labels.sql").read_text())]
-    best[0] = best[0][best[0].index("CREATE"):]  # past the file's header comment
+    # The rest is sql/best_labels.sql and sql/best_templates.sql as they are, which the library runs too.
+    best = []
+    for name in ("best_labels", "best_templates"):
+        found = [s.query.strip() for s in duckdb.extract_statements((ROOT / "sql" / f"{name}.sql").read_text())]
+        found[0] = found[0][found[0].index("CREATE"):]  # past the file's header comment
+        best += found
     assert statements[len(tables):] == best
     for statement in best:
         analyst.execute(statement)
