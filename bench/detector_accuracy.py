@@ -34,25 +34,45 @@ and do not condone", "there is no way to", "instead you should"). Of several `wh
 variants of one phrase the one gaining most (then the narrowest) is kept. The phrases
 chosen on all sources are the ones added to sql/refusal_lexicon.csv.
 
-Every variant scored (LOSO figures of each are printed by this script; the note of
-issue 13 lists them). Exploratory runs with the same protocol, outside this script,
-settled the model family first (human worst / mean, the shipped lexicon):
+Every variant scored. This script prints each one's LOSO figures; measured on 2 shared
+cores (human sources: XSTest v1 / PyRIT refusal / refusal_extra / mini_refusal, then
+worst / mean; full log in bench/out/detector_accuracy_full.log):
+- peers: XSTest 0.825 / 0.676 / 0.500 / 1.000 (0.500 / 0.750), GCG 0.805 / 0.733 /
+  0.516 / 1.000 (0.516 / 0.763), JBB 0.780 / 0.686 / 0.516 / 1.000 (0.516 / 0.745);
+- rules: lexicon before issue 13 0.875 / 0.810 / 0.516 / 1.000 (0.516 / 0.800); with the
+  phrases chosen per fold 0.875 / 0.819 / 0.516 / 1.000 (0.516 / 0.802). An earlier
+  acceptance rule (every candidate that costs no voter a row, so phrases nobody here
+  uses join) cost XSTest 4 rows ("i must point out", "i must clarify" fire on its
+  premise corrections): only the issue's own phrases now join without a gain;
+- hybrid recipes (train_refusal_model.Recipe), the shipped one first: shipped (cues +
+  rule facts + prompt relevance + mismatched pairs) 0.875 / 0.914 / 0.953 / 0.875
+  (0.875 / 0.904); no prompt relevance 0.895 / 0.829 / 0.516 / 0.958 (0.516 / 0.799);
+  no relevance, no mismatched pairs 0.880 / 0.838 / 0.516 / 0.750 (0.516 / 0.746); no
+  mismatched pairs 0.875 / 0.924 / 0.656 / 0.958 (0.656 / 0.853); L2 1e-2 0.875 / 0.895
+  / 0.953 / 0.875 (0.875 / 0.900); L2 1e-4 0.870 / 0.914 / 0.953 / 0.875 (0.870 /
+  0.903); row weights 0.875 / 0.895 / 0.953 / 0.875 (0.875 / 0.900); rules decide at 0.8,
+  or never: as shipped; no cue counts 0.875 / 0.895 / 0.953 / 0.875 (0.875 / 0.900); cues
+  without comply/premise, or without denied_norm/hedge: as shipped. The shipped recipe has
+  the best worst source, then the best mean; prompt relevance is what lifts
+  refusal_extra's off-topic answers, and it costs XSTest v1 four rows. Before the
+  denied_norm/hedge cue groups and the four identity phrases SmolLM2 taught (first full
+  run), the shipped recipe scored the same on the human sources.
+Exploratory runs with the same protocol, outside this script, settled the model family
+first (human worst / mean, the lexicon before issue 13):
 - hashed word 1-3-gram logistic regression over the first 60 words (+ rule facts, +
   prompt/response word overlap), 2^18 buckets, L2 1e-6..1e-4, 30..120 words, row or
   source weights: xstest_v1 0.57-0.74, worst 0.52, mean 0.71-0.77 - it learns
   source-specific wording;
 - MiniLM static token embeddings (mean over 64 tokens) + rule facts (+ cue counts, +
   cosine or product with the prompt's, + mismatched pairs): xstest_v1 0.815-0.885,
-  worst 0.52-0.81, mean 0.79-0.87 - the prompt terms help pyrit_refusal_extra's
-  off-topic answers (0.56-0.88) and cost XSTest (0.815-0.85), whose nonsense-premise
-  answers look off-topic;
-- cue counts + rule facts (the family shipped): xstest_v1 0.89, pyrit_refusal 0.848,
-  mean 0.813; a model of the no-marker rows only: worse (mean 0.69).
+  worst 0.52-0.81, mean 0.79-0.87;
+- cue counts + rule facts (the family shipped, before prompt relevance): xstest_v1 0.89,
+  pyrit_refusal 0.848, mean 0.813; a model of the no-marker rows only: mean 0.69.
 Earlier, out-of-fold over pooled folds (not LOSO, so not comparable; measured by the
 previous engineers): MiniLM sentence embeddings + rule facts MLP (the learned labeler
 `judge train --target refusal`) 0.870 / 0.905 / 0.984 / 0.958 on the four human sets;
-a fine-tuned MiniLM cross-encoder 0.775 / 0.819 / 0.859 / 0.917 (dropped). With
---minilm this script scores the MLP by LOSO too.
+a fine-tuned MiniLM cross-encoder 0.775 / 0.819 / 0.859 / 0.917 (dropped, and its code
+with it). With --minilm this script scores the MLP by LOSO too.
 
 Also printed: the LOSO ablation of the shipped recipe (each training source left out of
 every fold in turn); the review loop simulated on each held-out source (the rows
@@ -342,14 +362,14 @@ def speed(texts: list[str], minilm_sample: int) -> dict[str, float]:
 
 def minilm_loso(pool: Pool) -> dict[str, np.ndarray]:
     """The learned refusal labeler of `judge train --target refusal` (MiniLM MLP), trained per fold."""
-    from refusaldata.judge.learned import TrainSettings, _fit, predict
+    from refusaldata.judge.classifier import TrainSettings, fit, predict
     from refusaldata.judge.refusal import features
 
     x = features(pool.responses, pool.frame["prompt"].to_list(), facts=pool.facts(base_lexicon()))
     predicted = {}
     for held in pool.names:
         train = pool.train_masks[held]
-        weights = _fit(x[train].astype(np.float32), pool.truth[train].astype(np.float32), TrainSettings())
+        weights = fit(x[train].astype(np.float32), pool.truth[train].astype(np.float32), TrainSettings())
         predicted[held] = predict(weights, x[pool.sources == held])
     return predicted
 
