@@ -247,5 +247,6 @@ class JudgeFormat:
 FORMATS: dict[str, JudgeFormat] = {
     "llama-guard-3": JudgeFormat("llama-guard-3", LLAMA_GUARD_3_TEMPLATE, parse_llama_guard, 16),
     "harmbench": JudgeFormat("harmbench", HARMBENCH_TEMPLATE, parse_harmbench, 4),
-    "wildguard": JudgeFormat("wildguard", WILDGUARD_TEMPLATE, parse_wildguard, 32, judges_refusal=True),
+    # WildGuard's three answer lines take about 20 tokens.
+    "wildguard": JudgeFormat("wildguard", WILDGUARD_TEMPLATE, parse_wildguard, 24, judges_refusal=True),
 }
