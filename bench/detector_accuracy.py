@@ -72,7 +72,11 @@ Earlier, out-of-fold over pooled folds (not LOSO, so not comparable; measured by
 previous engineers): MiniLM sentence embeddings + rule facts MLP (the learned labeler
 `judge train --target refusal`) 0.870 / 0.905 / 0.984 / 0.958 on the four human sets;
 a fine-tuned MiniLM cross-encoder 0.775 / 0.819 / 0.859 / 0.917 (dropped, and its code
-with it). With --minilm this script scores the MLP by LOSO too.
+with it). With --minilm this script scores the MLP by LOSO too (trained per fold on the
+same rows, mismatched pairs included, threshold 0.5): `--quick --minilm` gave 0.875 /
+0.914 / 0.641 / 1.000 (0.641 / 0.857) against the shipped hybrid's 0.880 / 0.905 / 0.953
+/ 0.875 (0.875 / 0.903) in the same run (bench/out/detector_accuracy_minilm.log), at a
+few responses per second instead of thousands.
 
 Also printed: the LOSO ablation of the shipped recipe (each training source left out of
 every fold in turn); the review loop simulated on each held-out source (the rows
