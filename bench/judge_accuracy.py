@@ -76,7 +76,7 @@ import polars as pl
 from rapidfuzz import fuzz, process
 
 from refusaldata.imports import jbb_files
-from refusaldata.judge import learned
+from refusaldata.judge import classifier, features, learned
 from refusaldata.judge.embed import embed
 from refusaldata.judge.features import MINILM, MINILM_HEAD
 from refusaldata.store import Store
@@ -166,8 +166,8 @@ def _folds(groups: list[str], k: int, seed: int) -> np.ndarray:
 
 def cross_validate(data: pl.DataFrame, recipe: Recipe, seed: int, k: int = 5) -> dict[str, float]:
     """Held-out accuracy per source, folds grouped by prompt; trains as `judge train` does."""
-    settings = replace(learned.TrainSettings(), feature_set=recipe.feature_set)
-    x = learned.features(data["response"].to_list(), data["prompt"].to_list(), feature_set=recipe.feature_set)
+    settings = replace(classifier.TrainSettings(), feature_set=recipe.feature_set)
+    x = features.features(data["response"].to_list(), data["prompt"].to_list(), feature_set=recipe.feature_set)
     y = data["label"].to_numpy().astype(np.float32)
     prompts = data["prompt"].to_list()
     from_artifacts = (data["source"] == "jbb-artifacts").to_numpy()
@@ -176,11 +176,11 @@ def cross_validate(data: pl.DataFrame, recipe: Recipe, seed: int, k: int = 5) ->
     for part in range(k):
         fit_rows = (fold != part) & (~from_artifacts | recipe.artifacts)
         index = np.flatnonzero(fit_rows)
-        held = learned._group_split([prompts[i] for i in index], settings.validation_fraction, settings.seed)
-        split_weights = learned._fit(x[index[~held]], y[index[~held]], settings)
-        threshold = learned.best_threshold(y[index[held]], learned.predict(split_weights, x[index[held]]))
-        weights = learned._fit(x[index], y[index], settings)
-        predicted[fold == part] = learned.predict(weights, x[fold == part]) >= threshold
+        held = classifier.group_split([prompts[i] for i in index], settings.validation_fraction, settings.seed)
+        split_weights = classifier.fit(x[index[~held]], y[index[~held]], settings)
+        threshold = classifier.best_threshold(y[index[held]], classifier.predict(split_weights, x[index[held]]))
+        weights = classifier.fit(x[index], y[index], settings)
+        predicted[fold == part] = classifier.predict(weights, x[fold == part]) >= threshold
     correct = predicted == y.astype(bool)
     return {"gptfuzz": float(correct[~from_artifacts].mean()), "artifacts": float(correct[from_artifacts].mean())}
 
@@ -222,17 +222,18 @@ def main() -> None:
     results = {}
     for recipe in RECIPES:
         started = time.perf_counter()
-        settings = learned.TrainSettings(feature_set=recipe.feature_set)
-        card = learned.train(store, recipe.name, files[recipe.artifacts], ["prompt", "response"], "label", settings)
+        settings = classifier.TrainSettings(feature_set=recipe.feature_set)
+        data = learned.file_data(files[recipe.artifacts], ["prompt", "response"], "label")
+        card = learned.train(store, recipe.name, data, settings)
         judge = learned.load(store, recipe.name)
         scores = judge.scores(rows["goal"], rows["target_response"], cache=True)
-        results[recipe.name] = {"metrics": learned.metrics(truth, scores >= card["threshold"]),
+        results[recipe.name] = {"metrics": classifier.metrics(truth, scores >= card["threshold"]),
                                 "threshold": card["threshold"], "validation": card["metrics"]["validation"],
                                 "train_s": time.perf_counter() - started}
         print(row(f"learned:{recipe.name}", results[recipe.name]["metrics"]))
     for column, label in PEERS.items():
-        print(row(label, learned.metrics(truth, np.array(rows[column], dtype=int) == 1)))
-    print(row("always 'not jailbroken'", learned.metrics(truth, np.zeros_like(truth))))
+        print(row(label, classifier.metrics(truth, np.array(rows[column], dtype=int) == 1)))
+    print(row("always 'not jailbroken'", classifier.metrics(truth, np.zeros_like(truth))))
     ours = results[OURS.name]
     spread = [ours["metrics"]]
     print(f"ours = learned:{OURS.name} ({OURS.label}); threshold {ours['threshold']:.3f} chosen on "
@@ -242,10 +243,10 @@ def main() -> None:
         # The spread over training seeds, to read the table's single-seed figures against; never used to choose.
         for seed in range(1, args.seeds):
             name = f"{OURS.name}-seed{seed}"
-            card = learned.train(store, name, files[OURS.artifacts], ["prompt", "response"], "label",
-                                 learned.TrainSettings(feature_set=OURS.feature_set, seed=seed))
+            card = learned.train(store, name, learned.file_data(files[OURS.artifacts], ["prompt", "response"], "label"),
+                                 classifier.TrainSettings(feature_set=OURS.feature_set, seed=seed))
             scores = learned.load(store, name).scores(rows["goal"], rows["target_response"], cache=True)
-            spread.append(learned.metrics(truth, scores >= card["threshold"]))
+            spread.append(classifier.metrics(truth, scores >= card["threshold"]))
         accuracy = np.array([m["accuracy"] for m in spread])
         print(f"ours over training seeds 0..{args.seeds - 1}: accuracy {' '.join(f'{a:.2f}' for a in accuracy)}; "
               f"mean {accuracy.mean():.3f} sd {accuracy.std():.3f}; precision mean "

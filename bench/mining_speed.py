@@ -46,14 +46,14 @@ METHODS = ("scan", "regex", "startswith", "label", "uniformity")
 
 def real_responses(data: Path) -> list[str]:
     """Every real response text under ../shared/data we can read."""
-    from refusaldata.judge.refusal import human_refusal_sets
+    from refusal_sources import human_sets
 
     texts = []
     for path in sorted((data / "corpora/jbb_artifacts/attack-artifacts").rglob("*.json")):
         content = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(content, dict) and isinstance(content.get("jailbreaks"), list):
             texts += [row["response"] for row in content["jailbreaks"] if row.get("response")]
-    human = {name: rows["response"].drop_nulls().to_list() for name, rows in human_refusal_sets(data).items()}
+    human = {name: rows["response"].drop_nulls().to_list() for name, rows in human_sets(data).items()}
     texts += human.pop("xstest_v1", [])
     gptfuzz = data / "labelled/gptfuzz/train.csv"
     if gptfuzz.is_file():

@@ -10,7 +10,8 @@ from refusaldata.cli.build_sft import (
     ContextRunOption, ExportOption, LabelerOption, MaxExamplesOption, SeedOption, SplitOption, describe,
 )
 from refusaldata.cli.common import StoreOption, echo, open_store
-from refusaldata.distill import DEFAULT_LABELER, build_pairs, check_export_path, export_set
+from refusaldata.distill import build_pairs, check_export_path, export_set
+from refusaldata.label import BEST
 from refusaldata.store import DEFAULT_STORE
 
 
@@ -26,7 +27,7 @@ def build_pairs_command(
     max_examples: MaxExamplesOption = None,
     seed: SeedOption = 0,
     output: ExportOption = None,
-    labeler: LabelerOption = DEFAULT_LABELER,
+    labeler: LabelerOption = BEST,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Build preference pairs: chosen = a refusal target, rejected = the student's compliant answer.

@@ -10,8 +10,9 @@ import typer
 
 from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.distill import (
-    DEFAULT_LABELER, DEFAULT_REFUSAL, SetSummary, build_sft, check_export_path, export_set,
+    DEFAULT_REFUSAL, SetSummary, build_sft, check_export_path, export_set,
 )
+from refusaldata.label import BEST
 from refusaldata.store import DEFAULT_STORE
 
 
@@ -30,7 +31,9 @@ SplitOption = Annotated[str, typer.Option("--split", help="Prompt split to draw 
 MaxExamplesOption = Annotated[
     int | None, typer.Option("--max-examples", help="At most N refusal examples, sampled with --seed.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the deterministic sampling.")]
-LabelerOption = Annotated[str, typer.Option("--labeler", help="Whose refusal labels decide what counts as a refusal.")]
+LabelerOption = Annotated[str, typer.Option(
+    "--labeler", help="Whose refusal labels decide what counts as a refusal: best (a human verdict where one exists, "
+                      "else hybrid's, else the rules'), or a labeler's name.")]
 ContextRunOption = Annotated[str | None, typer.Option(
     "--context-run", help="Self targets from this run of the same model under a safety context "
                           "(generate --system-prompt/--few-shot): context distillation.")]
@@ -69,7 +72,7 @@ def build_sft_command(
     refusal_text: Annotated[str | None, typer.Option(
         "--refusal-text", help=f"The fixed target of --mode baseline (default: \"{DEFAULT_REFUSAL}\").")] = None,
     output: ExportOption = None,
-    labeler: LabelerOption = DEFAULT_LABELER,
+    labeler: LabelerOption = BEST,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Build an SFT set: refusal targets for the harmful prompts a student complied with, plus retention.

@@ -17,9 +17,12 @@ from refusaldata.errors import NotFoundError
 from refusaldata.evaluate import PLAIN, as_text, attack_cells, compare_attacks, compare_runs, format_comparison
 from refusaldata.capability import SUITES
 from refusaldata.generate import SPLITS
+from refusaldata.label import BEST
 from refusaldata.store import DEFAULT_STORE
 
-LabelerOption = Annotated[str, typer.Option("--labeler", help="The refusal labeler whose verdicts count.")]
+LabelerOption = Annotated[str, typer.Option(
+    "--labeler", help="The refusal labeler whose verdicts count: best (a human verdict where one exists, "
+                      "else hybrid's, else the rules'), or a labeler's name.")]
 KOption = Annotated[int, typer.Option("--k", help="Opening length in words for uniformity.")]
 BootstrapOption = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
@@ -43,7 +46,7 @@ class CompareGrouping(str, enum.Enum):
 def compare(
     ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(help="Runs (id, name or id prefix); the first is the reference.")],
-    labeler: LabelerOption = "rules",
+    labeler: LabelerOption = BEST,
     k: KOption = 5,
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,

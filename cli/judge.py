@@ -24,13 +24,17 @@ judge_app = typer.Typer(help="Learned unsafe-content or refusal labelers (MiniLM
 @judge_app.command("train")
 def train(
     name: Annotated[str, typer.Argument(help="Name to save the labeler under (used as --labeler learned:NAME).")],
-    data: Annotated[Path, typer.Option("--data", help="Labelled CSV, JSONL or Parquet file.")],
-    text_columns: Annotated[str, typer.Option(
-        "--text-columns", help="RESPONSE or PROMPT,RESPONSE: the column(s) holding the texts.")],
-    label_column: Annotated[str, typer.Option(
-        "--label-column", help="Column with 1/0 (true/false) = the target (unsafe, or refusal).")],
+    data: Annotated[Path | None, typer.Option("--data", help="Labelled CSV, JSONL or Parquet file.")] = None,
+    from_store: Annotated[str | None, typer.Option(
+        "--from-store", help="Train on the store's labels instead of a file: human (the verdicts people stored "
+                             "with `refusaldata review import`; --target refusal).")] = None,
+    text_columns: Annotated[str | None, typer.Option(
+        "--text-columns", help="With --data: RESPONSE or PROMPT,RESPONSE, the column(s) holding the texts.")] = None,
+    label_column: Annotated[str | None, typer.Option(
+        "--label-column", help="With --data: the column with 1/0 (true/false) = the target (unsafe, or refusal).")
+    ] = None,
     target: Annotated[Target, typer.Option(
-        "--target", help="What the label column says: unsafe (content) or refusal; `label` writes that column.")
+        "--target", help="What the labels say: unsafe (content) or refusal; `label` writes that column.")
     ] = "unsafe",
     features: Annotated[FeatureSet | None, typer.Option(
         "--features", help="Feature set of an unsafe labeler (default minilm; minilm-head adds the opening, "
@@ -40,15 +44,28 @@ def train(
 ) -> None:
     """Train a learned labeler and save its weights and card under <store>/judges/NAME/."""
     from refusaldata.errors import InputError
+    from refusaldata.judge.classifier import TrainSettings
     from refusaldata.judge.features import DEFAULT_FEATURE_SET
-    from refusaldata.judge.learned import TrainSettings
+    from refusaldata.judge.learned import file_data, store_data
     from refusaldata.judge.learned import train as train_learned
 
     if features is not None and target.value != "unsafe":
         raise InputError(f"--features applies to --target unsafe, not '{target.value}'")
-    columns = [c.strip() for c in text_columns.split(",") if c.strip()]
+    opened = open_store(store)
+    if (data is None) == (from_store is None):
+        raise InputError("give the training data with --data FILE or --from-store human (one of the two)")
+    if from_store is not None:
+        if target.value != "refusal":
+            raise InputError(f"--from-store {from_store} holds refusal verdicts: use --target refusal")
+        if text_columns or label_column:
+            raise InputError("--text-columns and --label-column go with --data, not --from-store")
+        rows = store_data(opened, from_store)
+    else:
+        if not text_columns or not label_column:
+            raise InputError("--data needs --text-columns and --label-column")
+        rows = file_data(data, [c.strip() for c in text_columns.split(",") if c.strip()], label_column)
     settings = TrainSettings(feature_set=features.value if features else DEFAULT_FEATURE_SET)
-    card = train_learned(open_store(store), name, data, columns, label_column, settings, target=target.value)
+    card = train_learned(opened, name, rows, settings, target=target.value)
     validation = card["metrics"]["validation"]
     echo(f"trained '{name}' on {card['data']['rows']} rows (target {card['target']}); "
          f"threshold {card['threshold']:.3f}; "
@@ -63,7 +80,7 @@ def list_judges(
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """The learned labelers in the store, with their validation metrics."""
-    from refusaldata.judge.learned import CARD_FILE, judges_dir, known_judges
+    from refusaldata.judge.cards import CARD_FILE, judges_dir, known_judges
 
     opened = open_store(store)
     rows = []
@@ -74,7 +91,8 @@ def list_judges(
                      "rows": card["data"]["rows"],
                      "threshold": card["threshold"], "val_accuracy": validation["accuracy"],
                      "val_precision": validation["precision"], "val_recall": validation["recall"],
-                     "data": card["data"]["path"]})
+                     "data": card["data"].get("path")
+                     or f"{card['data']['labeler']} labels of {card['data']['store']}"})
     schema = pa.schema([("name", pa.string()), ("target", pa.string()), ("features", pa.string()),
                         ("rows", pa.int64()),
                         ("threshold", pa.float64()), ("val_accuracy", pa.float64()),

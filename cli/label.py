@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from refusaldata.cli.common import (
-    FormatOption, OutputFormat, OutputOption, StoreOption, choice, emit, open_store, refuse,
+    FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit, open_store, refuse,
 )
 from refusaldata.judge.formats import FORMATS
-from refusaldata.label import RULES, label as label_runs
+from refusaldata.label import DEFAULT_LABELER, describe_labeler, label as label_runs
 from refusaldata.store import DEFAULT_STORE
 
 JudgeFormat = choice("JudgeFormat", FORMATS)
@@ -20,22 +20,27 @@ def label(
     ctx: typer.Context,
     run: Annotated[list[str] | None, typer.Option(
         "--run", help="Run id, name or id prefix (repeatable; default every run).")] = None,
-    labeler: Annotated[str, typer.Option("--labeler", help="rules (SQL lexicon), judge, or learned:NAME.")] = RULES,
+    labeler: Annotated[str, typer.Option(
+        "--labeler", help="hybrid (the rules where sure, the shipped model elsewhere), rules (the SQL lexicon alone), "
+                          "judge (a safety classifier, --judge-model/--judge-format) or learned:NAME.")
+    ] = DEFAULT_LABELER,
     judge_model: Annotated[str | None, typer.Option(
         "--judge-model", help="With --labeler judge: the safety classifier (folder or hub id).")] = None,
     judge_format: Annotated[JudgeFormat | None, typer.Option(
-        "--judge-format", help="With --labeler judge: the classifier's prompt format.")] = None,
+        "--judge-format", help="With --labeler judge: its prompt format (wildguard also judges refusal).")] = None,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Label responses as refusals or not (one partition per labeler and run, replaced atomically)."""
+    """Label responses compliance, refusal or partial (one partition per labeler and run, replaced atomically)."""
     if labeler.split(":", 1)[0] != "judge":
         refuse(ctx, ("judge_model", "judge_format"), "applies only to --labeler judge or judge:NAME")
     judge_options = {name: value for name, value in
                      (("judge_model", judge_model), ("judge_format", judge_format and judge_format.value))
                      if value is not None}
-    emit(label_runs(open_store(store), run, labeler, **judge_options), fmt, output, title="labels written")
+    summary = label_runs(open_store(store), run, labeler, **judge_options)
+    echo(f"labeler: {describe_labeler(labeler)}", err=True)
+    emit(summary, fmt, output, title="labels written")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from refusaldata.errors import RefusalDataError, excerpt, shorten_quoted
 from refusaldata.cli.common import check_output, echo
 from refusaldata.cli import (
     build_pairs, build_sft, compare, evaluate, generate, judge, label, mine, prompts, quickstart, report,
-    responses, sets, sql, tables, train,
+    responses, review, sets, sql, tables, train,
 )
 
 app = typer.Typer(
@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (prompts, generate, responses, label, mine, build_sft, build_pairs, sets, train,
+for module in (prompts, generate, responses, label, review, mine, build_sft, build_pairs, sets, train,
                judge, compare, evaluate, report, quickstart, sql, tables):
     module.register(app)
 

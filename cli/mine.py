@@ -10,14 +10,16 @@ import typer
 
 from refusaldata import mine as mining
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
-from refusaldata.label import RULES
+from refusaldata.label import BEST
 from refusaldata.store import DEFAULT_STORE
 
 mine_app = typer.Typer(help="Mine the labels: refusal rates, openings, uniformity, templates.", no_args_is_help=True)
 
 RunOption = Annotated[list[str] | None, typer.Option(
     "--run", help="Run id, name or id prefix (repeatable; default every labelled run).")]
-LabelerOption = Annotated[str, typer.Option("--labeler", help="Which labels to read (labels.labeler).")]
+LabelerOption = Annotated[str, typer.Option(
+    "--labeler", help="Which labels to read: best (a human verdict where one exists, else hybrid's, else the "
+                      "rules'), or a labeler's name (labels.labeler).")]
 KOption = Annotated[int, typer.Option("--k", help="Words per opening.")]
 
 
@@ -33,7 +35,7 @@ def rates(
         "--by", help="Also split each run by prompt dataset, category or attack (with the paired difference "
                      "to the unattacked source prompts).")] = None,
     run: RunOption = None,
-    labeler: LabelerOption = RULES,
+    labeler: LabelerOption = BEST,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -47,7 +49,7 @@ def openings(
     k: KOption = 5,
     top: Annotated[int, typer.Option("--top", help="Openings shown per run.")] = 10,
     run: RunOption = None,
-    labeler: LabelerOption = RULES,
+    labeler: LabelerOption = BEST,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -60,7 +62,7 @@ def openings(
 def uniformity(
     k: KOption = 5,
     run: RunOption = None,
-    labeler: LabelerOption = RULES,
+    labeler: LabelerOption = BEST,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -74,7 +76,7 @@ def templates(
     k: KOption = 5,
     threshold: Annotated[float, typer.Option("--threshold", help="rapidfuzz ratio (0-100) to join a template.")] = 80.0,
     run: RunOption = None,
-    labeler: LabelerOption = RULES,
+    labeler: LabelerOption = BEST,
     show: Annotated[bool, typer.Option(
         "--show", help="Print every template, not one summary row per run (csv, json and parquet always do).")
     ] = False,
@@ -113,7 +115,7 @@ def template_summary(found: pa.Table) -> pa.Table:
 def correlation(
     k: KOption = 5,
     run: RunOption = None,
-    labeler: LabelerOption = RULES,
+    labeler: LabelerOption = BEST,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,

@@ -12,6 +12,7 @@ from refusaldata.cli.compare import (
     BootstrapOption, CapabilitySuiteOption, KOption, LabelerOption, SeedOption, SplitOption, UnsafeLabelerOption,
 )
 from refusaldata.report import write_report
+from refusaldata.label import BEST
 from refusaldata.store import DEFAULT_STORE
 
 
@@ -21,7 +22,7 @@ def report(
                        "base, baseline-sft, self-distill, cross-distill, dpo, nca first).")] = None,
     output: Annotated[Path, typer.Option(
         "--output", "-o", "--out", help="The HTML file; FILE.md and FILE-*.svg go next to it.")] = Path("report.html"),
-    labeler: LabelerOption = "rules",
+    labeler: LabelerOption = BEST,
     k: KOption = 5,
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,

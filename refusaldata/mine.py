@@ -45,7 +45,7 @@ def _query(store: Store, name: str, labeler: str, runs: list[str] | None, **para
     run_ids = run_ids_for(store, runs) if runs else []
     con = _connect(store)
     try:
-        if not con.sql("SELECT count(*) FROM labels WHERE labeler = $labeler",
+        if not con.sql("SELECT count(*) FROM labels_of($labeler)",
                        params={"labeler": labeler}).fetchall()[0][0]:
             raise NotFoundError(f"no labels by '{labeler}' in {store.root}; run `refusaldata label` first")
         return con.sql(sql_text(name), params={"labeler": labeler, "run_ids": run_ids, **params}).to_arrow_table()

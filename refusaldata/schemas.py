@@ -119,12 +119,15 @@ LABELS = TableSpec(
         pa.field("categories", pa.string()),
         pa.field("raw", pa.string()),
         pa.field("created_at", TIMESTAMP),
+        pa.field("verdict", pa.string()),
+        pa.field("reviewer", pa.string()),
     ]),
     partitions=(("labeler", "labeler"), ("run", "run_id")),
     key=("labeler", "run_id", "prompt_id", "sample_index"),
     replace=True,
-    description="Verdicts on responses: refusal (with the marker that fired and the normalized opening) and, "
-                "from judges, unsafe.",
+    description="Verdicts on responses: verdict (compliance, refusal or partial; refusal = not compliance), "
+                "score = P(refusal), the marker that fired and the normalized opening; from judges, unsafe; "
+                "from people (labeler 'human'), who reviewed it.",
 )
 
 TEMPLATES = TableSpec(

@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from refusaldata import migrations, storage
 from refusaldata.errors import NotFoundError, SchemaError, StoreError
+from refusaldata.queries import sql_text
 from refusaldata.schemas import TABLES, TableSpec
 
 DEFAULT_STORE = Path("parquet_cache")
@@ -245,6 +246,11 @@ class Store:
             self._upgrade()
         self._ready = True
 
+    def create(self) -> None:
+        """Make the store (its folder and format file) if it does not exist yet, as the first table
+        write would: for what lives beside the tables, such as learned judges (judge/cards.py)."""
+        self._open(write=True)
+
     def _write_format(self) -> None:
         from refusaldata import __version__
 
@@ -368,11 +374,19 @@ class Store:
         """An in-memory DuckDB connection with one view per table over the store's files.
 
         Empty tables are typed empty views, so queries never fail for want of files.
+        With `labels` come the `best_labels` view and the `labels_of(labeler)` macro
+        (sql/best_labels.sql), through which queries read one labeler's verdicts; with
+        `templates`, `templates_of(labeler)` (sql/best_templates.sql).
         """
         con = duckdb.connect()
         self._files.attach(con)
-        for name in list(TABLES) if tables is None else tables:
+        names = list(TABLES) if tables is None else tables
+        for name in names:
             self.attach_view(con, name)
+        if "labels" in names:
+            con.execute(sql_text("best_labels"))
+        if "templates" in names:
+            con.execute(sql_text("best_templates"))
         return con
 
     def file_size(self, path: Path) -> int:

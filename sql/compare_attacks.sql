@@ -12,11 +12,10 @@ WITH answered AS (
            l.prompt_id,
            count(*) AS responses,
            count(*) FILTER (WHERE l.refusal) AS refusals
-    FROM labels l
+    FROM labels_of($labeler) l
     JOIN responses r
       ON r.run_id = l.run_id AND r.prompt_id = l.prompt_id AND r.sample_index = l.sample_index
-    WHERE l.labeler = $labeler
-      AND list_contains($runs, l.run_id)
+    WHERE list_contains($runs, l.run_id)
       AND l.refusal IS NOT NULL
       AND r.finish_reason IS DISTINCT FROM 'skipped'
     GROUP BY l.run_id, l.prompt_id

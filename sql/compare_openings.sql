@@ -16,12 +16,11 @@ SELECT l.run_id,
        l.prompt_id,
        rd_opening(coalesce(l.opening, ''), $k) AS opening,
        count(*) AS refusals
-FROM labels l
+FROM labels_of($labeler) l
 JOIN prompt_facts p USING (prompt_id)
 JOIN responses r
   ON r.run_id = l.run_id AND r.prompt_id = l.prompt_id AND r.sample_index = l.sample_index
-WHERE l.labeler = $labeler
-  AND list_contains($runs, l.run_id)
+WHERE list_contains($runs, l.run_id)
   AND l.refusal
   AND p.harmful
   AND r.finish_reason IS DISTINCT FROM 'skipped'

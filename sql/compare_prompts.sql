@@ -20,15 +20,14 @@ SELECT l.run_id,
        count(*) FILTER (WHERE l.refusal) AS refusals,
        count(u.unsafe) AS judged,
        count(*) FILTER (WHERE u.unsafe) AS unsafe
-FROM labels l
+FROM labels_of($labeler) l
 JOIN prompt_facts p USING (prompt_id)
 JOIN responses r
   ON r.run_id = l.run_id AND r.prompt_id = l.prompt_id AND r.sample_index = l.sample_index
 LEFT JOIN labels u
   ON u.labeler = $unsafe_labeler AND u.run_id = l.run_id AND u.prompt_id = l.prompt_id
  AND u.sample_index = l.sample_index
-WHERE l.labeler = $labeler
-  AND list_contains($runs, l.run_id)
+WHERE list_contains($runs, l.run_id)
   AND l.refusal IS NOT NULL
   AND r.finish_reason IS DISTINCT FROM 'skipped'
 GROUP BY l.run_id, l.prompt_id, p.harmful

@@ -10,8 +10,8 @@ SELECT r.run_id,
 FROM runs r
 LEFT JOIN (
     SELECT run_id, count(*) AS templates
-    FROM templates
-    WHERE labeler = $labeler AND k = $k AND list_contains($runs, run_id)
+    FROM templates_of($labeler)
+    WHERE k = $k AND list_contains($runs, run_id)
     GROUP BY run_id
 ) t USING (run_id)
 WHERE list_contains($runs, r.run_id)

@@ -6,9 +6,9 @@
 WITH labelled AS (
     SELECT r.prompt_id, r.sample_index, r.response, l.refusal
     FROM responses r
-    JOIN labels l
+    JOIN labels_of($labeler) l
       ON l.run_id = r.run_id AND l.prompt_id = r.prompt_id AND l.sample_index = r.sample_index
-    WHERE r.run_id = $run AND l.labeler = $labeler AND l.refusal IS NOT NULL
+    WHERE r.run_id = $run AND l.refusal IS NOT NULL
       AND coalesce(trim(r.response), '') <> '' AND coalesce(r.finish_reason, '') <> 'skipped'
 )
 SELECT

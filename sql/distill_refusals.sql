@@ -5,15 +5,16 @@
 -- latest mining (one k). Dominant templates: taken by support (ties by template_id) until
 -- they cover $dominant_share of the templates' support, so a run with one main pattern
 -- has one dominant template and a varied run has several.
--- Needs sql/normalize.sql (rd_opening). Parameters: $run, $labeler, $dominant_share.
+-- Needs sql/normalize.sql (rd_opening), sql/best_labels.sql and sql/best_templates.sql.
+-- Parameters: $run, $labeler, $dominant_share.
 WITH latest AS (
-    SELECT k FROM templates WHERE run_id = $run AND labeler = $labeler
+    SELECT k FROM templates_of($labeler) WHERE run_id = $run
     ORDER BY created_at DESC, k DESC LIMIT 1
 ),
 mined AS (
     SELECT template_id, support, openings
-    FROM templates
-    WHERE run_id = $run AND labeler = $labeler AND k = (SELECT k FROM latest)
+    FROM templates_of($labeler)
+    WHERE run_id = $run AND k = (SELECT k FROM latest)
 ),
 ranked AS (
     SELECT
@@ -30,9 +31,9 @@ membership AS (
 refusals AS (
     SELECT r.prompt_id, r.sample_index, r.response, rd_opening(l.opening, (SELECT k FROM latest)) AS opening
     FROM responses r
-    JOIN labels l
+    JOIN labels_of($labeler) l
       ON l.run_id = r.run_id AND l.prompt_id = r.prompt_id AND l.sample_index = r.sample_index
-    WHERE r.run_id = $run AND l.labeler = $labeler AND l.refusal
+    WHERE r.run_id = $run AND l.refusal
       AND coalesce(trim(r.response), '') <> '' AND coalesce(r.finish_reason, '') <> 'skipped'
 )
 SELECT

@@ -2,9 +2,9 @@
 -- its refusals among them, and how many refusal templates were mined for it.
 -- Parameters: $run, $labeler.
 SELECT
-    (SELECT count(*) FROM labels
-      WHERE run_id = $run AND labeler = $labeler AND refusal IS NOT NULL) AS labelled,
-    (SELECT count(*) FROM labels
-      WHERE run_id = $run AND labeler = $labeler AND refusal) AS refusals,
-    (SELECT count(*) FROM templates
-      WHERE run_id = $run AND labeler = $labeler) AS templates
+    (SELECT count(*) FROM labels_of($labeler)
+      WHERE run_id = $run AND refusal IS NOT NULL) AS labelled,
+    (SELECT count(*) FROM labels_of($labeler)
+      WHERE run_id = $run AND refusal) AS refusals,
+    (SELECT count(*) FROM templates_of($labeler)
+      WHERE run_id = $run) AS templates

@@ -11,8 +11,8 @@
 -- Parameters: $labeler (labels.labeler), $run_ids (VARCHAR[]; empty: every run).
 WITH answered AS (
     SELECT run_id, prompt_id, avg(refusal::INT) AS refused_share
-    FROM labels
-    WHERE labeler = $labeler AND run_selected(run_id, $run_ids::VARCHAR[]) AND refusal IS NOT NULL
+    FROM labels_of($labeler)
+    WHERE run_selected(run_id, $run_ids::VARCHAR[]) AND refusal IS NOT NULL
     GROUP BY run_id, prompt_id
 ),
 pairs AS (

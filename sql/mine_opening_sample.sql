@@ -9,7 +9,7 @@
 --   $sample    openings kept per run
 --   $seed      sample seed (BIGINT)
 SELECT run_id, unnest(min_by(rd_opening(opening, $k), hash(prompt_id, sample_index, $seed), $sample)) AS opening
-FROM labels
-WHERE labeler = $labeler AND refusal AND run_selected(run_id, $run_ids::VARCHAR[])
+FROM labels_of($labeler)
+WHERE refusal AND run_selected(run_id, $run_ids::VARCHAR[])
 GROUP BY run_id
 ORDER BY run_id

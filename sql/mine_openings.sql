@@ -7,8 +7,8 @@
 --   $top       openings kept per run
 WITH counts AS (
     SELECT run_id, rd_opening(opening, $k) AS opening, count(*) AS refusals
-    FROM labels
-    WHERE labeler = $labeler AND refusal AND run_selected(run_id, $run_ids::VARCHAR[])
+    FROM labels_of($labeler)
+    WHERE refusal AND run_selected(run_id, $run_ids::VARCHAR[])
     GROUP BY ALL
 ),
 ranked AS (

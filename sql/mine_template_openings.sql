@@ -5,7 +5,7 @@
 --   $run_ids   VARCHAR[] of runs (empty: every labelled run)
 --   $k         words per opening
 SELECT run_id, rd_opening(opening, $k) AS opening, count(*) AS refusals
-FROM labels
-WHERE labeler = $labeler AND refusal AND run_selected(run_id, $run_ids::VARCHAR[])
+FROM labels_of($labeler)
+WHERE refusal AND run_selected(run_id, $run_ids::VARCHAR[])
 GROUP BY ALL
 ORDER BY run_id, refusals DESC, opening

@@ -11,8 +11,8 @@
 --   $k         words per opening
 WITH chosen AS (
     SELECT run_id, prompt_id, refusal, opening
-    FROM labels
-    WHERE labeler = $labeler AND run_selected(run_id, $run_ids::VARCHAR[])
+    FROM labels_of($labeler)
+    WHERE run_selected(run_id, $run_ids::VARCHAR[])
 ),
 refusal_openings AS (
     SELECT run_id, rd_opening(opening, $k) AS opening FROM chosen WHERE refusal

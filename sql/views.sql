@@ -9,6 +9,9 @@
 -- A view over a table with no files yet fails with "No files found"; the library
 -- (`refusaldata sql`) defines typed empty views instead and checks each file's schema.
 -- tests/test_sql.py checks each statement against refusaldata/schemas.py.
+-- The last four statements are sql/best_labels.sql and sql/best_templates.sql as they are
+-- (rd_verdict, the best_labels view, the labels_of and templates_of macros; see there),
+-- which the library runs too.
 CREATE OR REPLACE VIEW prompts AS
 SELECT * FROM (SELECT NULL::VARCHAR AS "prompt_id", NULL::VARCHAR AS "dataset", NULL::VARCHAR AS "category", NULL::VARCHAR AS "text", NULL::BOOLEAN AS "harmful", NULL::VARCHAR AS "split", NULL::VARCHAR AS "source_ref", NULL::VARCHAR AS "context", NULL::TIMESTAMP WITH TIME ZONE AS "imported_at", NULL::VARCHAR AS "attack" LIMIT 0)
 UNION ALL BY NAME
@@ -28,7 +31,7 @@ SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/responses/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
 WHERE regexp_full_match(filename, '.*/responses/run=[^/]+/part-[0-9a-f]{32}\.parquet');
 CREATE OR REPLACE VIEW labels AS
-SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "prompt_id", NULL::INTEGER AS "sample_index", NULL::VARCHAR AS "labeler", NULL::BOOLEAN AS "refusal", NULL::DOUBLE AS "score", NULL::VARCHAR AS "marker", NULL::VARCHAR AS "opening", NULL::BOOLEAN AS "unsafe", NULL::VARCHAR AS "categories", NULL::VARCHAR AS "raw", NULL::TIMESTAMP WITH TIME ZONE AS "created_at" LIMIT 0)
+SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "prompt_id", NULL::INTEGER AS "sample_index", NULL::VARCHAR AS "labeler", NULL::BOOLEAN AS "refusal", NULL::DOUBLE AS "score", NULL::VARCHAR AS "marker", NULL::VARCHAR AS "opening", NULL::BOOLEAN AS "unsafe", NULL::VARCHAR AS "categories", NULL::VARCHAR AS "raw", NULL::TIMESTAMP WITH TIME ZONE AS "created_at", NULL::VARCHAR AS "verdict", NULL::VARCHAR AS "reviewer" LIMIT 0)
 UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/labels/*/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
@@ -63,3 +66,33 @@ UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/train_metrics/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
 WHERE regexp_full_match(filename, '.*/train_metrics/adapter=[^/]+/part-[0-9a-f]{32}\.parquet');
+CREATE OR REPLACE VIEW capability AS
+SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "suite", NULL::VARCHAR AS "key", NULL::VARCHAR AS "prompt", NULL::VARCHAR AS "response", NULL::VARCHAR[] AS "instruction_ids", NULL::BOOLEAN[] AS "followed_strict", NULL::BOOLEAN[] AS "followed_loose", NULL::BOOLEAN AS "strict", NULL::BOOLEAN AS "loose", NULL::DOUBLE AS "kl_to_base", NULL::INTEGER AS "reply_tokens", NULL::INTEGER AS "max_tokens", NULL::TIMESTAMP WITH TIME ZONE AS "created_at" LIMIT 0)
+UNION ALL BY NAME
+SELECT * EXCLUDE (filename)
+FROM read_parquet(getvariable('store') || '/capability/*/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
+WHERE regexp_full_match(filename, '.*/capability/suite=[^/]+/run=[^/]+/data\.parquet');
+CREATE OR REPLACE MACRO rd_verdict(verdict, refusal) AS
+    coalesce(verdict, CASE WHEN refusal THEN 'refusal' WHEN NOT refusal THEN 'compliance' END);
+
+CREATE OR REPLACE VIEW best_labels AS
+SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict)
+FROM labels
+WHERE labeler IN ('human', 'hybrid', 'rules')
+QUALIFY row_number() OVER (PARTITION BY run_id, prompt_id, sample_index
+                           ORDER BY list_position(['human', 'hybrid', 'rules'], labeler)) = 1;
+
+CREATE OR REPLACE MACRO labels_of(name) AS TABLE
+SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict) FROM labels WHERE labeler = name AND name <> 'best'
+UNION ALL
+SELECT * FROM best_labels WHERE name = 'best';
+
+CREATE OR REPLACE MACRO templates_of(name) AS TABLE
+SELECT * FROM templates WHERE labeler = name AND name <> 'best'
+UNION ALL
+SELECT * EXCLUDE (preference) FROM (
+    SELECT *, dense_rank() OVER (PARTITION BY run_id
+                                 ORDER BY list_position(['best', 'hybrid', 'rules'], labeler)) AS preference
+    FROM templates
+    WHERE name = 'best' AND labeler IN ('best', 'hybrid', 'rules'))
+WHERE preference = 1;

@@ -34,6 +34,17 @@ NEVER_IN_A_SET = {"T1", "T2", "BT", "H9"}
 
 
 @pytest.fixture
+def cli(cli):
+    """The CLI, reading the fixtures' rules labels and templates (the commands' default is --labeler best)."""
+    def invoke(*args, **kwargs):
+        if args and args[0] in ("build-sft", "build-pairs") and "--labeler" not in args:
+            args = (*args, "--labeler", "rules")
+        return cli(*args, **kwargs)
+
+    return invoke
+
+
+@pytest.fixture
 def fixture_store(store: Store) -> Store:
     """The temp store filled with the frozen distillation fixtures."""
     for path in sorted(FIXTURE_DIR.glob("*.parquet")):

@@ -1,6 +1,6 @@
 """The learned labeler with --target refusal: train on a small hand-written CSV with the
 real MiniLM model, label a run beside the rules labeler, mine it; the rule facts it reads
-(sql/label_rules.sql over in-memory texts) and the mismatched pairs it trains on."""
+(sql/label_rules.sql over in-memory texts)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import polars as pl
 import pytest
 
-from refusaldata.judge.refusal import mismatched_pairs, rule_facts
+from refusaldata.label import rule_facts
 from tests.test_judge_learned import make_run
 
 REFUSALS = [
@@ -63,7 +63,7 @@ def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv)
         ("What is a black hole?",
          "**Note:** I cannot stress enough how dense a black hole is: light cannot escape it."),
     ])
-    assert cli("label", "--run", run_id).exit_code == 0
+    assert cli("label", "--run", run_id, "--labeler", "rules").exit_code == 0
     result = cli("label", "--run", run_id, "--labeler", "learned:refusal-tiny", "--format", "json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout.splitlines()[0])
@@ -118,7 +118,7 @@ def test_rule_facts_are_the_rule_labelers_in_input_order():
         "I’m sorry, but I can’t help with that.",
         None,
         "Sure! I can't believe I get to answer this one.",
-    ]).to_pylist()
+    ]).select(["refusal", "marker", "opening", "marker_at_start", "marker_in_opening"]).to_pylist()
     assert facts == [
         {"refusal": True, "marker": "i'm sorry but", "opening": "sure, here it is. i'm sorry, but it is long.",
          "marker_at_start": False, "marker_in_opening": True},
@@ -128,16 +128,3 @@ def test_rule_facts_are_the_rule_labelers_in_input_order():
         {"refusal": False, "marker": None, "opening": "sure! i can't believe i get to answer this one.",
          "marker_at_start": False, "marker_in_opening": False},
     ]
-
-
-def test_mismatched_pairs_pair_each_prompt_with_another_prompts_answer():
-    frame = pl.DataFrame({
-        "prompt": ["a", "b", "c", "c", "d"],
-        "response": ["answer a", "answer b", "answer c", "no", "answer d"],
-        "refusal": [False, False, False, True, False],
-    })
-    pairs = mismatched_pairs(frame, seed=3)
-    assert pairs["refusal"].to_list() == [True] * pairs.height
-    assert pairs.height == 4
-    assert sorted(pairs["response"].to_list()) == ["answer a", "answer b", "answer c", "answer d"]
-    assert all(response != f"answer {prompt}" for prompt, response in pairs.select("prompt", "response").rows())

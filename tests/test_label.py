@@ -7,6 +7,7 @@ import pytest
 
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.label import label, labeler_function, load_lexicon, rule_patterns
+from refusaldata.refusal_model import marker_scores
 
 DISCLAIMED_ANSWER = (
     "Sure! Here is an overview of how pin tumbler locks work, covering the plug, the shear line, "
@@ -44,6 +45,13 @@ CASES = [
 ]
 
 
+def calibrated(marker: str | None) -> float:
+    """The rules' score of a response with `marker`: the shipped model's calibration."""
+    scores, marked, unmarked = marker_scores()
+    table = dict(zip(scores.column("marker").to_pylist(), scores.column("score").to_pylist()))
+    return unmarked if marker is None else table.get(marker, marked)
+
+
 def add_run(store, run_id: str, rows: list[tuple[str, str | None, str | None]]) -> None:
     store.append("runs", pa.table({"run_id": [run_id], "name": [run_id], "backend": ["import"]}))
     store.append("responses", pa.table({
@@ -64,7 +72,7 @@ def test_rule_labels_on_tricky_responses(store):
     add_run(store, "tricky", [(c[0], c[1], c[2]) for c in CASES])
     summary = label(store)
     assert summary.to_pylist() == [{"run_id": "tricky", "labeler": "rules", "labelled": 12, "refusals": 6,
-                                    "undecided": 0}]
+                                    "undecided": 0, "partials": 1}]
     got = labels_by_prompt(store)
     assert set(got) == {c[0] for c in CASES if c[1] is not None}
     for prompt_id, _, _, refusal, marker, opening in CASES:
@@ -72,7 +80,10 @@ def test_rule_labels_on_tricky_responses(store):
             continue
         row = got[prompt_id]
         assert (row["refusal"], row["marker"], row["opening"]) == (refusal, marker, opening), prompt_id
-        assert row["score"] == (1.0 if refusal else 0.0)
+        # refuse-then-comply declines and then answers: a partial refusal
+        assert row["verdict"] == ("partial" if prompt_id == "refuse_then_comply" else
+                                  "refusal" if refusal else "compliance")
+        assert row["score"] == pytest.approx(calibrated(marker))
 
 
 def test_rule_labels_past_an_exception_and_the_word_window(store):
@@ -118,7 +129,7 @@ def test_lexicon_rows_are_checked():
     patterns, lexicon = rule_patterns("phrase,where,origin\ni cannot,opening,ours\nno way,first 3 words,ours\n")
     assert patterns["opening_pattern"] == "(?i)^[^a-z0-9]*(?:i[^a-z0-9'’]+cannot\\b)"
     assert lexicon.column("words").to_pylist() == [1, 3]
-    assert (patterns["exception_pattern"], patterns["fewest_words"]) == ("$^", 3)
+    assert (patterns["exception_pattern"], patterns["fewest_words"]) == ("[^\\s\\S]", 3)
     patterns, _ = rule_patterns("phrase,where,origin\ni can't,first 30 words,ours\n"
                                 "i can't wait,exception,ours\nsorry but,first 5 words,ours\n")
     assert patterns["exception_pattern"] == "(?i)i[^a-z0-9'’]+can['’]t[^a-z0-9'’]+wait\\b"

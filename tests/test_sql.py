@@ -129,20 +129,37 @@ def test_views_sql_matches_library_views(tmp_path):
     store.replace("templates", pa.table({"run_id": ["r1", "r1"], "labeler": ["rules", "rules"],
                                          "k": pa.array([5, 3], pa.int32()), "template_id": ["t5", "t3"]}))
     store.append("runs", pa.table({"run_id": ["r1"], "backend": ["import"]}))
+    for labeler, refusal in (("rules", [True, False]), ("hybrid", [True, True])):
+        store.replace("labels", pa.table({"run_id": ["r1", "r1"], "prompt_id": ["p1", "p2"],
+                                          "sample_index": pa.array([0, 0], pa.int32()), "labeler": [labeler] * 2,
+                                          "refusal": refusal}))
     library = store.connect()
     part = store.files("prompts")[0]
     (part.parent / f"{part.stem} (1).parquet").write_bytes(part.read_bytes())  # the library refuses it
     analyst = duckdb.connect()
     analyst.execute("SET VARIABLE store = ?", [str(store.root)])
-    for statement in duckdb.extract_statements((ROOT / "sql" / "views.sql").read_text()):
-        name = statement.query.split(" VIEW ")[1].split()[0]
+    statements = [s.query.strip() for s in duckdb.extract_statements((ROOT / "sql" / "views.sql").read_text())]
+    tables = [s for s in statements if "read_parquet" in s]
+    for statement in tables:
+        name = statement.split(" VIEW ")[1].split()[0]
         if library.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0]:
-            analyst.execute(statement.query)
+            analyst.execute(statement)
             assert analyst.sql(f"SELECT * FROM {name} ORDER BY ALL").fetchall() == \
                 library.sql(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
-    statements = duckdb.extract_statements((ROOT / "sql" / "views.sql").read_text())
-    defined = {s.query.split(" VIEW ")[1].split()[0] for s in statements}
-    assert defined >= set(TABLES)
+    assert {s.split(" VIEW ")[1].split()[0] for s in tables} >= set(TABLES)
+    # The rest is sql/best_labels.sql and sql/best_templates.sql as they are, which the library runs too.
+    best = []
+    for name in ("best_labels", "best_templates"):
+        found = [s.query.strip() for s in duckdb.extract_statements((ROOT / "sql" / f"{name}.sql").read_text())]
+        found[0] = found[0][found[0].index("CREATE"):]  # past the file's header comment
+        best += found
+    assert statements[len(tables):] == best
+    for statement in best:
+        analyst.execute(statement)
+    best_rows = library.sql("SELECT labeler, verdict FROM best_labels ORDER BY ALL").fetchall()
+    assert best_rows == [("hybrid", "refusal"), ("hybrid", "refusal")]
+    assert analyst.sql("SELECT * FROM best_labels ORDER BY ALL").fetchall() == \
+        library.sql("SELECT * FROM best_labels ORDER BY ALL").fetchall()
     assert library.sql("SELECT DISTINCT dataset, split FROM prompts ORDER BY ALL").fetchall() != [("old", "v1")]
 
 

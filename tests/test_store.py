@@ -128,8 +128,8 @@ def test_replace_query_streams_into_one_partition(store: Store):
      "a row has run_id other than 'r1'"),
     ("SELECT 'r1' AS run_id, NULL AS prompt_id, 0 AS sample_index, 'rules' AS labeler",
      "column 'prompt_id' has 1 null value"),
-    ("SELECT 'r1' AS run_id, 'p' AS prompt_id, 0 AS sample_index, 'rules' AS labeler, 1 AS verdict",
-     "unexpected column 'verdict'"),
+    ("SELECT 'r1' AS run_id, 'p' AS prompt_id, 0 AS sample_index, 'rules' AS labeler, 1 AS colour",
+     "unexpected column 'colour'"),
     ("SELECT 'r1' AS run_id, 'p' AS prompt_id, 'rules' AS labeler", "missing column 'sample_index'"),
     ("SELECT 'r1' AS run_id, 'p' AS prompt_id, 'x' AS sample_index, 'rules' AS labeler", "cannot be stored"),
 ])

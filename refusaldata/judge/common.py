@@ -24,16 +24,16 @@ def write_verdicts(store: Store, run_id: str, labeler: str, rows: pa.Table, *,
                    unsafe: list[bool | None] | None = None, score: list[float | None] | None = None,
                    categories: list[str | None] | None = None, raw: list[str | None] | None = None,
                    refusal: list[bool | None] | None = None, markers: list[str | None] | None = None,
-                   openings: list[str | None] | None = None) -> int:
+                   openings: list[str | None] | None = None, verdicts: list[str | None] | None = None) -> int:
     """Replace the labels partition (labeler, run_id) with one verdict per input row.
 
     A run without answered responses gets its partition emptied (stale verdicts removed).
     Each column is one value per row, null where not given: unsafe-content labelers pass
-    `unsafe`, a refusal labeler `refusal` with its markers and openings.
+    `unsafe`, a refusal labeler `refusal` with its verdicts, markers and openings.
     """
     count = rows.num_rows
     given = {"score": score, "refusal": refusal, "marker": markers, "opening": openings, "unsafe": unsafe,
-             "categories": categories, "raw": raw}
+             "categories": categories, "raw": raw, "verdict": verdicts}
     # Columns not given are left out: the store fills a table's absent nullable columns with nulls.
     labels = pa.table({
         "run_id": rows.column("run_id"),

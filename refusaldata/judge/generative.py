@@ -1,15 +1,17 @@
-"""Judge a run with a generative safety classifier (Llama Guard 3, HarmBench) in its
-published prompt format, and store unsafe / categories / the raw verdict as labels.
+"""Judge a run with a generative safety classifier (Llama Guard 3, HarmBench, WildGuard) in
+its published prompt format, and store unsafe / categories / the raw verdict as labels;
+WildGuard also judges refusal, stored as refusal, verdict and score (1 or 0).
 
 The judge decodes greedily with vLLM where a GPU is present (fed our own token ids) and
 with transformers otherwise, batched with left padding. The generation package's engines
 render chat templates (`LLM.chat`), while a judge needs its exact published prompt text,
 so the judge drives the engines itself. Prompts are the
-exact template text (see formats.py), tokenized without an extra BOS for Llama Guard 3,
-whose template starts with <|begin_of_text|>, and with the tokenizer's BOS for the
-Llama-2 HarmBench template.
+exact template text (see formats.py), tokenized without an extra BOS for Llama Guard 3
+and WildGuard, whose templates start with their BOS text (<|begin_of_text|>, <s>), and
+with the tokenizer's BOS for the Llama-2 HarmBench template.
 
-Real judge weights (meta-llama/Llama-Guard-3-8B, cais/HarmBench-Llama-2-13b-cls) cannot
+Real judge weights (meta-llama/Llama-Guard-3-8B, cais/HarmBench-Llama-2-13b-cls,
+allenai/wildguard) cannot
 be reached from the development machine: the plumbing is tested with the embedded
 SmolLM2-135M-Instruct standing in as the judge, whose outputs are mostly not verdicts and
 so exercise the "unsafe null, raw kept" path.
@@ -88,7 +90,7 @@ def generate_verdicts(model: str, fmt: JudgeFormat, prompts: list[str | None],
     token ids, and both decode greedily.
     """
     texts = [fmt.render(prompt, response) for prompt, response in zip(prompts, responses)]
-    add_bos = not fmt.template.startswith("<|begin_of_text|>")
+    add_bos = not fmt.has_bos
     if (backend or judge_backend()) == "vllm":
         from transformers import AutoTokenizer
 
@@ -127,7 +129,9 @@ def label_with_judge(store: Store, run_ids: list[str], labeler: str = "judge", j
 
     Labels are stored under `labeler` ('judge', or e.g. 'judge:lg3' to keep several
     judges apart). Each row keeps the raw output; unsafe is null where the output is not
-    a verdict; `marker` names the judge model.
+    a verdict; `marker` names the judge model. A format that judges refusal (wildguard)
+    also stores refusal, its verdict (refusal or compliance; the judge has no partial)
+    and score 1.0 / 0.0, null where its refusal answer is not yes or no.
     """
     if not judge_model:
         raise InputError(f"--labeler {labeler} needs --judge-model MODEL (a folder or hub id)")
@@ -140,8 +144,14 @@ def label_with_judge(store: Store, run_ids: list[str], labeler: str = "judge", j
         raw = generate_verdicts(judge_model, fmt, rows.column("prompt").to_pylist(),
                                 rows.column("response").to_pylist(), batch_size) if rows.num_rows else []
         verdicts = [fmt.parse(text) for text in raw]
+        refusal = {}
+        if fmt.judges_refusal:
+            refusal = {"refusal": [v.refusal for v in verdicts],
+                       "score": [None if v.refusal is None else float(v.refusal) for v in verdicts],
+                       "verdicts": [None if v.refusal is None else "refusal" if v.refusal else "compliance"
+                                    for v in verdicts]}
         written[run_id] = write_verdicts(store, run_id, labeler, rows,
                                          unsafe=[v.unsafe for v in verdicts],
                                          categories=[v.categories for v in verdicts], raw=raw,
-                                         markers=[judge_model] * len(verdicts))
+                                         markers=[judge_model] * len(verdicts), **refusal)
     return written

@@ -1,4 +1,4 @@
-"""The learned labeler's refusal target (`judge train --target refusal`): features and data.
+"""The learned labeler's refusal target (`judge train --target refusal`): its features.
 
 Refusal as PyRIT's human raters score it is relative to the request: an answer to a
 different question ("off-topic") refuses the objective, and no reader of the response
@@ -10,25 +10,19 @@ pair is read as
 with e_* the MiniLM embeddings of embed.py: what the response says, how much of it is
 about what was asked, and the SQL rule labeler's verdict and where its phrase sits. The
 rule facts come from running sql/label_rules.sql itself over the texts as an in-memory
-relation (sql/learned_refusal_facts.sql reads its output), so the lexicon lives in one
-place. The classifier, its threshold and card are the unsafe labeler's (learned.py);
+relation (label.rule_facts), so the lexicon lives in one place. The classifier, its threshold
+and card are the unsafe labeler's (learned.py);
 only the features and the stored column (`refusal`, with the rules' marker and opening)
 differ.
 
-Training data assembled here, all openly licensed: XSTest v1 completions (CC-BY-4.0;
-full and partial refusal count as refusal), PyRIT's human-scored refusal sets (MIT) and
-uncensorbench's 150 prompts with a reference refusal and a reference compliant answer
-(MIT). Mismatched pairs add PyRIT's off-topic definition on more topics: prompt i with
-the compliant answer to another prompt j is a refusal of objective i.
+Its training file is assembled by bench/refusal_training_set.py from the labelled sources
+of bench/refusal_sources.py (data only benches use stays out of the package).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -36,8 +30,7 @@ import pyarrow as pa
 from refusaldata.errors import InputError
 from refusaldata.judge.common import run_inputs, write_verdicts
 from refusaldata.judge.embed import embed
-from refusaldata.label import prepare_rules
-from refusaldata.queries import sql_text
+from refusaldata.label import rule_facts
 from refusaldata.store import Store
 
 UNSAFE = "unsafe"
@@ -53,27 +46,6 @@ def check_target(target: str) -> str:
     if target not in TARGETS:
         raise InputError(f"unknown --target '{target}' (one of {', '.join(TARGETS)})")
     return target
-
-
-def rule_facts(responses: Sequence[str | None]) -> pa.Table:
-    """The rule labeler's refusal, marker, opening, marker_at_start, marker_in_opening per response, in order."""
-    count = len(responses)
-    inputs = pa.table({
-        "run_id": pa.array([""] * count, pa.string()),
-        "prompt_id": pa.array([f"{i:012d}" for i in range(count)], pa.string()),
-        "sample_index": pa.array([0] * count, pa.int32()),
-        "response": pa.array(["" if r is None else str(r) for r in responses], pa.string()),
-        "finish_reason": pa.array(["stop"] * count, pa.string()),
-    })
-    con = duckdb.connect()
-    try:
-        params = prepare_rules(con)
-        con.register("responses", inputs)
-        rules = con.sql(sql_text("label_rules"), params={**params, "run_id": ""}).to_arrow_table()
-        con.register("rule_labels", rules)
-        return con.sql(sql_text("learned_refusal_facts")).to_arrow_table()
-    finally:
-        con.close()
 
 
 def features(responses: Sequence[str | None], prompts: Sequence[str | None] | None = None,
@@ -118,75 +90,5 @@ def label_run(store: Store, run_id: str, labeler: str,
     refusal = scores >= threshold
     markers = np.where(refusal, np.array(facts.column("marker").to_pylist(), dtype=object), None)
     return write_verdicts(store, run_id, labeler, rows, refusal=refusal.tolist(), score=scores.tolist(),
-                          markers=markers.tolist(), openings=facts.column("opening").to_pylist())
-
-
-# -- training data ---------------------------------------------------------------------------
-
-def _csv(path: Path) -> pl.DataFrame:
-    """A CSV whose leading lines may be `#` comments, all columns as strings."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    while lines and lines[0].startswith("#"):
-        lines.pop(0)
-    return pl.read_csv(io.StringIO("".join(lines)), infer_schema=False)
-
-
-def human_refusal_sets(data: Path) -> dict[str, pl.DataFrame]:
-    """(prompt, response, refusal) per human-labelled refusal set under data/labelled that is present."""
-    sets = {}
-    xstest = data / "labelled/xstest_v1/xstest_completions_llama2_v1.csv"
-    if xstest.is_file():
-        sets["xstest_v1"] = _csv(xstest).select(
-            pl.col("prompt"), pl.col("completion").alias("response"),
-            pl.col("final_label").is_in(["2_full_refusal", "3_partial_refusal"]).alias("refusal"))
-    for name in ("refusal", "refusal_extra", "mini_refusal"):
-        path = data / f"labelled/pyrit_refusal/{name}.csv"
-        if path.is_file():
-            sets[f"pyrit_{name}"] = _csv(path).select(
-                pl.col("objective").alias("prompt"), pl.col("assistant_response").alias("response"),
-                (pl.col("human_score").str.strip_chars() == "1").alias("refusal"))
-    return sets
-
-
-def uncensorbench_pairs() -> pl.DataFrame:
-    """uncensorbench's prompts, each with its reference refusal (true) and compliant answer (false)."""
-    from refusaldata.fetch import package_data
-    from refusaldata.io import read_records
-    from refusaldata.registry import BUILTINS
-
-    frame = read_records(package_data(BUILTINS["uncensorbench"].location), "json", records_key="prompts")
-    return pl.concat([
-        frame.select("prompt", pl.col("censored_response").alias("response"), pl.lit(True).alias("refusal")),
-        frame.select("prompt", pl.col("uncensored_response").alias("response"), pl.lit(False).alias("refusal")),
-    ])
-
-
-def mismatched_pairs(frame: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
-    """Off-topic refusals: each compliant row's prompt with another prompt's compliant answer.
-
-    The answers are a random cyclic shift of the compliant rows, so every answer is used
-    once; pairs that land on the same prompt text are dropped.
-    """
-    compliant = frame.filter(~pl.col("refusal")).select("prompt", "response")
-    if compliant.height < 2:
-        return frame.clear().select("prompt", "response", "refusal")
-    order = np.random.default_rng(seed).permutation(compliant.height)
-    shuffled = compliant[order]
-    answers = shuffled.select(pl.col("prompt").shift(-1, fill_value=shuffled["prompt"][0]).alias("answered"),
-                              pl.col("response").shift(-1, fill_value=shuffled["response"][0]))
-    return (shuffled.select("prompt").hstack(answers)
-            .filter(pl.col("prompt") != pl.col("answered"))
-            .select("prompt", "response", pl.lit(True).alias("refusal")))
-
-
-def training_set(data: Path, seed: int = 0) -> pl.DataFrame:
-    """Every human-labelled refusal set, uncensorbench and their mismatched pairs, deduplicated.
-
-    Columns prompt, response, refusal (bool), source (the set, or '<set>+mismatched').
-    """
-    sources = {**human_refusal_sets(data), "uncensorbench": uncensorbench_pairs()}
-    pooled = pl.concat([rows.with_columns(pl.lit(name).alias("source")) for name, rows in sources.items()])
-    pooled = pooled.unique(["prompt", "response"], keep="first", maintain_order=True)
-    mismatched = mismatched_pairs(pooled, seed).join(
-        pooled.select("prompt", "response"), on=["prompt", "response"], how="anti")
-    return pl.concat([pooled, mismatched.with_columns(pl.lit("mismatched").alias("source"))])
+                          markers=markers.tolist(), openings=facts.column("opening").to_pylist(),
+                          verdicts=np.where(refusal, "refusal", "compliance").tolist())

@@ -1,0 +1,32 @@
+"""The default labeler, `hybrid`: the rules where they are sure, the shipped model elsewhere.
+
+Every answered response of a run is read by the rule labeler (sql/label_rules.sql over
+the texts) and scored by the shipped refusal model (refusal_model.py), which needs no
+training step and no model download: it runs at rule speed. Stored per response:
+verdict (compliance, refusal or partial), refusal (= verdict != compliance), score =
+P(refusal), the rules' marker on refusals and the normalized opening on every row.
+"""
+
+from __future__ import annotations
+
+from refusaldata.errors import InputError
+from refusaldata.judge.common import run_inputs, write_verdicts
+from refusaldata.label import rule_facts
+from refusaldata.refusal_model import decide
+from refusaldata.store import Store
+
+
+def label_with_hybrid(store: Store, run_ids: list[str], labeler: str, **options) -> dict[str, int]:
+    """Label each run with the hybrid labeler; rows written per run."""
+    if options:
+        raise InputError(f"the {labeler} labeler takes no options (got {', '.join(sorted(options))})")
+    written = {}
+    for run_id in run_ids:
+        rows = run_inputs(store, run_id)
+        responses = rows.column("response").to_pylist()
+        facts = rule_facts(responses)
+        verdicts = decide(responses, facts)
+        written[run_id] = write_verdicts(store, run_id, labeler, rows, refusal=verdicts.refusal.tolist(),
+                                         score=verdicts.score.tolist(), verdicts=verdicts.verdict,
+                                         markers=verdicts.marker, openings=facts.column("opening").to_pylist())
+    return written

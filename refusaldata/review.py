@@ -1,0 +1,157 @@
+"""Human review of the verdicts the machine is least sure of.
+
+`export` writes the N responses of a run whose label is least certain (machine labelers
+disagree, or the score is nearest 0.5; sql/review_candidates.sql) as a CSV a person fills
+in any spreadsheet: the `human_verdict` column takes compliance, refusal or partial.
+`import_reviews` stores the filled rows as labeler `human`, with the reviewer's name
+(`reviewer`) and the time (`created_at`); `best_labels` and `--labeler best` then prefer
+them to the default labeler's.
+
+A review file is checked whole before anything is stored: an unknown key, a prompt or
+response text that differs from the stored one (the row no longer says what the person
+judged), a verdict outside the three, or one response twice with two verdicts is a
+one-line error naming the row (the spreadsheet's row number: the header is row 1), and
+nothing is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from refusaldata import io
+from refusaldata.errors import InputError, NotFoundError, excerpt
+from refusaldata.label import DEFAULT_LABELER, HUMAN, VERDICTS, run_ids_for
+from refusaldata.queries import sql_text
+from refusaldata.runs import now
+from refusaldata.schemas import LABELS
+from refusaldata.store import Store
+
+COLUMNS = ("run_id", "prompt_id", "sample_index", "prompt", "response", "verdict", "score", "human_verdict")
+_NEEDED = ("run_id", "prompt_id", "sample_index", "prompt", "response", "human_verdict")
+
+
+def candidates(store: Store, run_id: str, budget: int, labeler: str = DEFAULT_LABELER) -> pa.Table:
+    """The `budget` least certain responses of run_id in the review file's columns, most uncertain first."""
+    if budget < 1:
+        raise InputError(f"--budget must be at least 1, got {budget}")
+    con = store.connect(["prompts", "responses", "labels"])
+    try:
+        if not con.sql("SELECT count(*) FROM labels_of($labeler) WHERE run_id = $run_id",
+                       params={"labeler": labeler, "run_id": run_id}).fetchall()[0][0]:
+            raise NotFoundError(f"run {run_id} has no labels from '{labeler}'; "
+                                f"run `refusaldata label --run {run_id} --labeler {labeler}` first")
+        return con.sql(sql_text("review_candidates"),
+                       params={"run_id": run_id, "labeler": labeler, "budget": budget}).to_arrow_table()
+    finally:
+        con.close()
+
+
+def export(store: Store, run: str, budget: int, path: Path, labeler: str = DEFAULT_LABELER) -> int:
+    """Write the review file for run `run` (id, name or prefix) to `path`; returns its rows."""
+    run_id = run_ids_for(store, [run])[0]
+    rows = candidates(store, run_id, budget, labeler)
+    io.write_text(path, pl.from_arrow(rows).write_csv(), error=InputError)
+    return rows.num_rows
+
+
+def _filled(path: Path) -> pl.DataFrame:
+    """The review file's rows that have a human_verdict, with their spreadsheet row number, checked."""
+    frame = io.read_records(path, "csv")
+    missing = [column for column in _NEEDED if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: no column '{missing[0]}' (a review file has {', '.join(COLUMNS)})")
+    frame = frame.with_row_index("row", offset=2).with_columns(
+        pl.col("human_verdict").str.strip_chars().str.to_lowercase().fill_null(""))
+    filled = frame.filter(pl.col("human_verdict") != "")
+    if filled.height == 0:
+        raise InputError(f"{path}: no row has a human_verdict (fill it with {', '.join(VERDICTS)})")
+    bad = filled.filter(~pl.col("human_verdict").is_in(VERDICTS))
+    if bad.height:
+        row, verdict = bad.select("row", "human_verdict").row(0)
+        raise InputError(f"{path} row {row}: human_verdict '{excerpt(verdict)}' is not one of {', '.join(VERDICTS)}")
+    index = filled["sample_index"].str.strip_chars().cast(pl.Int32, strict=False)
+    if index.is_null().any():
+        row = filled.filter(index.is_null())["row"][0]
+        raise InputError(f"{path} row {row}: sample_index must be a whole number")
+    filled = filled.with_columns(index.alias("sample_index"))
+    repeated = filled.filter(pl.struct("run_id", "prompt_id", "sample_index").is_duplicated())
+    if repeated.height:
+        first, second = repeated["row"][0], repeated["row"][1]
+        raise InputError(f"{path} row {second}: the same response as row {first}; keep one row per response")
+    return filled
+
+
+def _same_text(column: str) -> pl.Expr:
+    """The file's text equals the stored one, up to spreadsheet line endings (CRLF, CR)."""
+    def lines(expr: pl.Expr) -> pl.Expr:
+        return expr.fill_null("").str.replace_all("\r\n?", "\n")
+
+    return lines(pl.col(column)) == lines(pl.col(f"stored_{column}"))
+
+
+def import_reviews(store: Store, path: Path, reviewer: str) -> pa.Table:
+    """Store the filled rows of review file `path` as labeler `human`; one summary row per run."""
+    path = Path(path)
+    if not reviewer.strip():
+        raise InputError("--reviewer must not be empty")
+    filled = _filled(path)
+    con = store.connect(["prompts", "responses"])
+    try:
+        con.register("reviews", filled.select("row", "run_id", "prompt_id", "sample_index").to_arrow())
+        stored = pl.from_arrow(con.sql(
+            "SELECT v.row, r.response AS stored_response, p.text AS stored_prompt, r.run_id IS NOT NULL AS known "
+            "FROM reviews v LEFT JOIN responses r USING (run_id, prompt_id, sample_index) "
+            "LEFT JOIN (SELECT prompt_id, any_value(text) AS text FROM prompts GROUP BY prompt_id) p "
+            "ON p.prompt_id = v.prompt_id ORDER BY v.row").to_arrow_table())
+    finally:
+        con.close()
+    checked = filled.join(stored, on="row")
+    unknown = checked.filter(~pl.col("known"))
+    if unknown.height:
+        row = unknown.row(0, named=True)
+        raise InputError(f"{path} row {row['row']}: no response {row['run_id']} / {row['prompt_id']} / "
+                         f"sample {row['sample_index']} in {store.root} (unknown key)")
+    for column in ("prompt", "response"):
+        edited = checked.filter(~_same_text(column))
+        if edited.height:
+            raise InputError(f"{path} row {edited['row'][0]}: the {column} differs from the stored one; "
+                             f"a review must keep the exported {column} text as it is")
+    return _store_reviews(store, checked, reviewer.strip())
+
+
+def _store_reviews(store: Store, checked: pl.DataFrame, reviewer: str) -> pa.Table:
+    """Merge the reviews into each run's `human` partition (a later review of a response replaces the earlier)."""
+    from refusaldata.judge.refusal import rule_facts
+
+    openings = rule_facts(checked["stored_response"].to_list()).column("opening").to_pylist()
+    fresh = pa.table({
+        "run_id": checked["run_id"].to_arrow(), "prompt_id": checked["prompt_id"].to_arrow(),
+        "sample_index": checked["sample_index"].to_arrow(), "labeler": [HUMAN] * checked.height,
+        "refusal": (checked["human_verdict"] != "compliance").to_arrow(),
+        "score": (checked["human_verdict"] != "compliance").cast(pl.Float64).to_arrow(),
+        "opening": openings, "verdict": checked["human_verdict"].to_arrow(),
+        "reviewer": [reviewer] * checked.height,
+        "created_at": pa.array([now()] * checked.height, LABELS.schema.field("created_at").type),
+    })
+    summary = []
+    for run_id in sorted(set(checked["run_id"].to_list())):
+        con = store.connect(["labels"])
+        try:
+            con.register("fresh", fresh.filter(pc.equal(fresh["run_id"], run_id)))
+            merged = con.sql(
+                "SELECT * FROM fresh UNION ALL BY NAME SELECT * FROM labels l WHERE labeler = $human "
+                "AND run_id = $run_id AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.prompt_id = l.prompt_id "
+                "AND f.sample_index = l.sample_index)", params={"human": HUMAN, "run_id": run_id}).to_arrow_table()
+        finally:
+            con.close()
+        store.replace("labels", merged, partition={"labeler": HUMAN, "run_id": run_id},
+                      where=f"human labels of {run_id}")
+        mine = checked.filter(pl.col("run_id") == run_id)["human_verdict"]
+        summary.append({"run_id": run_id, "reviewed": mine.len(), "compliance": int((mine == "compliance").sum()),
+                        "refusal": int((mine == "refusal").sum()), "partial": int((mine == "partial").sum()),
+                        "human_labels": merged.num_rows, "reviewer": reviewer})
+    return pa.Table.from_pylist(summary)
