@@ -58,7 +58,7 @@ def generate_with_ray(store: Store, options, engine: str, run_id: str, pending: 
     try:
         import ray
     except ImportError:
-        raise BackendError("--backend ray needs Ray: pip install 'refusaldata[ray]'") from None
+        raise BackendError("--backend ray needs Ray: pip install -e '.[ray]' in the refusaldata checkout") from None
     from refusaldata.generate import ChunkResult
 
     root = str(store.root) if store.remote else str(Path(store.root).resolve())
