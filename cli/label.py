@@ -39,8 +39,8 @@ def label(
                      (("judge_model", judge_model), ("judge_format", judge_format and judge_format.value))
                      if value is not None}
     summary = label_runs(open_store(store), run, labeler, **judge_options)
-    echo(f"labeler: {describe_labeler(labeler)}", err=True)
     emit(summary, fmt, output, title="labels written")
+    echo(f"labeler: {describe_labeler(labeler)}", err=True)
 
 
 def register(app: typer.Typer) -> None:

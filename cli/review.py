@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.common import FormatOption, OutputFormat, StoreOption, emit, open_store
+from refusaldata.cli.common import FormatOption, OutputFormat, StoreOption, echo, emit, open_store
 from refusaldata.label import DEFAULT_LABELER
 from refusaldata.store import DEFAULT_STORE
 
@@ -28,8 +28,8 @@ def export(
     from refusaldata.review import export as export_reviews
 
     rows = export_reviews(open_store(store), run, budget, output, labeler)
-    typer.echo(f"wrote {rows} responses to {output}: fill human_verdict with compliance, refusal or partial, "
-               f"then `refusaldata review import {output}`")
+    echo(f"wrote {rows} responses to {output}: fill human_verdict with compliance, refusal or partial, "
+         f"then `refusaldata review import {output}`")
 
 
 @review_app.command("import")

@@ -8,7 +8,8 @@ refusal turns: the context run that self-distillation learns from); label and mi
 templates; build baseline, self (from the context run) and cross SFT sets and one pair
 set; train an adapter for each (SFT x3, DPO, NCA); regenerate the test split with each
 adapter; score every method's capability (instruction following, KL from the base);
-compare and write the report. Every method is a row, baselines included.
+compare and write the report. Every method is a row, baselines included. Labels are the
+default labeler's (hybrid); sets, the comparison and the report read `best` as the CLI does.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ BENIGN = "benign-controls"
 EXTRA_BENIGN = ("xstest", "coconot-contrast")
 TEACHER = "uncensorbench-refusals"
 CONTEXT_RUN = "safety-context"
+LABELER = label.DEFAULT_LABELER
 # Prompts per engine call: vLLM batches a whole chunk, and a study this size fits in two.
 CHUNK_SIZE = 128
 QUICKSTART_BACKENDS = ("auto", "vllm", "transformers")
@@ -133,8 +135,8 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
     context = generate(store, _options(plan, backend, CONTEXT_RUN, (HARMFUL,), "train", context=True)).run_id
 
     step("labelling and mining refusal templates")
-    label.label(store, [run_ids["base"], context, TEACHER])
-    mine.templates(store, [run_ids["base"], context, TEACHER])
+    label.label(store, [run_ids["base"], context, TEACHER], LABELER)
+    mine.templates(store, [run_ids["base"], context, TEACHER], labeler=LABELER)
 
     skipped: dict[str, str] = {}
     adapters: dict[str, Path] = {}
@@ -144,7 +146,7 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
         try:
             distill.build_sft(store, method, run_ids["base"], mode, teacher=TEACHER if mode == "cross" else None,
                               context_run=context if mode == "self" else None, max_examples=plan.max_examples,
-                              retention_ratio=plan.retention_ratio)
+                              retention_ratio=plan.retention_ratio, labeler=label.BEST)
         except RefusalDataError as exc:
             skipped[method] = str(exc)
             step(f"{method}: skipped ({exc})")
@@ -155,7 +157,8 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
             max_length=plan.max_length, retention_weight=plan.retention_weight).adapter_dir
     step("dpo, nca: building the pair set (chosen: teacher refusals) and training")
     try:
-        distill.build_pairs(store, "pairs", run_ids["base"], teacher=TEACHER, max_examples=plan.max_examples)
+        distill.build_pairs(store, "pairs", run_ids["base"], teacher=TEACHER, max_examples=plan.max_examples,
+                            labeler=label.BEST)
     except RefusalDataError as exc:
         skipped.update({method: str(exc) for method in PAIR_METHODS})
     else:
@@ -183,10 +186,11 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
             shared.close()
 
     step("labelling, mining, comparing and writing the report")
-    label.label(store, list(run_ids.values()))
-    mine.templates(store, list(run_ids.values()))
-    comparison = evaluate.compare_runs(store, ordered)
-    html, markdown = report.write_report(store, ordered, store.local_folder("report") / "quickstart.html")
+    label.label(store, list(run_ids.values()), LABELER)
+    mine.templates(store, list(run_ids.values()), labeler=LABELER)
+    comparison = evaluate.compare_runs(store, ordered, labeler=label.BEST)
+    html, markdown = report.write_report(store, ordered, store.local_folder("report") / "quickstart.html",
+                                         labeler=label.BEST)
     step("done")
     return QuickstartResult(comparison=comparison, report_html=html, report_md=markdown, run_ids=run_ids,
                             skipped=skipped, seconds=time.perf_counter() - started)

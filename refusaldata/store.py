@@ -304,10 +304,10 @@ class Store:
             return ""
         try:
             check_schema(spec, self._files.read_schema(path), "it")
+        except SchemaError as exc:  # before StoreError, its base class
+            return f"; {str(exc).removeprefix('it: ')}"
         except (pa.ArrowInvalid, OSError, StoreError):
             return "; not a readable Parquet file"
-        except SchemaError as exc:
-            return f"; {str(exc).removeprefix('it: ')}"
         return "; its columns are the table's: a copy?"
 
     def foreign_files(self, table: str) -> list[ForeignFile]:

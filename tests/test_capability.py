@@ -233,9 +233,9 @@ def test_capability_of_a_base_run_and_an_adapter_run_on_the_embedded_model(store
                  ["evaluate", "capability", "plain", "adapted", "--limit", "3", "--max-tokens", "12"]):
         done = subprocess.run(main + args + common, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
-    rows = {(row["run_id"].split("-")[0], row["key"]): row for row in store.read("capability").to_pylist()}
+    rows = {(row["run_id"], row["key"]): row for row in store.read("capability").to_pylist()}
     assert len(rows) == 6 and {key for _, key in rows} == {"1000", "1001", "1002"}
-    plain = [row for (run, _), row in rows.items() if store.resolve_run("plain").startswith(run)]
+    plain = [row for (run, _), row in rows.items() if run == store.resolve_run("plain")]
     assert {row["kl_to_base"] for row in plain} == {0.0}
     adapted_id = store.resolve_run("adapted")
     adapted = [row for row in rows.values() if row["run_id"] == adapted_id]

@@ -322,7 +322,8 @@ CONTEXT = "context-0123456789"
 
 
 def test_context_run_gives_self_targets_and_is_recorded_as_their_source(cli, fixture_store):
-    result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context")
+    result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context",
+                 "--labeler", "best")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ("sft set 'ctx': 8 rows = 5 refusal (4 own, 1 nearest, 0 correct refusals) + 3 retention "
                              f"(of 3 available); mode self, student {STUDENT}, targets from {CONTEXT}\n")

@@ -95,11 +95,16 @@ STUDY = [
 
 
 def training_rows(store: Store) -> None:
-    """adapters and train_metrics rows as `train` writes them (training itself is tested elsewhere)."""
+    """adapters, train_metrics and capability rows as `train` and `evaluate capability` write them
+    (both are tested on the real model elsewhere)."""
     now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     store.append("adapters", pa.table({"adapter_id": ["a1"], "path": ["adapters/a1"], "created_at": [now]}))
     store.append("train_metrics", pa.table({"adapter_id": ["a1"] * 3, "step": pa.array([1, 2, 3], pa.int32()),
                                             "loss": [0.9, 0.7, 0.5]}))
+    store.replace("capability", pa.table({
+        "run_id": ["uncensorbench-refusals"] * 2, "suite": ["embedded"] * 2, "key": ["1000", "1001"],
+        "instruction_ids": [["punctuation:no_comma"], ["change_case:english_lowercase"]],
+        "followed_strict": [[True], [False]], "strict": [True, False], "kl_to_base": [0.0, 0.0]}))
 
 
 def test_every_table_round_trips_through_s3_as_on_a_local_folder(cli, s3, tmp_path):
@@ -125,7 +130,7 @@ def test_every_table_round_trips_through_s3_as_on_a_local_folder(cli, s3, tmp_pa
     rates = [cli("mine", "rates", "-f", "json", "--store", where).stdout for where in (local, s3)]
     assert rates[0] == rates[1] and "uncensorbench-refusals" in rates[1]
     tables = cli("tables", "-f", "csv", "--store", s3)
-    assert tables.exit_code == 0 and f"{s3}/responses" in tables.stdout and '"responses",300' in tables.stdout
+    assert tables.exit_code == 0 and f"{s3}/responses" in tables.stdout and '\nresponses,300,' in tables.stdout
     assert cli("doctor", "--store", s3).exit_code == 0
     # No credential in any object of the store (claims of released locks are gone too).
     stored = objects(s3)
