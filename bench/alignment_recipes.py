@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from refusaldata import capability, distill, evaluate, imports, label, mine, prompts  # noqa: E402
-from refusaldata.generate import GenerateOptions, generate, read_few_shot  # noqa: E402
+from refusaldata.generate import GenerateOptions, generate, read_few_shot, resolve_backend  # noqa: E402
 from refusaldata.models import EMBEDDED_MODEL  # noqa: E402
-from refusaldata.quickstart import SAFETY_FEW_SHOT, SAFETY_SYSTEM_PROMPT  # noqa: E402
+from refusaldata.quickstart import LABELER, SAFETY_FEW_SHOT, SAFETY_SYSTEM_PROMPT  # noqa: E402
 from refusaldata.runs import now  # noqa: E402
 from refusaldata.store import Store  # noqa: E402
 from refusaldata.train import train_adapter  # noqa: E402
@@ -113,7 +113,16 @@ def _validation_rows(store: Store, student: str) -> pa.Table:
                          imported_at=pl.lit(now())).unique("prompt_id").to_arrow()
 
 
-def setup(store: Store) -> None:
+def shared_engine():
+    """One vLLM engine for every run of this process (the quickstart's way), or None without vLLM."""
+    if resolve_backend("auto") != "vllm":
+        return None
+    from refusaldata.generate.vllm_backend import SharedVllm
+
+    return SharedVllm(lora_rank=8)
+
+
+def setup(store: Store, shared) -> None:
     prompts.import_builtin(store, "uncensorbench")
     prompts.import_builtin(store, "benign-controls", test_fraction=0.5)
     imports.import_responses(store, "uncensorbench", "uncensorbench")
@@ -122,41 +131,45 @@ def setup(store: Store) -> None:
         safe.write_csv(Path(folder) / "xstest_safe.csv")
         prompts.import_file(store, Path(folder) / "xstest_safe.csv", "xstest-safe", "prompt", "type", harmful=False)
     prompts.import_builtin(store, "coconot-contrast", SHARED / "coconot" / "coconot_contrast_eval.jsonl")
-    ids = {"student": generate(store, _options("base", ("uncensorbench", "benign-controls"), "all")).run_id}
-    generate(store, _options("base", BENIGN_EXTRA, "train", limit=STUDENT_EXTRA_LIMIT))
-    ids["context"] = generate(store, _options("context", ("uncensorbench",), "train", context=True)).run_id
+    ids = {"student": generate(store, _options("base", ("uncensorbench", "benign-controls"), "all"),
+                               shared=shared).run_id}
+    generate(store, _options("base", BENIGN_EXTRA, "train", limit=STUDENT_EXTRA_LIMIT), shared=shared)
+    ids["context"] = generate(store, _options("context", ("uncensorbench",), "train", context=True),
+                              shared=shared).run_id
     store.append("prompts", _validation_rows(store, ids["student"]), where="validation prompts")
-    ids["reference"] = generate(store, _options("val-base", (VALIDATION,), "test", seed=1)).run_id
+    ids["reference"] = generate(store, _options("val-base", (VALIDATION,), "test", seed=1), shared=shared).run_id
     runs = [*ids.values(), "uncensorbench-refusals"]
-    label.label(store, runs)
-    mine.templates(store, runs)
-    capability.evaluate(store, [ids["reference"]], limit=CAPABILITY_LIMIT)
+    label.label(store, runs, LABELER)
+    mine.templates(store, runs, labeler=LABELER)
+    capability.evaluate(store, [ids["reference"]], limit=CAPABILITY_LIMIT, shared=shared)
     (store.root / SETUP).write_text(json.dumps(ids))
 
 
-def run_recipe(store: Store, name: str) -> dict:
+def run_recipe(store: Store, name: str, shared) -> dict:
     ids = json.loads((store.root / SETUP).read_text())
     kind, set_options, train_options = RECIPES[name]
     set_options = dict(set_options)
     benign = set_options.pop("benign", None)
     started = time.perf_counter()
     if kind == "pairs":
-        distill.build_pairs(store, name, ids["student"], teacher="uncensorbench-refusals", max_examples=120)
+        distill.build_pairs(store, name, ids["student"], teacher="uncensorbench-refusals", max_examples=120,
+                            labeler=label.BEST)
     else:
         extra = {"teacher": "uncensorbench-refusals"} if kind == "cross" else {}
         if kind == "self":
             extra["context_run"] = ids["context"]
         distill.build_sft(store, name, ids["student"], kind, max_examples=120, benign_datasets=benign, **extra,
-                          **set_options)
+                          labeler=label.BEST, **set_options)
     options = dict(train_options)
     loss = options.pop("loss")
     adapter = train_adapter(store, name, EMBEDDED_MODEL, store.root / "trained" / name, loss=loss, lora_r=8,
                             lora_alpha=16, max_length=256, **options)
     trained = time.perf_counter() - started
-    run_id = generate(store, _options(name, (VALIDATION,), "test", seed=1, adapter=str(adapter.adapter_dir))).run_id
-    label.label(store, [run_id])
-    capability.evaluate(store, [run_id], limit=CAPABILITY_LIMIT)
-    row = evaluate.compare_runs(store, [ids["reference"], run_id], bootstrap=1000).to_pylist()[1]
+    run_id = generate(store, _options(name, (VALIDATION,), "test", seed=1, adapter=str(adapter.adapter_dir)),
+                      shared=shared).run_id
+    label.label(store, [run_id], LABELER)
+    capability.evaluate(store, [run_id], limit=CAPABILITY_LIMIT, shared=shared)
+    row = evaluate.compare_runs(store, [ids["reference"], run_id], bootstrap=1000, labeler=label.BEST).to_pylist()[1]
     result = {"recipe": name, "set": kind, "set_options": set_options | ({"benign": benign} if benign else {}),
               "train": train_options, "train_s": round(trained, 1), "run_id": run_id,
               **{key: row[key] for key in ("refusal_rate", "refusal_rate_low", "refusal_rate_high",
@@ -194,11 +207,16 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("/tmp/alignment-recipes"))
     args = parser.parse_args()
     store = Store(args.store)
-    if args.command == "setup":
-        setup(store)
-    elif args.command == "run":
-        for name in args.recipes or list(RECIPES):
-            print(json.dumps(run_recipe(store, name)), flush=True)
+    if args.command in ("setup", "run"):
+        shared = shared_engine()
+        try:
+            if args.command == "setup":
+                setup(store, shared)
+            for name in (args.recipes or list(RECIPES)) if args.command == "run" else ():
+                print(json.dumps(run_recipe(store, name, shared)), flush=True)
+        finally:
+            if shared is not None:
+                shared.close()
     elif args.command == "table":
         table()
     else:

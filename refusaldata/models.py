@@ -9,6 +9,7 @@ backend loads that folder.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 from pathlib import Path
@@ -49,11 +50,32 @@ def embedded_gguf() -> Path:
 
 
 def embedded_model_dir() -> Path:
-    """The converted safetensors folder of the embedded model, converting on first use."""
+    """The converted safetensors folder of the embedded model, converting on first use.
+
+    Conversion holds a lock beside the folder, and a process that waited finds it done: two
+    processes converting at once (parallel tests, two commands) would otherwise swap the
+    folder out from under a reader of the first.
+    """
     target = cache_dir() / "models" / EMBEDDED_MODEL
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _converted(target):
         return target
-    gguf = embedded_gguf()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(target.parent / f".{EMBEDDED_MODEL}.lock", "a")  # noqa: SIM115 (held across the conversion)
+    except OSError as exc:
+        raise BackendError(f"cannot write the model cache {target.parent}: {exc.strerror or exc}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _converted(target):
+            _convert(embedded_gguf(), target)
+    return target
+
+
+def _converted(target: Path) -> bool:
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+
+
+def _convert(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with io.atomic_folder(target, BackendError) as staging:
@@ -66,7 +88,6 @@ def embedded_model_dir() -> Path:
             del model.config.quantization_config
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-    return target
 
 
 def resolve_model(name: str) -> str:

@@ -64,11 +64,12 @@ class Plan:
     retention_ratio: float = 1.0
     retention_weight: float = 1.0
     capability_limit: int | None = None
+    context_limit: int | None = None  # harmful train prompts answered under the safety context
 
 
 FULL = Plan(max_tokens=96, sft_steps=20, pair_steps=12, batch_size=8, max_examples=120)
 FAST = Plan(max_tokens=32, sft_steps=10, pair_steps=6, batch_size=4, max_examples=40, max_length=160,
-            lr=2e-3, pair_lr=1e-3, capability_limit=24)
+            lr=2e-3, pair_lr=1e-3, capability_limit=12, context_limit=48)
 
 # method name -> the SFT set's mode, or the pair loss
 SFT_METHODS = {"baseline-sft": "baseline", "self-distill": "self", "cross-distill": "cross"}
@@ -87,11 +88,14 @@ class QuickstartResult:
 
 def _options(plan: Plan, backend: str, name: str, datasets: tuple[str, ...], split: str,
              adapter: Path | None = None, context: bool = False) -> GenerateOptions:
+    """Greedy fp32 answers of the embedded model; under the safety context, at most plan.context_limit
+    prompts (the self set falls back to the nearest refused prompt for the rest)."""
     return GenerateOptions(model=EMBEDDED_MODEL, datasets=datasets, split=split, backend=backend,
                            max_tokens=plan.max_tokens, dtype="float32", name=name, chunk_size=CHUNK_SIZE,
                            adapter=str(adapter) if adapter else None,
                            system_prompt=SAFETY_SYSTEM_PROMPT if context else None,
-                           few_shot=read_few_shot(SAFETY_FEW_SHOT) if context else ())
+                           few_shot=read_few_shot(SAFETY_FEW_SHOT) if context else (),
+                           limit=plan.context_limit if context else None)
 
 
 def _present(store: Store, datasets: tuple[str, ...]) -> tuple[str, ...]:
@@ -101,7 +105,8 @@ def _present(store: Store, datasets: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _shared_engine(backend: str, plan: Plan) -> SharedEngine | None:
-    """One vLLM engine for every adapter run and every capability run (they differ only in adapter)."""
+    """One vLLM engine for every run of the study: base, the safety context, each adapter and
+    every capability run differ only in conversation and adapter (one engine start, not three)."""
     if resolve_backend(backend) != "vllm":
         return None
     from refusaldata.generate.vllm_backend import SharedVllm
@@ -126,13 +131,43 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
     imports.import_responses(store, "uncensorbench", "uncensorbench")
     extra = _present(store, EXTRA_BENIGN)
 
+    shared = _shared_engine(backend, plan)
+    try:
+        run_ids, context, adapters, skipped = _study(store, plan, backend, extra, shared, step)
+        methods = [m for m in evaluate.METHOD_ORDER if m in run_ids]
+        ordered = [run_ids[m] for m in methods]
+        done = _capability_done(store, ordered, plan)
+        pending = [run_id for run_id in ordered if run_id not in done]
+        if pending:
+            step(f"capability: {len(pending)} run(s) answer the embedded instruction-following prompts")
+            capability.evaluate(store, pending, limit=plan.capability_limit, shared=shared, progress=step)
+    finally:
+        if shared is not None:
+            shared.close()
+
+    step("labelling, mining, comparing and writing the report")
+    label.label(store, list(run_ids.values()), LABELER)
+    mine.templates(store, list(run_ids.values()), labeler=LABELER)
+    comparison = evaluate.compare_runs(store, ordered, labeler=label.BEST)
+    html, markdown = report.write_report(store, ordered, store.local_folder("report") / "quickstart.html",
+                                         labeler=label.BEST)
+    step("done")
+    return QuickstartResult(comparison=comparison, report_html=html, report_md=markdown, run_ids=run_ids,
+                            skipped=skipped, seconds=time.perf_counter() - started)
+
+
+def _study(store: Store, plan: Plan, backend: str, extra: tuple[str, ...], shared: SharedEngine | None,
+           step: Callable[[str], None]) -> tuple[dict[str, str], str, dict[str, Path], dict[str, str]]:
+    """Generate, label, build, train and answer with every adapter: (run ids, context run, adapters, skipped)."""
     step(f"generating the student's answers (base, {EMBEDDED_MODEL}, backend {backend})")
-    run_ids = {"base": generate(store, _options(plan, backend, "base", (HARMFUL, BENIGN), "all")).run_id}
+    run_ids = {"base": generate(store, _options(plan, backend, "base", (HARMFUL, BENIGN), "all"),
+                                shared=shared).run_id}
     if extra:
         step(f"the student's answers to the train prompts of {', '.join(extra)} (more retention)")
-        generate(store, _options(plan, backend, "base", extra, "train"))
+        generate(store, _options(plan, backend, "base", extra, "train"), shared=shared)
     step("the student under a safety context (system prompt + few-shot refusals) on the harmful train prompts")
-    context = generate(store, _options(plan, backend, CONTEXT_RUN, (HARMFUL,), "train", context=True)).run_id
+    context = generate(store, _options(plan, backend, CONTEXT_RUN, (HARMFUL,), "train", context=True),
+                       shared=shared).run_id
 
     step("labelling and mining refusal templates")
     label.label(store, [run_ids["base"], context, TEACHER], LABELER)
@@ -168,32 +203,11 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
                 lora_r=plan.lora_r, lora_alpha=2 * plan.lora_r, max_steps=plan.pair_steps, lr=plan.pair_lr,
                 batch_size=max(1, plan.batch_size // 2), max_length=plan.max_length).adapter_dir
 
-    shared = _shared_engine(backend, plan)
-    try:
-        for method, adapter in adapters.items():
-            step(f"{method}: answering the test split with its adapter")
-            run_ids[method] = generate(store, _options(plan, backend, method, (HARMFUL, BENIGN), "test", adapter),
-                                       shared=shared).run_id
-        methods = [m for m in evaluate.METHOD_ORDER if m in run_ids]
-        ordered = [run_ids[m] for m in methods]
-        done = _capability_done(store, ordered, plan)
-        pending = [run_id for run_id in ordered if run_id not in done]
-        if pending:
-            step(f"capability: {len(pending)} run(s) answer the embedded instruction-following prompts")
-            capability.evaluate(store, pending, limit=plan.capability_limit, shared=shared, progress=step)
-    finally:
-        if shared is not None:
-            shared.close()
-
-    step("labelling, mining, comparing and writing the report")
-    label.label(store, list(run_ids.values()), LABELER)
-    mine.templates(store, list(run_ids.values()), labeler=LABELER)
-    comparison = evaluate.compare_runs(store, ordered, labeler=label.BEST)
-    html, markdown = report.write_report(store, ordered, store.local_folder("report") / "quickstart.html",
-                                         labeler=label.BEST)
-    step("done")
-    return QuickstartResult(comparison=comparison, report_html=html, report_md=markdown, run_ids=run_ids,
-                            skipped=skipped, seconds=time.perf_counter() - started)
+    for method, adapter in adapters.items():
+        step(f"{method}: answering the test split with its adapter")
+        run_ids[method] = generate(store, _options(plan, backend, method, (HARMFUL, BENIGN), "test", adapter),
+                                   shared=shared).run_id
+    return run_ids, context, adapters, skipped
 
 
 def _capability_done(store: Store, run_ids: list[str], plan: Plan) -> set[str]:

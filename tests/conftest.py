@@ -15,11 +15,18 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+# The longest tests (minutes each: the whole quickstart, vLLM engine starts), run first so that
+# under `-n 2 --dist worksteal` they overlap the many short tests instead of trailing them.
+LONGEST_FIRST = ("test_quickstart.py", "test_generate_vllm.py", "test_generate_openai.py")
+
+
 def pytest_collection_modifyitems(items):
-    """A test that takes the embedded model loads a model: it is `slow` (`-m "not slow"` leaves it out)."""
+    """A test that takes the embedded model loads a model: it is `slow` (`-m "not slow"` leaves it out).
+    The longest files go first (a stable sort: the order within them is kept)."""
     for item in items:
         if "embedded_model" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)
 
 
 @pytest.fixture(autouse=True)

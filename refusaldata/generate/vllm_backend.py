@@ -121,11 +121,13 @@ class VllmEngine:
 
 
 class SharedVllm:
-    """One engine for several runs that differ only in their adapter (and run name).
+    """One engine for several runs of one model that differ only in their adapter, system
+    prompt, few-shot turns and name (what the prompt and the LoRA request carry).
 
-    Starting vLLM costs tens of seconds on a CPU; comparing methods means one run per
-    adapter over the same prompts, so they share the engine. Open it with the largest
-    adapter rank; `attach` binds a run's backend and returns the engine to answer with.
+    Starting vLLM costs one to three minutes on a 2-core CPU; a study asks the same model
+    for its plain answers, its answers under a safety context and one run per adapter, so
+    they share the engine. Open it with the largest adapter rank; `attach` binds a run's
+    backend (its conversation and adapter) and returns the engine to answer with.
     """
 
     def __init__(self, lora_rank: int):
@@ -136,12 +138,13 @@ class SharedVllm:
     def attach(self, backend: VllmBackend) -> _AttachedEngine:
         options = backend.options
         key = (backend.local.path, backend.dtype, options.n, options.temperature, options.top_p,
-               options.max_tokens, options.seed, options.system_prompt, options.few_shot)
+               options.max_tokens, options.seed)
         if self.engine is None:
             self.engine = VllmEngine(backend.local, options, backend.dtype, self.lora_rank)
             self._sampling_key = key
         elif key != self._sampling_key:
-            raise InputError("runs sharing a vLLM engine must differ only in their adapter")
+            raise InputError("runs sharing a vLLM engine must differ only in their adapter, system prompt "
+                             "and few-shot turns")
         self.engine.local = backend.local
         self.engine.use_adapter(backend.local.adapter)
         return _AttachedEngine(self.engine)
