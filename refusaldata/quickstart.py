@@ -68,7 +68,7 @@ class Plan:
 
 
 FULL = Plan(max_tokens=96, sft_steps=20, pair_steps=12, batch_size=8, max_examples=120)
-FAST = Plan(max_tokens=32, sft_steps=10, pair_steps=6, batch_size=4, max_examples=40, max_length=160,
+FAST = Plan(max_tokens=24, sft_steps=10, pair_steps=6, batch_size=4, max_examples=40, max_length=160,
             lr=2e-3, pair_lr=1e-3, capability_limit=12, context_limit=48)
 
 # method name -> the SFT set's mode, or the pair loss

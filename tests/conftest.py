@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,23 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The longest tests (minutes each: the whole quickstart, vLLM engine starts), run first so that
 # under `-n 2 --dist worksteal` they overlap the many short tests instead of trailing them.
 LONGEST_FIRST = ("test_quickstart.py", "test_generate_vllm.py", "test_generate_openai.py")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, pin each worker (and every process it starts: CLI subprocesses, vLLM
+    engines) to one core of its own when there are enough. vLLM's CPU kernels bind OpenMP threads
+    to every core and spin; two such engines, or one beside a training test, slowed each other
+    about fourfold on the 2-core CI machine. One core each, nothing is oversubscribed."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not worker.startswith("gw") or workers < 2 or len(cores) < workers:
+        return
+    core = cores[int(worker[2:]) % len(cores)]
+    os.sched_setaffinity(0, {core})
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ.setdefault("REFUSALDATA_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items):

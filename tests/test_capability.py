@@ -230,6 +230,7 @@ def test_capability_of_a_base_run_and_an_adapter_run_on_the_embedded_model(store
                  ["generate", "--model", "smollm2-135m-instruct", "--prompts", "benign-controls", "--limit", "1",
                   "--max-tokens", "4", "--backend", "transformers", "--name", "adapted",
                   "--adapter", str(tmp_path / "adapter")],
+                 ["label"],
                  ["evaluate", "capability", "plain", "adapted", "--limit", "3", "--max-tokens", "12"]):
         done = subprocess.run(main + args + common, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -241,6 +242,6 @@ def test_capability_of_a_base_run_and_an_adapter_run_on_the_embedded_model(store
     adapted = [row for row in rows.values() if row["run_id"] == adapted_id]
     assert all(row["kl_to_base"] > 0 and row["reply_tokens"] <= 12 and row["max_tokens"] == 12 for row in adapted)
     assert all(len(row["followed_strict"]) == len(row["instruction_ids"]) for row in rows.values())
-    table = compare_runs(store, ["plain", "adapted"], split="all", bootstrap=50)
+    table = compare_runs(store, ["plain", "adapted"], split="all", bootstrap=50, labeler="best")
     assert table.column("capability_prompts").to_pylist() == [3, 3]
     assert table.column("kl_to_base").to_pylist()[1] > 0

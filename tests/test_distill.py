@@ -322,8 +322,7 @@ CONTEXT = "context-0123456789"
 
 
 def test_context_run_gives_self_targets_and_is_recorded_as_their_source(cli, fixture_store):
-    result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context",
-                 "--labeler", "best")
+    result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ("sft set 'ctx': 8 rows = 5 refusal (4 own, 1 nearest, 0 correct refusals) + 3 retention "
                              f"(of 3 available); mode self, student {STUDENT}, targets from {CONTEXT}\n")
@@ -459,7 +458,9 @@ def test_context_distillation_round_trip_with_the_cli(cli, store, embedded_model
     for run in ("student", "context"):
         assert cli("label", "--run", run).exit_code == 0
         assert cli("mine", "templates", "--run", run).exit_code == 0
-    result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context")
+    # `label` wrote hybrid's verdicts (the default), which `--labeler best` reads.
+    result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context",
+                 "--labeler", "best")
     assert result.exit_code == 0, result.stderr
     context_id = store.resolve_run("context")
     assert f"targets from {context_id}" in result.stdout
