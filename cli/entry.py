@@ -45,7 +45,10 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
         code = 130
-    if _interrupts:  # interrupted and cleaned up: a later Ctrl-C must not kill the interpreter as it exits
+    # Interrupted and cleaned up: a later Ctrl-C must not kill the interpreter as it exits. The
+    # exit code counts too: a library imported on the way may have put Python's own handler
+    # back, and that one raised the KeyboardInterrupt without passing through ours.
+    if _interrupts or code == 130:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
 
