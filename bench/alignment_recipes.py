@@ -9,8 +9,9 @@ Selection never looks at the test split. A quarter of the train prompts (by prom
 of UncensorBench (harmful) and of every benign source (benign-controls, XSTest's safe
 prompts, CoCoNot-contrast) is copied into a dataset `validation` whose rows are in the test
 split, so no training set can use them (test-split prompts never enter a set); each
-recipe's adapter answers only those, with seed 1 (greedy decoding: the seed only keeps these
-runs apart from the quickstart's test-split runs). Capability during selection: the first
+recipe's adapter answers only those (its own dataset keeps these runs apart from the
+quickstart's test-split runs; every run shares one engine, so all use the same sampling and
+seed). Capability during selection: the first
 24 prompts of the embedded suite (one per instruction kind). The quickstart then reports the
 chosen recipe on the test split and the whole suite.
 
@@ -137,7 +138,7 @@ def setup(store: Store, shared) -> None:
     ids["context"] = generate(store, _options("context", ("uncensorbench",), "train", context=True),
                               shared=shared).run_id
     store.append("prompts", _validation_rows(store, ids["student"]), where="validation prompts")
-    ids["reference"] = generate(store, _options("val-base", (VALIDATION,), "test", seed=1), shared=shared).run_id
+    ids["reference"] = generate(store, _options("val-base", (VALIDATION,), "test"), shared=shared).run_id
     runs = [*ids.values(), "uncensorbench-refusals"]
     label.label(store, runs, LABELER)
     mine.templates(store, runs, labeler=LABELER)
@@ -165,7 +166,7 @@ def run_recipe(store: Store, name: str, shared) -> dict:
     adapter = train_adapter(store, name, EMBEDDED_MODEL, store.root / "trained" / name, loss=loss, lora_r=8,
                             lora_alpha=16, max_length=256, **options)
     trained = time.perf_counter() - started
-    run_id = generate(store, _options(name, (VALIDATION,), "test", seed=1, adapter=str(adapter.adapter_dir)),
+    run_id = generate(store, _options(name, (VALIDATION,), "test", adapter=str(adapter.adapter_dir)),
                       shared=shared).run_id
     label.label(store, [run_id], LABELER)
     capability.evaluate(store, [run_id], limit=CAPABILITY_LIMIT, shared=shared)
