@@ -80,11 +80,11 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
 }
 
 
-def _options(name: str, datasets: tuple[str, ...], split: str, seed: int = 0, adapter: str | None = None,
+def _options(name: str, datasets: tuple[str, ...], split: str, adapter: str | None = None,
              context: bool = False, limit: int | None = None) -> GenerateOptions:
     return GenerateOptions(
         model=EMBEDDED_MODEL, datasets=datasets, split=split, max_tokens=MAX_TOKENS, dtype="float32", name=name,
-        chunk_size=128, seed=seed, adapter=adapter, limit=limit,
+        chunk_size=128, adapter=adapter, limit=limit,
         system_prompt=SAFETY_SYSTEM_PROMPT if context else None,
         few_shot=read_few_shot(SAFETY_FEW_SHOT) if context else ())
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io as _stdio
 import json
@@ -413,3 +414,34 @@ def read_records(path: str | os.PathLike[str], fmt: str | None = None, records_k
 def read_table(path: str | os.PathLike[str], fmt: str | None = None, records_key: str | None = None):
     """A tabular file as an Arrow table (through `read_records`)."""
     return read_records(path, fmt, records_key).to_arrow()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, what: str) -> Iterator[None]:
+    """An exclusive inter-process lock (flock) on the file `path`; `what` names it in the notice.
+
+    The holder writes its pid into the file; a process that has to wait says so, with that
+    pid, as a warning (a holder that is stopped would otherwise look like a hang). The wait
+    is polled, not a blocking flock: a Ctrl-C that the kernel hands to another thread
+    (DuckDB's, Arrow's) would never interrupt a blocked call.
+    """
+    with open(path, "a+") as handle:
+        waited = 0
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    log.warning("waiting for the lock on %s, held by process %s (Ctrl-C to stop)", what, holder)
+                time.sleep(min(0.05 * 2 ** waited, 0.5))
+                waited += 1
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -9,7 +9,6 @@ backend loads that folder.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import os
 from pathlib import Path
@@ -59,13 +58,13 @@ def embedded_model_dir() -> Path:
     target = cache_dir() / "models" / EMBEDDED_MODEL
     if _converted(target):
         return target
+    lock = target.parent / f".{EMBEDDED_MODEL}.lock"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(target.parent / f".{EMBEDDED_MODEL}.lock", "a")  # noqa: SIM115 (held across the conversion)
+        lock.touch()
     except OSError as exc:
         raise BackendError(f"cannot write the model cache {target.parent}: {exc.strerror or exc}") from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with io.file_lock(lock, f"converting {EMBEDDED_MODEL} in {target.parent}"):
         if not _converted(target):
             _convert(embedded_gguf(), target)
     return target

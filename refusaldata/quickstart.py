@@ -133,7 +133,7 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
 
     shared = _shared_engine(backend, plan)
     try:
-        run_ids, context, adapters, skipped = _study(store, plan, backend, extra, shared, step)
+        run_ids, skipped = _study(store, plan, backend, extra, shared, step)
         methods = [m for m in evaluate.METHOD_ORDER if m in run_ids]
         ordered = [run_ids[m] for m in methods]
         done = _capability_done(store, ordered, plan)
@@ -157,8 +157,8 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
 
 
 def _study(store: Store, plan: Plan, backend: str, extra: tuple[str, ...], shared: SharedEngine | None,
-           step: Callable[[str], None]) -> tuple[dict[str, str], str, dict[str, Path], dict[str, str]]:
-    """Generate, label, build, train and answer with every adapter: (run ids, context run, adapters, skipped)."""
+           step: Callable[[str], None]) -> tuple[dict[str, str], dict[str, str]]:
+    """Generate, label, build, train and answer with every adapter: (run id per method, skipped methods)."""
     step(f"generating the student's answers (base, {EMBEDDED_MODEL}, backend {backend})")
     run_ids = {"base": generate(store, _options(plan, backend, "base", (HARMFUL, BENIGN), "all"),
                                 shared=shared).run_id}
@@ -207,7 +207,7 @@ def _study(store: Store, plan: Plan, backend: str, extra: tuple[str, ...], share
         step(f"{method}: answering the test split with its adapter")
         run_ids[method] = generate(store, _options(plan, backend, method, (HARMFUL, BENIGN), "test", adapter),
                                    shared=shared).run_id
-    return run_ids, context, adapters, skipped
+    return run_ids, skipped
 
 
 def _capability_done(store: Store, run_ids: list[str], plan: Plan) -> set[str]:

@@ -45,7 +45,6 @@ it for the DuckDB release in use.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
 import logging
@@ -174,36 +173,12 @@ class LocalFiles:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """An exclusive inter-process lock (flock) on `<root>/.locks/<name>.lock`.
-
-        The holder writes its pid into the file; a process that has to wait says so, with
-        that pid, as a warning (a holder that is stopped would otherwise look like a hang).
-        The wait is polled, not a blocking flock: a Ctrl-C that the kernel hands to another
-        thread (DuckDB's, Arrow's) would never interrupt a blocked call.
-        """
+        """An exclusive inter-process lock on `<root>/.locks/<name>.lock` (io.file_lock: polled,
+        the waiting process names the holder)."""
         folder = self.root / ".locks"
         self.ensure_dir(folder)
-        with open(folder / f"{quote(name, safe='')}.lock", "a+") as handle:
-            waited = 0
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not waited:
-                        handle.seek(0)
-                        holder = handle.read().strip() or "unknown"
-                        log.warning("waiting for the lock on %s in store %s, held by process %s (Ctrl-C to stop)",
-                                    name, self.root, holder)
-                    time.sleep(min(0.05 * 2 ** waited, 0.5))
-                    waited += 1
-            handle.truncate(0)
-            handle.write(str(os.getpid()))
-            handle.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with io.file_lock(folder / f"{quote(name, safe='')}.lock", f"{name} in store {self.root}"):
+            yield
 
     def attach(self, con) -> None:
         """Local files need nothing registered on a DuckDB connection."""
