@@ -5,8 +5,8 @@ that window would print a KeyboardInterrupt traceback, or abort the process outr
 it lands inside a compiled module's initialisation, so it is held until the imports are
 done and then ends the command. Afterwards the first Ctrl-C stops the command (its
 clean-up still runs: temp files removed, locks released); a second one during that
-clean-up is ignored so the clean-up finishes; a third stops at once. Once interrupted,
-Ctrl-C is ignored while the interpreter exits (it would otherwise kill it mid-exit).
+clean-up is ignored so the clean-up finishes; a third stops at once. Once the command has
+ended, Ctrl-C is ignored while the interpreter exits (it would otherwise kill it mid-exit).
 """
 
 from __future__ import annotations
@@ -45,12 +45,23 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
         code = 130
-    # Interrupted and cleaned up: a later Ctrl-C must not kill the interpreter as it exits. The
-    # exit code counts too: a library imported on the way may have put Python's own handler
-    # back, and that one raised the KeyboardInterrupt without passing through ours.
+    # The command has ended, its output printed and its clean-up done: a Ctrl-C while the
+    # interpreter exits would only turn that end into a death by signal, without a line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if _interrupts or code == 130:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _forget_interrupted_string_exec()
     sys.exit(code)
+
+
+def _forget_interrupted_string_exec() -> None:
+    """Stop CPython killing an interrupted `python -m refusaldata.cli` with SIGINT at exit.
+
+    CPython remembers a KeyboardInterrupt that ended any exec of a string (dataclasses and
+    namedtuples build their methods that way), even one caught afterwards; under `-m` it
+    then ends the process by SIGINT instead of with our exit code and message. Each string
+    exec clears that memory as it starts.
+    """
+    exec("pass", {})
 
 
 if __name__ == "__main__":

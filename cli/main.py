@@ -55,9 +55,13 @@ OUTPUT_PARAMETERS = {"output": ("--output", True), "export": ("--export", True),
 INTERRUPTED = "interrupted; what was stored before stays stored, rerun to resume"
 
 
+_said = {"interrupted": False}
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `Error: message` on one line to stderr and return the Exit to raise."""
     echo(f"Error: {' '.join(str(message).split())}", err=True)
+    _said["interrupted"] = _said["interrupted"] or code == 130
     return typer.Exit(code)
 
 
@@ -84,6 +88,8 @@ def _guarded(callback):
         except duckdb.InterruptException:
             raise fail(INTERRUPTED, 130) from None
         except duckdb.Error as exc:
+            if "KeyboardInterrupt" in str(exc):  # Ctrl-C inside Python code DuckDB called (reading a frame)
+                raise fail(INTERRUPTED, 130) from None
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise fail(f"SQL: {shorten_quoted(first_line)}") from None
         except KeyboardInterrupt:
@@ -141,6 +147,7 @@ def run(args: list[str] | None = None) -> int:
     Usage errors (a bad option value, a missing argument) become one `Error:` line naming
     the option, like every other failure, with click's exit code 2.
     """
+    _said["interrupted"] = False
     try:
         code = _click_command().main(args=args, prog_name="refusaldata", standalone_mode=False)
     except TyperException as exc:
@@ -153,6 +160,10 @@ def run(args: list[str] | None = None) -> int:
         if isinstance(exc.__cause__, KeyboardInterrupt):
             return fail(INTERRUPTED, 130).exit_code
         return fail("aborted").exit_code
+    if code == 130 and not _said["interrupted"]:
+        # Typer turns a Ctrl-C outside the command itself (parsing options, closing the
+        # context) into a silent exit 130.
+        return fail(INTERRUPTED, 130).exit_code
     return code if isinstance(code, int) else 0
 
 
