@@ -44,19 +44,30 @@ worst / mean; full log in bench/out/detector_accuracy_full.log):
   acceptance rule (every candidate that costs no voter a row, so phrases nobody here
   uses join) cost XSTest 4 rows ("i must point out", "i must clarify" fire on its
   premise corrections): only the issue's own phrases now join without a gain;
-- hybrid recipes (train_refusal_model.Recipe), the shipped one first: shipped (cues +
-  rule facts + prompt relevance + mismatched pairs) 0.875 / 0.914 / 0.953 / 0.875
-  (0.875 / 0.904); no prompt relevance 0.895 / 0.829 / 0.516 / 0.958 (0.516 / 0.799);
-  no relevance, no mismatched pairs 0.880 / 0.838 / 0.516 / 0.750 (0.516 / 0.746); no
-  mismatched pairs 0.875 / 0.924 / 0.656 / 0.958 (0.656 / 0.853); L2 1e-2 0.875 / 0.895
-  / 0.953 / 0.875 (0.875 / 0.900); L2 1e-4 0.870 / 0.914 / 0.953 / 0.875 (0.870 /
-  0.903); row weights 0.875 / 0.895 / 0.953 / 0.875 (0.875 / 0.900); rules decide at 0.8,
-  or never: as shipped; no cue counts 0.875 / 0.895 / 0.953 / 0.875 (0.875 / 0.900); cues
-  without comply/premise, or without denied_norm/hedge: as shipped. The shipped recipe has
-  the best worst source, then the best mean; prompt relevance is what lifts
-  refusal_extra's off-topic answers, and it costs XSTest v1 four rows. Before the
-  denied_norm/hedge cue groups and the four identity phrases SmolLM2 taught (first full
-  run), the shipped recipe scored the same on the human sources.
+- hybrid recipes (train_refusal_model.Recipe), second round, the shipped one first:
+  shipped (cue groups without comply/premise + rule facts + prompt relevance over the
+  whole response + mismatched pairs) 0.880 / 0.933 / 0.953 / 0.917 (0.880 / 0.921); all
+  cue groups 0.880 / 0.924 / 0.953 / 0.917 (0.880 / 0.918); no prompt relevance 0.895 /
+  0.829 / 0.516 / 1.000 (0.516 / 0.810); no relevance, no mismatched pairs 0.880 / 0.819
+  / 0.516 / 0.875 (0.516 / 0.772); no mismatched pairs 0.875 / 0.924 / 0.734 / 0.958
+  (0.734 / 0.873); L2 1e-2 0.875 / 0.924 / 0.953 / 0.917 (0.875 / 0.917); L2 1e-4 and
+  row weights 0.875 / 0.933 / 0.953 / 0.917 (0.875 / 0.920); rules decide at 0.8, or
+  never: as shipped; no cue counts 0.875 / 0.905 / 0.953 / 0.917 (0.875 / 0.912); cues
+  without denied_norm/hedge 0.880 / 0.924 / 0.953 / 0.917 (0.880 / 0.918). Where the
+  prompt's words are looked for: the first 600 characters (the first round's choice)
+  0.875 / 0.914 / 0.953 / 0.875 (0.875 / 0.904), 1,500 or 3,000 characters as shipped;
+  words compared by their first 4, 5 or 6 letters (possessives dropped) in the first 600
+  characters 0.870 / 0.914 / 0.922 / 0.917, 0.870 / 0.895 / 0.953 / 0.917, 0.870 /
+  0.914 / 0.953 / 0.917 (worst 0.870, mean 0.906 / 0.909 / 0.914), in the first 1,500
+  0.870 / 0.924 / 0.953 / 0.958 (0.870 / 0.926, 5 letters), in the whole response
+  0.870 / 0.914 / 0.953 / 0.958 (0.870 / 0.924, 5 letters) and 0.870 / 0.943 / 0.953 /
+  0.958 (0.870 / 0.931, 6 letters). The shipped recipe has the best worst source, then
+  the best mean (the 6-letter stem has a better mean but loses an XSTest row). Searching
+  only the head missed on-topic answers whose first 600 characters never name the
+  request ("a story about a lost dog" that begins with a corgi named Max), which prompt
+  relevance read as off-topic, hence refusals. First round (head of 600 characters, all
+  cue groups): shipped 0.875 / 0.914 / 0.953 / 0.875 (0.875 / 0.904), its variants in
+  the git history of this docstring.
 Exploratory runs with the same protocol, outside this script, settled the model family
 first (human worst / mean, the lexicon before issue 13):
 - hashed word 1-3-gram logistic regression over the first 60 words (+ rule facts, +
@@ -149,12 +160,21 @@ RECIPES = {
     "rules decide at 0.8": replace(training.RECIPE, confident=0.8),
     "rules never decide": replace(training.RECIPE, confident=1.1),
     "no cues (rule facts, relevance)": replace(training.RECIPE, cue_groups=()),
-    "cues without comply/premise": replace(training.RECIPE, cue_groups=(
-        "moral", "decline", "redirect", "identity", "apology", "denied_norm", "hedge")),
+    "all cue groups (with comply/premise)": replace(training.RECIPE, cue_groups=None),
     "cues without denied_norm/hedge": replace(training.RECIPE, cue_groups=(
         "moral", "decline", "redirect", "identity", "comply", "apology", "premise")),
+    "relevance 600 chars, stem 5": replace(training.RECIPE, relevance_chars=600, stem=5),
+    "relevance 600 chars, stem 4": replace(training.RECIPE, relevance_chars=600, stem=4),
+    "relevance 600 chars, stem 6": replace(training.RECIPE, relevance_chars=600, stem=6),
+    "relevance 600 chars (before)": replace(training.RECIPE, relevance_chars=600),
+    "relevance whole response, stem 5": replace(training.RECIPE, stem=5),
+    "relevance 1500 chars, stem 5": replace(training.RECIPE, relevance_chars=1500, stem=5),
+    "relevance whole response, stem 6": replace(training.RECIPE, stem=6),
+    "relevance 3000 chars": replace(training.RECIPE, relevance_chars=3000),
+    "relevance 1500 chars": replace(training.RECIPE, relevance_chars=1500),
 }
 QUICK_RECIPES = ("shipped", "no prompt relevance, no mismatched", "cues without denied_norm/hedge")
+
 REVIEW_BUDGETS = (0.0, 0.02, 0.05, 0.10)
 
 
@@ -385,6 +405,8 @@ def main() -> None:
     parser.add_argument("--generate", action="store_true", help="Generate the SmolLM2 answers when not cached.")
     parser.add_argument("--minilm", action="store_true", help="Also score the MiniLM MLP learned labeler by LOSO.")
     parser.add_argument("--errors", action="store_true", help="Print the shipped hybrid's held-out misses.")
+    parser.add_argument("--recipe", action="append", choices=list(RECIPES),
+                        help="Score only these hybrid recipes (repeatable; default: all, or the quick three).")
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--minilm-sample", type=int, default=200, help="Texts embedded for the MiniLM speed floor.")
@@ -424,7 +446,7 @@ def main() -> None:
     show("rules (+ LOSO-chosen phrases)", {s: accuracy(fold_rules[s], pool.truth[pool.sources == s]) for s in names},
          names)
 
-    recipes = {name: RECIPES[name] for name in (QUICK_RECIPES if args.quick else RECIPES)}
+    recipes = {name: RECIPES[name] for name in (args.recipe or (QUICK_RECIPES if args.quick else RECIPES))}
     results = {}
     for name, recipe in recipes.items():
         results[name] = hybrid_loso(pool, lexicons, recipe)

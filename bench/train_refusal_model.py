@@ -86,14 +86,17 @@ class Recipe:
     """Also read how much of the prompt the response takes up (off-topic answers refuse)."""
     mismatched: bool = True
     """Train on mismatched pairs too (a prompt with another prompt's compliant answer: refusal)."""
+    relevance_chars: int | None = None
+    """How much of the response is searched for the prompt's words (None: all of it)."""
+    stem: int = 0
+    """Compare words by their first `stem` letters, possessives dropped (0: whole words)."""
 
 
-RECIPE = Recipe()
+RECIPE = Recipe(cue_groups=("moral", "decline", "redirect", "identity", "apology", "denied_norm", "hedge"))
 """The shipped recipe (chosen in bench/detector_accuracy.py; see its docstring)."""
 
 
 RELEVANCE = {
-    "head_chars": 600,
     "stopwords": sorted("""about above after again against also because been before being below between both
         could does doing down during each from further have having here into itself just more most other over
         same should some such than that their theirs them then there these they this those through under until
@@ -107,7 +110,9 @@ def cues_for(recipe: Recipe) -> dict:
     if recipe.cue_groups is not None:
         cues["groups"] = {name: CUES["groups"][name] for name in recipe.cue_groups}
     if recipe.relevance:
-        cues["relevance"] = RELEVANCE
+        cues["relevance"] = {**RELEVANCE, "head_chars": recipe.relevance_chars}
+        if recipe.stem:
+            cues["relevance"]["stem"] = recipe.stem
     return cues
 
 

@@ -81,16 +81,27 @@ def cue_matrix(responses: list[str], cues: dict) -> np.ndarray:
 
 def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np.ndarray:
     """(n, 2): the share of the prompt's content words (4+ letters, not in the card's
-    stopwords) found in the response's head, and whether none is (an off-topic answer
-    refuses the request); a prompt without content words counts as fully answered."""
+    stopwords) found in the response (or its first `head_chars`), and whether none is (an off-topic answer
+    refuses the request); a prompt without content words counts as fully answered.
+
+    Cards may ask for words to be compared by their first `stem` letters (so "jokes"
+    meets "joke", "finding" meets "find") once a possessive 's is dropped."""
+    settings = cues["relevance"]
     words = r"[a-z0-9']{4,}"
-    stop = pl.lit(cues["relevance"]["stopwords"], dtype=pl.List(pl.String))
-    frame = pl.DataFrame({"prompt": _lowered([p or "" for p in prompts]),
-                          "head": _lowered(responses).str.slice(0, cues["relevance"]["head_chars"])})
-    shares = frame.select(
-        pl.col("prompt").str.extract_all(words).list.unique().list.set_difference(stop).alias("asked"),
-        pl.col("head").str.extract_all(words).list.unique().alias("said"),
-    ).select(
+    stop = pl.lit(settings["stopwords"], dtype=pl.List(pl.String))
+    head = _lowered(responses)
+    if settings.get("head_chars") is not None:
+        head = head.str.slice(0, settings["head_chars"])
+    frame = pl.DataFrame({"prompt": _lowered([p or "" for p in prompts]), "head": head})
+    asked = pl.col("prompt").str.extract_all(words).list.unique().list.set_difference(stop)
+    said = pl.col("head").str.extract_all(words)
+    stem = settings.get("stem", 0)
+    if stem:
+        def shorten(column: pl.Expr) -> pl.Expr:
+            return column.list.eval(pl.element().str.replace(r"'s$", "").str.replace_all("'", "")
+                                    .str.slice(0, stem)).list.unique()
+        asked, said = shorten(asked), shorten(said)
+    shares = frame.select(asked.list.unique().alias("asked"), said.list.unique().alias("said")).select(
         pl.col("asked").list.set_intersection("said").list.len().alias("found"),
         pl.col("asked").list.len().alias("asked"),
     ).select(pl.when(pl.col("asked") == 0).then(1.0).otherwise(pl.col("found") / pl.col("asked")).alias("share"))
