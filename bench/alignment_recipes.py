@@ -138,7 +138,7 @@ def setup(store: Store, shared) -> None:
     ids["context"] = generate(store, _options("context", ("uncensorbench",), "train", context=True),
                               shared=shared).run_id
     store.append("prompts", _validation_rows(store, ids["student"]), where="validation prompts")
-    ids["reference"] = generate(store, _options("val-base", (VALIDATION,), "test"), shared=shared).run_id
+    ids["reference"] = generate(store, _options("base", (VALIDATION,), "test"), shared=shared).run_id
     runs = [*ids.values(), "uncensorbench-refusals"]
     label.label(store, runs, LABELER)
     mine.templates(store, runs, labeler=LABELER)
