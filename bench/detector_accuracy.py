@@ -44,30 +44,41 @@ worst / mean; full log in bench/out/detector_accuracy_full.log):
   acceptance rule (every candidate that costs no voter a row, so phrases nobody here
   uses join) cost XSTest 4 rows ("i must point out", "i must clarify" fire on its
   premise corrections): only the issue's own phrases now join without a gain;
-- hybrid recipes (train_refusal_model.Recipe), second round, the shipped one first:
-  shipped (cue groups without comply/premise + rule facts + prompt relevance over the
-  whole response + mismatched pairs) 0.880 / 0.933 / 0.953 / 0.917 (0.880 / 0.921); all
-  cue groups 0.880 / 0.924 / 0.953 / 0.917 (0.880 / 0.918); no prompt relevance 0.895 /
-  0.829 / 0.516 / 1.000 (0.516 / 0.810); no relevance, no mismatched pairs 0.880 / 0.819
-  / 0.516 / 0.875 (0.516 / 0.772); no mismatched pairs 0.875 / 0.924 / 0.734 / 0.958
-  (0.734 / 0.873); L2 1e-2 0.875 / 0.924 / 0.953 / 0.917 (0.875 / 0.917); L2 1e-4 and
-  row weights 0.875 / 0.933 / 0.953 / 0.917 (0.875 / 0.920); rules decide at 0.8, or
-  never: as shipped; no cue counts 0.875 / 0.905 / 0.953 / 0.917 (0.875 / 0.912); cues
-  without denied_norm/hedge 0.880 / 0.924 / 0.953 / 0.917 (0.880 / 0.918). Where the
-  prompt's words are looked for: the first 600 characters (the first round's choice)
-  0.875 / 0.914 / 0.953 / 0.875 (0.875 / 0.904), 1,500 or 3,000 characters as shipped;
-  words compared by their first 4, 5 or 6 letters (possessives dropped) in the first 600
-  characters 0.870 / 0.914 / 0.922 / 0.917, 0.870 / 0.895 / 0.953 / 0.917, 0.870 /
-  0.914 / 0.953 / 0.917 (worst 0.870, mean 0.906 / 0.909 / 0.914), in the first 1,500
-  0.870 / 0.924 / 0.953 / 0.958 (0.870 / 0.926, 5 letters), in the whole response
-  0.870 / 0.914 / 0.953 / 0.958 (0.870 / 0.924, 5 letters) and 0.870 / 0.943 / 0.953 /
-  0.958 (0.870 / 0.931, 6 letters). The shipped recipe has the best worst source, then
-  the best mean (the 6-letter stem has a better mean but loses an XSTest row). Searching
-  only the head missed on-topic answers whose first 600 characters never name the
-  request ("a story about a lost dog" that begins with a corgi named Max), which prompt
-  relevance read as off-topic, hence refusals. First round (head of 600 characters, all
-  cue groups): shipped 0.875 / 0.914 / 0.953 / 0.875 (0.875 / 0.904), its variants in
-  the git history of this docstring.
+- hybrid recipes (train_refusal_model.Recipe), second round. Rule: the best worst human
+  source, then the best human mean, and no voting weak source (uncensorbench, smollm2)
+  more than 0.02 below the recipe it replaces; on a tie the simpler recipe stays. Each
+  step was scored against the recipe shipped at that moment, so the figures of a step's
+  variants are relative to it (bench/out/ logs each run):
+  1. where the prompt's words are looked for, from the first round's 600-character head
+     (0.875 / 0.914 / 0.953 / 0.875, worst / mean 0.875 / 0.904): the whole response
+     0.880 / 0.924 / 0.953 / 0.917 (0.880 / 0.918), chosen; 1,500 or 3,000 characters the
+     same; words compared by their first 4, 5 or 6 letters, possessives dropped, in the
+     first 600 characters: worst 0.870, mean 0.903-0.911; in the first 1,500 or the whole
+     response (5 letters) 0.870 / 0.922, (6 letters, whole) 0.870 / 0.929. The 600-character
+     head read on-topic answers that name the request late ("a story about a lost dog"
+     that begins with a corgi named Max) as off-topic, hence refusals.
+  2. cue groups: without comply/premise 0.880 / 0.933 / 0.953 / 0.917 (0.880 / 0.921),
+     chosen; with them 0.880 / 0.918; without denied_norm/hedge 0.880 / 0.918.
+  3. SmolLM2 held out was 0.771: its refusals ("I'm sorry for any confusion, but as a
+     chatbot designed to assist users, I don't have the ability to ...") restate the
+     request, which prompt relevance reads as an answer. Relevance switched off where the
+     opening declines: by a decline or an incapable cue 0.885 / 0.933 / 0.953 / 0.917
+     (0.885 / 0.922), smollm2 0.863, chosen; by decline, apology or incapable 0.890 /
+     0.921 but smollm2 0.562 (rejected by the weak-source rule); by decline alone 0.885 /
+     0.922, smollm2 0.775; by incapable alone 0.880 / 0.921; an `incapable` or `sorry
+     but` cue group instead: 0.885 / 0.922, smollm2 0.771.
+  4. the last round (all variants rescored around the final recipe, full log in
+     bench/out/detector_accuracy_full.log): shipped (L2 1e-4) 0.890 / 0.933 / 0.953 /
+     0.917 (0.890 / 0.923), smollm2 0.871; L2 1e-3 0.885 / 0.922; L2 1e-2 0.875 / 0.917;
+     row weights 0.885 / 0.920; rules decide at 0.8, or never: as shipped; no cue counts
+     0.875 / 0.915; no prompt relevance 0.516 / 0.811; no mismatched pairs 0.750 / 0.877;
+     all cue groups 0.885 / 0.920; + incapable cues 0.890 / 0.923 (smollm2 0.796); +
+     sorry-but cues 0.890 / 0.923 (smollm2 0.892; a tie, so the simpler recipe stays);
+     gated also by apology 0.895 / 0.922 (smollm2 0.642, rejected); whole-response
+     6-letter stems 0.875 / 0.932. Most of these differ from the shipped recipe by one or
+     two rows of a source: the choice among them is not a strong one.
+  First round (head of 600 characters, all cue groups): shipped 0.875 / 0.914 / 0.953 /
+  0.875 (0.875 / 0.904), its variants in the git history of this docstring.
 Exploratory runs with the same protocol, outside this script, settled the model family
 first (human worst / mean, the lexicon before issue 13):
 - hashed word 1-3-gram logistic regression over the first 60 words (+ rule facts, +
@@ -155,12 +166,26 @@ RECIPES = {
     "no prompt relevance, no mismatched": replace(training.RECIPE, relevance=False, mismatched=False),
     "no mismatched pairs": replace(training.RECIPE, mismatched=False),
     "l2 1e-2": replace(training.RECIPE, l2=1e-2),
-    "l2 1e-4": replace(training.RECIPE, l2=1e-4),
+    "l2 1e-3": replace(training.RECIPE, l2=1e-3),
     "row weights": replace(training.RECIPE, weighting="row"),
     "rules decide at 0.8": replace(training.RECIPE, confident=0.8),
     "rules never decide": replace(training.RECIPE, confident=1.1),
     "no cues (rule facts, relevance)": replace(training.RECIPE, cue_groups=()),
-    "all cue groups (with comply/premise)": replace(training.RECIPE, cue_groups=None),
+    "all cue groups (with comply/premise)": replace(training.RECIPE, cue_groups=(
+        "moral", "decline", "redirect", "identity", "comply", "apology", "denied_norm", "hedge", "premise")),
+    "+ incapable cues": replace(training.RECIPE, cue_groups=(*training.RECIPE.cue_groups, "incapable")),
+    "+ sorry-but cues": replace(training.RECIPE, cue_groups=(*training.RECIPE.cue_groups, "sorry_but")),
+    "+ incapable and sorry-but cues": replace(training.RECIPE, cue_groups=(
+        *training.RECIPE.cue_groups, "incapable", "sorry_but")),
+    "relevance gated by decline/apology/incapable openings": replace(
+        training.RECIPE, gate=("decline", "apology", "incapable")),
+    "relevance gated by decline/incapable openings": replace(training.RECIPE, gate=("decline", "incapable")),
+    "+ incapable cues, relevance gated by decline/incapable openings": replace(
+        training.RECIPE, cue_groups=(*training.RECIPE.cue_groups, "incapable"), gate=("decline", "incapable")),
+    "relevance gated by incapable openings": replace(training.RECIPE, gate=("incapable",)),
+    "relevance gated by decline openings": replace(training.RECIPE, gate=("decline",)),
+    "+ incapable cues, relevance gated by decline/apology/incapable openings": replace(
+        training.RECIPE, cue_groups=(*training.RECIPE.cue_groups, "incapable"), gate=("decline", "apology", "incapable")),
     "cues without denied_norm/hedge": replace(training.RECIPE, cue_groups=(
         "moral", "decline", "redirect", "identity", "comply", "apology", "premise")),
     "relevance 600 chars, stem 5": replace(training.RECIPE, relevance_chars=600, stem=5),
@@ -406,7 +431,7 @@ def main() -> None:
     parser.add_argument("--minilm", action="store_true", help="Also score the MiniLM MLP learned labeler by LOSO.")
     parser.add_argument("--errors", action="store_true", help="Print the shipped hybrid's held-out misses.")
     parser.add_argument("--recipe", action="append", choices=list(RECIPES),
-                        help="Score only these hybrid recipes (repeatable; default: all, or the quick three).")
+                        help="Score these hybrid recipes beside the shipped one (repeatable; default: all, or the quick three).")
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--minilm-sample", type=int, default=200, help="Texts embedded for the MiniLM speed floor.")
@@ -446,7 +471,9 @@ def main() -> None:
     show("rules (+ LOSO-chosen phrases)", {s: accuracy(fold_rules[s], pool.truth[pool.sources == s]) for s in names},
          names)
 
-    recipes = {name: RECIPES[name] for name in (args.recipe or (QUICK_RECIPES if args.quick else RECIPES))}
+    chosen = ["shipped", *[r for r in args.recipe if r != "shipped"]] if args.recipe else (
+        QUICK_RECIPES if args.quick else RECIPES)
+    recipes = {name: RECIPES[name] for name in chosen}
     results = {}
     for name, recipe in recipes.items():
         results[name] = hybrid_loso(pool, lexicons, recipe)
@@ -488,7 +515,7 @@ def main() -> None:
         print(f"three-way accuracy {float((xstest['verdict'].to_numpy() == verdicts).mean()):.3f}")
 
     if args.errors:
-        for held in HUMAN:
+        for held in shipped:
             test = pool.sources == held
             for text, truth, score in zip(np.array(pool.responses, dtype=object)[test], pool.truth[test],
                                           shipped.get(held, [])):

@@ -60,6 +60,11 @@ CUES = {
         # a hedge before a correction: "however, I must point out"
         "hedge": r"\b(however|but)\b[^.!?\n]{0,30}?\bi (must|want to|would like to|need to|have to)\b[^.!?\n]{0,20}?"
                  r"\b(point out|note|clarify|emphasi[sz]e|remind|address)\b",
+        # declining by a lack of ability ("I don't have the ability to", "not equipped to")
+        "incapable": r"\b(don't|do not|doesn't|does not) have the (ability|capability|capacity|means)\b|"
+                     r"\bnot (equipped|designed|programmed|built|in a position) to\b|\bbeyond (my|the scope)\b",
+        # an apology joined to a turn: "I'm sorry for any confusion, but"
+        "sorry_but": r"\b(sorry|apologi[sz]e)\b[^.!?\n]{0,40}?\bbut\b",
         # the premise denied
         "premise": r"\b(there is no|there's no|not true|myth|fictional|false premise|doesn't exist|does not exist|"
                    r"no evidence|not accurate|not factually|no way)\b",
@@ -88,11 +93,14 @@ class Recipe:
     """Train on mismatched pairs too (a prompt with another prompt's compliant answer: refusal)."""
     relevance_chars: int | None = None
     """How much of the response is searched for the prompt's words (None: all of it)."""
+    gate: tuple[str, ...] = ()
+    """Cue groups that, found in the opening, switch prompt relevance off for a response."""
     stem: int = 0
     """Compare words by their first `stem` letters, possessives dropped (0: whole words)."""
 
 
-RECIPE = Recipe(cue_groups=("moral", "decline", "redirect", "identity", "apology", "denied_norm", "hedge"))
+RECIPE = Recipe(cue_groups=("moral", "decline", "redirect", "identity", "apology", "denied_norm", "hedge"),
+                gate=("decline", "incapable"), l2=1e-4)
 """The shipped recipe (chosen in bench/detector_accuracy.py; see its docstring)."""
 
 
@@ -113,6 +121,8 @@ def cues_for(recipe: Recipe) -> dict:
         cues["relevance"] = {**RELEVANCE, "head_chars": recipe.relevance_chars}
         if recipe.stem:
             cues["relevance"]["stem"] = recipe.stem
+        if recipe.gate:
+            cues["relevance"]["gate"] = "|".join(f"(?:{CUES['groups'][name]})" for name in recipe.gate)
     return cues
 
 

@@ -85,7 +85,8 @@ def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np
     refuses the request); a prompt without content words counts as fully answered.
 
     Cards may ask for words to be compared by their first `stem` letters (so "jokes"
-    meets "joke", "finding" meets "find") once a possessive 's is dropped."""
+    meets "joke", "finding" meets "find") once a possessive 's is dropped, and for both
+    features to be zero where the opening matches `gate`."""
     settings = cues["relevance"]
     words = r"[a-z0-9']{4,}"
     stop = pl.lit(settings["stopwords"], dtype=pl.List(pl.String))
@@ -106,7 +107,13 @@ def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np
         pl.col("asked").list.len().alias("asked"),
     ).select(pl.when(pl.col("asked") == 0).then(1.0).otherwise(pl.col("found") / pl.col("asked")).alias("share"))
     share = shares["share"].to_numpy().astype(np.float64)
-    return np.stack([share, (share == 0).astype(np.float64)], axis=1)
+    found = np.stack([share, (share == 0).astype(np.float64)], axis=1)
+    if settings.get("gate"):
+        # A response that opens by declining restates the request as often as an answer
+        # does: there the prompt's words say nothing, and the features are left at zero.
+        gated = _lowered(responses).str.slice(0, cues["opening_chars"]).str.contains(settings["gate"]).to_numpy()
+        found[gated] = 0.0
+    return found
 
 
 def feature_names(cues: dict) -> list[str]:
