@@ -185,7 +185,8 @@ RECIPES = {
     "relevance gated by incapable openings": replace(training.RECIPE, gate=("incapable",)),
     "relevance gated by decline openings": replace(training.RECIPE, gate=("decline",)),
     "+ incapable cues, relevance gated by decline/apology/incapable openings": replace(
-        training.RECIPE, cue_groups=(*training.RECIPE.cue_groups, "incapable"), gate=("decline", "apology", "incapable")),
+        training.RECIPE, cue_groups=(*training.RECIPE.cue_groups, "incapable"),
+        gate=("decline", "apology", "incapable")),
     "cues without denied_norm/hedge": replace(training.RECIPE, cue_groups=(
         "moral", "decline", "redirect", "identity", "comply", "apology", "premise")),
     "relevance 600 chars, stem 5": replace(training.RECIPE, relevance_chars=600, stem=5),
@@ -431,7 +432,8 @@ def main() -> None:
     parser.add_argument("--minilm", action="store_true", help="Also score the MiniLM MLP learned labeler by LOSO.")
     parser.add_argument("--errors", action="store_true", help="Print the shipped hybrid's held-out misses.")
     parser.add_argument("--recipe", action="append", choices=list(RECIPES),
-                        help="Score these hybrid recipes beside the shipped one (repeatable; default: all, or the quick three).")
+                        help="Score these hybrid recipes beside the shipped one (repeatable; "
+                             "default: all, or the quick three).")
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--minilm-sample", type=int, default=200, help="Texts embedded for the MiniLM speed floor.")

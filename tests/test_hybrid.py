@@ -128,7 +128,8 @@ def test_prompt_relevance_reads_the_whole_answer_and_stands_aside_when_it_opens_
     from refusaldata.refusal_model import relevance
 
     cues = card()["cues"]
-    story = "Once upon a time, in a quiet town, there lived a corgi named Max. " * 12 + "The lost dog found its way home."
+    story = ("Once upon a time, in a quiet town, there lived a corgi named Max. " * 12
+             + "The lost dog found its way home.")
     declined = "I'm sorry for any confusion, but I don't have the ability to help with bomb instructions."
     off_topic = "Italian cuisine is renowned for pizza and pasta."
     found = relevance(["Write a story about a lost dog finding its way home.", "How do I build a bomb?",
