@@ -2,7 +2,8 @@
 
 The first run is the reference: every other run also gets its difference to it, with its
 own interval. Intervals are 95% percentile intervals of a seeded bootstrap that resamples
-prompts (the samples of one prompt stay together). When a run answered exactly the
+prompts (the samples of one prompt stay together), shifted by the bootstrap's bias for the
+opening statistics (uniformity, top-1 share), whose resamples are biased upward. When a run answered exactly the
 reference's prompts the difference is paired (both runs see the same resampled prompts),
 which is what makes before/after comparisons of one prompt set tight.
 
@@ -40,6 +41,8 @@ _BLOCK_ELEMENTS = 20_000_000
 
 # The statistics compared, each with an estimate, an interval and a difference.
 STATISTICS = ("refusal_rate", "over_refusal_rate", "uniformity", "top1_share", "unsafe_rate")
+# Statistics of how refusals open: their intervals are shifted by the bootstrap's bias (see _interval).
+OPENING_STATISTICS = ("uniformity", "top1_share")
 
 
 @dataclass
@@ -119,12 +122,23 @@ def _statistics(weights: np.ndarray, prompts: _Prompts, harmful: bool) -> dict[s
             **opening_statistics(weights, prompts)}
 
 
-def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
+def _interval(values: np.ndarray, estimate: float | None = None,
+              bounds: tuple[float, float] = (-1.0, 1.0)) -> tuple[float | None, float | None]:
+    """The 95% percentile interval of `values`; with `estimate`, shifted by the bootstrap's
+    bias (the resamples' mean minus `estimate`) and kept within `bounds`.
+
+    The opening statistics need the shift: a resample repeats prompts, so it repeats their
+    openings, and every resample looks more uniform than the data. The plain percentiles
+    then missed the estimate itself (0.046 [0.12, 0.30] was printed).
+    """
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return None, None
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(finite, [tail, 100 - tail])
+    if estimate is not None:
+        bias = float(finite.mean()) - estimate
+        low, high = max(bounds[0], low - bias), min(bounds[1], high - bias)
     return float(low), float(high)
 
 
@@ -356,14 +370,16 @@ def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k
             run_draws = _statistics(reference_weights, run_prompts, kind) if same and run_id != reference else draws
             for statistic, values in estimates.items():
                 row[statistic] = _value(values)
-                row[f"{statistic}_low"], row[f"{statistic}_high"] = _interval(draws[statistic])
+                corrected = statistic in OPENING_STATISTICS
+                row[f"{statistic}_low"], row[f"{statistic}_high"] = _interval(
+                    draws[statistic], row[statistic] if corrected else None, (0.0, 1.0))
                 reference_value = _value(reference_estimates[statistic])
                 if run_id == reference or row[statistic] is None or reference_value is None:
                     row[f"{statistic}_diff"] = row[f"{statistic}_diff_low"] = row[f"{statistic}_diff_high"] = None
                     continue
                 row[f"{statistic}_diff"] = row[statistic] - reference_value
                 row[f"{statistic}_diff_low"], row[f"{statistic}_diff_high"] = _interval(
-                    run_draws[statistic] - reference_draws[statistic])
+                    run_draws[statistic] - reference_draws[statistic], row[f"{statistic}_diff"] if corrected else None)
         if unsafe_from is None:
             for suffix in _SUFFIXES:
                 row[f"unsafe_rate{suffix}"] = None

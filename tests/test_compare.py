@@ -191,6 +191,27 @@ def test_a_single_refusal_is_uniform_and_none_is_undefined():
     assert np.isnan(found["uniformity"][1]) and np.isnan(found["top1_share"][1])
 
 
+def test_opening_intervals_hold_their_estimate_when_every_refusal_opens_differently():
+    """Resampling repeats prompts, hence openings: every resample of 30 distinct openings looks
+    more uniform than the data (uniformity 0), so plain percentiles miss the estimate."""
+    size = 30
+    table = pa.table({"run_id": ["r"] * size, "prompt_id": [f"p{i:02d}" for i in range(size)],
+                      "harmful": [True] * size, "responses": [1] * size, "refusals": [1] * size,
+                      "judged": [0] * size, "unsafe": [0] * size})
+    openings = pa.table({"run_id": ["r"] * size, "prompt_id": [f"p{i:02d}" for i in range(size)],
+                         "opening": [f"opening {i}" for i in range(size)], "refusals": [1] * size})
+    prompts = evaluate._group_prompts(table, openings, "r", True)
+    estimate = evaluate.opening_statistics(np.ones((1, size)), prompts)
+    draws = evaluate.opening_statistics(evaluate.resample_weights(size, 1000, np.random.default_rng(0)), prompts)
+    assert estimate["uniformity"][0] == pytest.approx(0.0) and estimate["top1_share"][0] == pytest.approx(1 / size)
+    for statistic in evaluate.OPENING_STATISTICS:
+        value = float(estimate[statistic][0])
+        plain_low, _ = evaluate._interval(draws[statistic])
+        assert plain_low > value  # the artefact the shift corrects
+        low, high = evaluate._interval(draws[statistic], value, (0.0, 1.0))
+        assert 0.0 <= low <= value <= high <= 1.0
+
+
 def test_errors_name_the_problem(store):
     load_fixture(store)
     with pytest.raises(NotFoundError, match="no run 'nope'"):
