@@ -18,7 +18,8 @@ Backend = choice("Backend", tuple(name for name in BACKENDS if name != "openai")
 def quickstart(
     fast: Annotated[bool, typer.Option(
         "--fast", help="Shorter answers and fewer training steps (a few minutes).")] = False,
-    backend: Annotated[Backend, typer.Option("--backend", help="auto is vllm where it is installed.")] = "auto",
+    backend: Annotated[Backend, typer.Option(
+        "--backend", help="auto: vllm where installed; --fast without a CUDA GPU: transformers.")] = "auto",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Import, generate, label, mine, distill, train, regenerate, compare and report, on SmolLM2-135M-Instruct."""

@@ -104,6 +104,24 @@ def _present(store: Store, datasets: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dataset for dataset in datasets if dataset in stored)
 
 
+def study_backend(backend: str, fast: bool) -> str:
+    """`auto`: vLLM (where installed), except for `--fast` on a machine without a CUDA GPU.
+
+    The fast study is many short runs (24-token answers) of a 135M model, most through a
+    LoRA adapter. On a CPU, vLLM's engine takes one to three minutes to start and its LoRA
+    path decodes several times slower than the plain model, so transformers finishes the
+    fast study (the same greedy tokens in float32) sooner (README, "The quickstart").
+    """
+    if backend != "auto":
+        return backend
+    if fast:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "transformers"
+    return resolve_backend("auto")
+
+
 def _shared_engine(backend: str, plan: Plan) -> SharedEngine | None:
     """One vLLM engine for every run of the study: base, the safety context, each adapter and
     every capability run differ only in conversation and adapter (one engine start, not three)."""
@@ -120,6 +138,7 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
     if backend not in QUICKSTART_BACKENDS:  # before the first import writes to the store
         raise InputError(f"--backend must be one of {', '.join(QUICKSTART_BACKENDS)}, not '{backend}'")
     plan = FAST if fast else FULL
+    backend = study_backend(backend, fast)
     started = time.perf_counter()
 
     def step(message: str) -> None:

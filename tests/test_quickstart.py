@@ -1,9 +1,9 @@
 """`refusaldata quickstart --fast`: the whole study end to end on the embedded model.
 
-Slow (a few minutes): it imports, generates with vLLM (transformers where vLLM is absent),
-answers under a safety context, labels, mines, builds every set, trains five adapters,
-regenerates, scores every method's capability and reports. It runs
-as a subprocess because the vLLM engine spawns processes.
+Slow (a few minutes): it imports, generates (with --fast on a CPU: transformers; vLLM where
+a GPU is present), answers under a safety context, labels, mines, builds every set, trains five
+adapters, regenerates, scores every method's capability and reports. It runs as a
+subprocess, as a user runs it (and because a vLLM engine spawns processes).
 """
 
 from __future__ import annotations
