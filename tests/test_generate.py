@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -259,3 +260,25 @@ def test_bad_few_shot_file_is_one_line_error_and_stores_nothing(cli, store, tmp_
     assert result.stderr == f"Error: {path}: {message}\n" or (
         result.stderr.startswith(f"Error: {path}: ") and message in result.stderr and result.stderr.count("\n") == 1)
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*.parquet")) == before
+
+
+def test_default_torch_threads_leave_a_core_to_other_work(monkeypatch):
+    """A core kept busy by another process counts: then the backend leaves it a core."""
+    import subprocess
+    import sys
+
+    from refusaldata.generate import transformers_backend as tb
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert tb._busy_cores() >= 0.5
+        tb._default_threads.cache_clear()
+        monkeypatch.delenv(tb.THREADS_ENV, raising=False)
+        assert tb.torch_threads() == max(1, (os.cpu_count() or 2) - 1)
+    finally:
+        spinner.kill()
+        spinner.wait()
+        tb._default_threads.cache_clear()
+    monkeypatch.setenv(tb.THREADS_ENV, "3")
+    assert tb.torch_threads() == 3
