@@ -55,13 +55,9 @@ OUTPUT_PARAMETERS = {"output": ("--output", True), "export": ("--export", True),
 INTERRUPTED = "interrupted; what was stored before stays stored, rerun to resume"
 
 
-_said = {"interrupted": False}
-
-
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `Error: message` on one line to stderr and return the Exit to raise."""
     echo(f"Error: {' '.join(str(message).split())}", err=True)
-    _said["interrupted"] = _said["interrupted"] or code == 130
     return typer.Exit(code)
 
 
@@ -75,7 +71,8 @@ def _guarded(callback):
     """Wrap a command so expected failures print one line and exit non-zero, never a traceback.
 
     Every command's outputs are checked against its store first, so a command added later
-    cannot write among the store's tables either.
+    cannot write among the store's tables either. An interruption exits 130 without a line:
+    `run` reports every one, as Typer also ends a Ctrl-C outside the command with a silent 130.
     """
 
     @functools.wraps(callback)
@@ -86,19 +83,19 @@ def _guarded(callback):
         except RefusalDataError as exc:
             raise fail(str(exc)) from None
         except duckdb.InterruptException:
-            raise fail(INTERRUPTED, 130) from None
+            raise typer.Exit(130) from None
         except duckdb.Error as exc:
             if "KeyboardInterrupt" in str(exc):  # Ctrl-C inside Python code DuckDB called (reading a frame)
-                raise fail(INTERRUPTED, 130) from None
+                raise typer.Exit(130) from None
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise fail(f"SQL: {shorten_quoted(first_line)}") from None
         except KeyboardInterrupt:
-            raise fail(INTERRUPTED, 130) from None
+            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit, BrokenPipeError):
             raise  # click ends a command whose reader closed the pipe (`| head`) quietly
         except Exception as exc:
             if isinstance(exc, RuntimeError) and str(exc) == "Query interrupted":  # DuckDB's Ctrl-C mid-fetch
-                raise fail(INTERRUPTED, 130) from None
+                raise typer.Exit(130) from None
             if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refused
                 raise fail(f"{excerpt(str(exc.filename))}: {exc.strerror or exc}") from None
             if os.environ.get("REFUSALDATA_DEBUG"):
@@ -147,7 +144,6 @@ def run(args: list[str] | None = None) -> int:
     Usage errors (a bad option value, a missing argument) become one `Error:` line naming
     the option, like every other failure, with click's exit code 2.
     """
-    _said["interrupted"] = False
     try:
         code = _click_command().main(args=args, prog_name="refusaldata", standalone_mode=False)
     except TyperException as exc:
@@ -160,9 +156,7 @@ def run(args: list[str] | None = None) -> int:
         if isinstance(exc.__cause__, KeyboardInterrupt):
             return fail(INTERRUPTED, 130).exit_code
         return fail("aborted").exit_code
-    if code == 130 and not _said["interrupted"]:
-        # Typer turns a Ctrl-C outside the command itself (parsing options, closing the
-        # context) into a silent exit 130.
+    if code == 130:  # interrupted, in the command or around it (Typer's own silent 130)
         return fail(INTERRUPTED, 130).exit_code
     return code if isinstance(code, int) else 0
 
