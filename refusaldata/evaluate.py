@@ -3,9 +3,10 @@
 The first run is the reference: every other run also gets its difference to it, with its
 own interval. Intervals are 95% percentile intervals of a seeded bootstrap that resamples
 prompts (the samples of one prompt stay together), shifted by the bootstrap's bias for the
-opening statistics (uniformity, top-1 share), whose resamples are biased upward. When a run answered exactly the
-reference's prompts the difference is paired (both runs see the same resampled prompts),
-which is what makes before/after comparisons of one prompt set tight.
+opening statistics (uniformity, top-1 share), whose resamples are biased upward. When a
+run answered exactly the reference's prompts the difference is paired (both runs see the
+same resampled prompts), which is what makes before/after comparisons of one prompt set
+tight.
 
 The bootstrap is vectorized: each (run, prompt kind) draws one (B x n) index matrix, turned
 into a (B x n) multiplicity matrix; every statistic is then a matrix product or a

@@ -81,8 +81,9 @@ def cue_matrix(responses: list[str], cues: dict) -> np.ndarray:
 
 def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np.ndarray:
     """(n, 2): the share of the prompt's content words (4+ letters, not in the card's
-    stopwords) found in the response (or its first `head_chars`), and whether none is (an off-topic answer
-    refuses the request); a prompt without content words counts as fully answered.
+    stopwords) found in the response (or its first `head_chars`), and whether none is (an
+    off-topic answer refuses the request); a prompt without content words counts as fully
+    answered.
 
     Cards may ask for words to be compared by their first `stem` letters (so "jokes"
     meets "joke", "finding" meets "find") once a possessive 's is dropped, and for both
@@ -90,17 +91,15 @@ def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np
     settings = cues["relevance"]
     words = r"[a-z0-9']{4,}"
     stop = pl.lit(settings["stopwords"], dtype=pl.List(pl.String))
-    head = _lowered(responses)
-    if settings.get("head_chars") is not None:
-        head = head.str.slice(0, settings["head_chars"])
+    text = _lowered(responses)
+    head = text if settings.get("head_chars") is None else text.str.slice(0, settings["head_chars"])
     frame = pl.DataFrame({"prompt": _lowered([p or "" for p in prompts]), "head": head})
-    asked = pl.col("prompt").str.extract_all(words).list.unique().list.set_difference(stop)
+    asked = pl.col("prompt").str.extract_all(words).list.set_difference(stop)
     said = pl.col("head").str.extract_all(words)
     stem = settings.get("stem", 0)
     if stem:
         def shorten(column: pl.Expr) -> pl.Expr:
-            return column.list.eval(pl.element().str.replace(r"'s$", "").str.replace_all("'", "")
-                                    .str.slice(0, stem)).list.unique()
+            return column.list.eval(pl.element().str.replace(r"'s$", "").str.replace_all("'", "").str.slice(0, stem))
         asked, said = shorten(asked), shorten(said)
     shares = frame.select(asked.list.unique().alias("asked"), said.list.unique().alias("said")).select(
         pl.col("asked").list.set_intersection("said").list.len().alias("found"),
@@ -111,8 +110,7 @@ def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np
     if settings.get("gate"):
         # A response that opens by declining restates the request as often as an answer
         # does: there the prompt's words say nothing, and the features are left at zero.
-        gated = _lowered(responses).str.slice(0, cues["opening_chars"]).str.contains(settings["gate"]).to_numpy()
-        found[gated] = 0.0
+        found[text.str.slice(0, cues["opening_chars"]).str.contains(settings["gate"]).to_numpy()] = 0.0
     return found
 
 
