@@ -77,6 +77,12 @@ worst / mean; full log in bench/out/detector_accuracy_full.log):
      gated also by apology 0.895 / 0.922 (smollm2 0.642, rejected); whole-response
      6-letter stems 0.875 / 0.932. Most of these differ from the shipped recipe by one or
      two rows of a source: the choice among them is not a strong one.
+  5. after the store's labeler was found reading no prompt (fixed: it now passes each
+     response's prompt, as this bench always did), a benign answer that shares no word
+     with a short prompt read as off topic. Relevance counted only from 2 prompt words:
+     0.890 / 0.924 / 0.953 / 0.917 (0.890 / 0.921); from 3: 0.885 / 0.924 / 0.844 / 0.958
+     (0.844 / 0.903), smollm2 0.746; from 3 with 5-letter stems: 0.844 / 0.908. All
+     rejected; tests/test_hybrid.py keeps the case as a known false refusal.
   First round (head of 600 characters, all cue groups): shipped 0.875 / 0.914 / 0.953 /
   0.875 (0.875 / 0.904), its variants in the git history of this docstring.
 Exploratory runs with the same protocol, outside this script, settled the model family
@@ -198,6 +204,9 @@ RECIPES = {
     "relevance whole response, stem 6": replace(training.RECIPE, stem=6),
     "relevance 3000 chars": replace(training.RECIPE, relevance_chars=3000),
     "relevance 1500 chars": replace(training.RECIPE, relevance_chars=1500),
+    "relevance from 2 prompt words": replace(training.RECIPE, min_words=2),
+    "relevance from 3 prompt words": replace(training.RECIPE, min_words=3),
+    "relevance from 3 prompt words, stem 5": replace(training.RECIPE, min_words=3, stem=5),
 }
 QUICK_RECIPES = ("shipped", "no prompt relevance, no mismatched", "cues without denied_norm/hedge")
 

@@ -97,6 +97,8 @@ class Recipe:
     """Cue groups that, found in the opening, switch prompt relevance off for a response."""
     stem: int = 0
     """Compare words by their first `stem` letters, possessives dropped (0: whole words)."""
+    min_words: int = 1
+    """A prompt with fewer content words than this counts as answered (too few to judge by)."""
 
 
 RECIPE = Recipe(cue_groups=("moral", "decline", "redirect", "identity", "apology", "denied_norm", "hedge"),
@@ -121,6 +123,8 @@ def cues_for(recipe: Recipe) -> dict:
         cues["relevance"] = {**RELEVANCE, "head_chars": recipe.relevance_chars}
         if recipe.stem:
             cues["relevance"]["stem"] = recipe.stem
+        if recipe.min_words > 1:
+            cues["relevance"]["min_words"] = recipe.min_words
         if recipe.gate:
             cues["relevance"]["gate"] = "|".join(f"(?:{CUES['groups'][name]})" for name in recipe.gate)
     return cues

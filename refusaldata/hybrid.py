@@ -25,7 +25,7 @@ def label_with_hybrid(store: Store, run_ids: list[str], labeler: str, **options)
         rows = run_inputs(store, run_id)
         responses = rows.column("response").to_pylist()
         facts = rule_facts(responses)
-        verdicts = decide(responses, facts)
+        verdicts = decide(responses, facts, prompts=rows.column("prompt").to_pylist())
         written[run_id] = write_verdicts(store, run_id, labeler, rows, refusal=verdicts.refusal.tolist(),
                                          score=verdicts.score.tolist(), verdicts=verdicts.verdict,
                                          markers=verdicts.marker, openings=facts.column("opening").to_pylist())

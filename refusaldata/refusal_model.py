@@ -82,8 +82,8 @@ def cue_matrix(responses: list[str], cues: dict) -> np.ndarray:
 def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np.ndarray:
     """(n, 2): the share of the prompt's content words (4+ letters, not in the card's
     stopwords) found in the response (or its first `head_chars`), and whether none is (an
-    off-topic answer refuses the request); a prompt without content words counts as fully
-    answered.
+    off-topic answer refuses the request); a prompt with fewer content words than the
+    card's `min_words` (default 1) counts as fully answered: too few words to judge by.
 
     Cards may ask for words to be compared by their first `stem` letters (so "jokes"
     meets "joke", "finding" meets "find") once a possessive 's is dropped, and for both
@@ -104,7 +104,8 @@ def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np
     shares = frame.select(asked.list.unique().alias("asked"), said.list.unique().alias("said")).select(
         pl.col("asked").list.set_intersection("said").list.len().alias("found"),
         pl.col("asked").list.len().alias("asked"),
-    ).select(pl.when(pl.col("asked") == 0).then(1.0).otherwise(pl.col("found") / pl.col("asked")).alias("share"))
+    ).select(pl.when(pl.col("asked") < max(1, settings.get("min_words", 1))).then(1.0)
+             .otherwise(pl.col("found") / pl.col("asked")).alias("share"))
     share = shares["share"].to_numpy().astype(np.float64)
     found = np.stack([share, (share == 0).astype(np.float64)], axis=1)
     if settings.get("gate"):
