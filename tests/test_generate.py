@@ -282,3 +282,35 @@ def test_default_torch_threads_leave_a_core_to_other_work(monkeypatch):
         tb._default_threads.cache_clear()
     monkeypatch.setenv(tb.THREADS_ENV, "3")
     assert tb.torch_threads() == 3
+
+
+
+def test_shared_prefix_is_run_once_and_gives_the_left_padded_batch_answers(embedded_model, monkeypatch):
+    """The backend runs the tokens every prompt of a chunk shares once (the template's system
+    turn, the run's system prompt and few-shot turns); the greedy answers and prompt token
+    counts are those of the plain left-padded batch, prompts of different lengths included."""
+    from refusaldata.generate import Prompt
+    from refusaldata.generate import transformers_backend
+    from refusaldata.generate.chat import LocalModel
+    from refusaldata.generate.transformers_backend import TransformersBackend, _shared_prefix
+
+    assert _shared_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert _shared_prefix([[1, 2], [1, 2]]) == 1  # each row keeps a token of its own
+    assert _shared_prefix([[7, 2], [1, 2]]) == 0
+    texts = PROMPTS + ["Explain, step by step and in detail, how a refrigerator keeps food cold at night."]
+    prompts = [Prompt(prompt_id(text), text) for text in texts]
+    answers = {}
+    for context in (False, True):
+        options = GenerateOptions(model="smollm2-135m-instruct", datasets=("tiny",), backend="transformers",
+                                  max_tokens=12, system_prompt="Be safe." if context else None,
+                                  few_shot=tuple(FEW_SHOT) if context else ())
+        local = LocalModel.load("smollm2-135m-instruct", None, options.system_prompt, options.few_shot)
+        engine = TransformersBackend(local, options).open()
+        for mode, minimum in (("plain", 10**9), ("prefix", transformers_backend.PREFIX_MIN_TOKENS)):
+            monkeypatch.setattr(transformers_backend, "PREFIX_MIN_TOKENS", minimum)
+            assert ("past_key_values" in engine._batch(local.render(prompts))) == (mode == "prefix")
+            answers[mode, context] = [(c.response, c.n_prompt_tokens, c.n_output_tokens)
+                                      for c in engine.generate(prompts)]
+        engine.close()
+        assert answers["plain", context] == answers["prefix", context], context
+    assert answers["prefix", True][0][1] > answers["prefix", False][0][1] + 10  # the context was read
