@@ -4,6 +4,7 @@
     python bench/alignment_recipes.py run NAME... --store DIR # build the set, train, answer, score
     python bench/alignment_recipes.py table --store DIR       # every recipe scored so far
     python bench/alignment_recipes.py list                    # the recipes and what they change
+    python bench/alignment_recipes.py rescore --store DIR     # every recipe's answers labelled again
 
 Selection never looks at the test split. A quarter of the train prompts (by prompt-id hash)
 of UncensorBench (harmful) and of every benign source (benign-controls, XSTest's safe
@@ -47,6 +48,9 @@ from refusaldata.train import train_adapter  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "prompts"
 OUT = ROOT / "bench" / "out" / "recipes.jsonl"
+RESCORED = ROOT / "bench" / "out" / "recipes_rescored.jsonl"
+RATE_KEYS = ("refusal_rate", "refusal_rate_low", "refusal_rate_high", "over_refusal_rate", "over_refusal_rate_low",
+             "over_refusal_rate_high")
 BENIGN_EXTRA = ("xstest-safe", "coconot-contrast")
 VALIDATION = "validation"
 SETUP = "recipes-setup.json"  # the run ids setup made, in the store's folder
@@ -187,6 +191,23 @@ def run_recipe(store: Store, name: str, shared) -> dict:
     return result
 
 
+def rescore(store: Store) -> None:
+    """Label every recipe's validation run again with the current default labeler and append
+    its figures to bench/out/recipes_rescored.jsonl: the adapters and their answers stay as
+    trained (their sets were built from the labels of their day)."""
+    ids = json.loads((store.root / SETUP).read_text())
+    rows = [json.loads(line) for line in OUT.read_text().splitlines()]
+    runs = [row["run_id"] for row in rows]
+    label.label(store, [ids["reference"], *runs], LABELER)
+    with RESCORED.open("a", encoding="utf-8") as handle:
+        for row in rows:
+            fresh = evaluate.compare_runs(store, [ids["reference"], row["run_id"]], bootstrap=1000,
+                                          labeler=label.BEST).to_pylist()[1]
+            row = {**row, **{key: fresh[key] for key in RATE_KEYS}, "rescored_at": now().isoformat()}
+            handle.write(json.dumps(row) + "\n")
+            print(f"{row['recipe']:<20}{_cell(row, 'refusal_rate'):>24}{_cell(row, 'over_refusal_rate'):>24}")
+
+
 def _cell(row: dict, key: str) -> str:
     if row.get(key) is None:
         return "—"
@@ -206,7 +227,7 @@ def table() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("setup", "run", "table", "list"))
+    parser.add_argument("command", choices=("setup", "run", "table", "list", "rescore"))
     parser.add_argument("recipes", nargs="*")
     parser.add_argument("--store", type=Path, default=Path("/tmp/alignment-recipes"))
     args = parser.parse_args()
@@ -223,6 +244,8 @@ def main() -> None:
                 shared.close()
     elif args.command == "table":
         table()
+    elif args.command == "rescore":
+        rescore(store)
     else:
         for name, recipe in RECIPES.items():
             print(name, *recipe)
