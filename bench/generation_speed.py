@@ -1,6 +1,6 @@
 """Output tokens/s of the vllm and transformers backends on the same prompts, fp32 and bf16.
 
-    python bench/generation_speed.py [--prompts 64] [--max-tokens 64] [--chunk-size 32]
+    python bench/generation_speed.py [--prompts 64] [--max-tokens 64] [--chunk-size 32] [--adapter DIR]
 
 Every configuration answers the same first N UncensorBench prompts greedily with the
 embedded model through `refusaldata.generate.generate` (the real chunk loop and store), in
@@ -8,6 +8,8 @@ a fresh temporary store. Printed per configuration: output tokens/s over generat
 (engine start excluded, shown apart), the ratio against transformers fp32 (the baseline,
 run in the same process), and the store's write time as a share of generation time.
 Also whether each run's responses equal transformers fp32's (fp32 should, bf16 need not).
+With --adapter, every configuration answers through that LoRA adapter (as the quickstart's
+method runs do), so vLLM's LoRA path is timed against transformers'.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=32)
     parser.add_argument("--backends", default="transformers,vllm")
     parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--adapter", help="A LoRA adapter folder every configuration answers through.")
     args = parser.parse_args()
 
     from refusaldata.generate import GenerateOptions, generate
@@ -39,7 +42,8 @@ def main() -> None:
     print(f"generation speed: {args.prompts} UncensorBench prompts, greedy, max_tokens {args.max_tokens}, "
           f"chunk {args.chunk_size}, embedded SmolLM2-135M-Instruct; {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at start (the machine is shared), "
-          f"transformers on {torch_threads()} torch thread(s)")
+          f"transformers on {torch_threads()} torch thread(s)"
+          + (f"; through the adapter {args.adapter}" if args.adapter else ""))
     header = (f"{'backend':<13}{'dtype':<10}{'out tokens':>11}{'gen s':>8}{'tokens/s':>10}{'x baseline':>11}"
               f"{'write s':>9}{'write share':>12}{'start s':>9}{'same as tf-fp32':>17}")
     print(header)
@@ -49,7 +53,7 @@ def main() -> None:
         for backend in args.backends.split(","):
             options = GenerateOptions(model="smollm2-135m-instruct", datasets=("uncensorbench",), backend=backend,
                                       dtype=dtype, max_tokens=args.max_tokens, limit=args.prompts,
-                                      chunk_size=args.chunk_size)
+                                      chunk_size=args.chunk_size, adapter=args.adapter)
             started = time.perf_counter()
             summary = generate(store, options)
             wall = time.perf_counter() - started

@@ -35,13 +35,14 @@ Nothing here ships: the package carries the trained model, not the data.
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from refusaldata.io import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -57,11 +58,8 @@ XSTEST_VERDICTS = {"1_full_compliance": "compliance", "2_full_refusal": "refusal
 
 
 def _csv(path: Path) -> pl.DataFrame:
-    """A CSV whose leading lines may be `#` comments, all columns as strings."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    while lines and lines[0].startswith("#"):
-        lines.pop(0)
-    return pl.read_csv(io.StringIO("".join(lines)), infer_schema=False)
+    """A CSV through the toolkit's one reader (`#` lines above the header skipped, all columns strings)."""
+    return read_records(path, "csv")
 
 
 def _finish(frame: pl.DataFrame, source: str, label: str) -> pl.DataFrame:
@@ -136,7 +134,6 @@ def jbb_artifacts(data: Path = DATA) -> pl.DataFrame | None:
 def uncensorbench() -> pl.DataFrame:
     """uncensorbench's prompts, each with its reference refusal and its reference compliant answer."""
     from refusaldata.fetch import package_data
-    from refusaldata.io import read_records
     from refusaldata.registry import BUILTINS
 
     frame = read_records(package_data(BUILTINS["uncensorbench"].location), "json", records_key="prompts")

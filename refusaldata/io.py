@@ -397,9 +397,10 @@ def read_records(path: str | os.PathLike[str], fmt: str | None = None, records_k
     else:
         text = read_text(path)
         if fmt in ("csv", "tsv"):
+            body = _after_leading_comments(text)
             try:
-                frame = pl.read_csv(_stdio.StringIO(text), infer_schema=False,
-                                    separator="\t" if fmt == "tsv" else ",")
+                frame = pl.read_csv(_stdio.StringIO(body), infer_schema=False,
+                                    separator="\t" if fmt == "tsv" else ",") if body.strip() else pl.DataFrame()
             except pl.exceptions.PolarsError as exc:
                 raise InputError(f"{path}: not a readable {fmt.upper()} file: {str(exc).splitlines()[0]}") from None
         elif fmt == "jsonl":
@@ -409,6 +410,16 @@ def read_records(path: str | os.PathLike[str], fmt: str | None = None, records_k
     if frame.height == 0 and not allow_empty:
         raise InputError(f"{path}: empty file (no rows)")
     return frame
+
+
+def _after_leading_comments(text: str) -> str:
+    """Delimited text from its header on: `#` lines above the header are a comment (PyRIT's
+    datasets open with `# dataset_version=1.2`). A `#` line after the header is data."""
+    start = 0
+    while text.startswith("#", start):
+        newline = text.find("\n", start)
+        start = len(text) if newline < 0 else newline + 1
+    return text[start:]
 
 
 def read_table(path: str | os.PathLike[str], fmt: str | None = None, records_key: str | None = None):

@@ -86,6 +86,20 @@ def test_every_tabular_extension_reads_the_same_rows(tmp_path):
         assert io.read_records(tmp_path / name).to_dicts() == rows, name
 
 
+def test_comment_lines_above_a_csv_header_are_skipped_and_hash_lines_inside_stay_data(tmp_path):
+    """PyRIT's datasets open with `# dataset_version=1.2`; a quoted answer may hold a markdown
+    heading on a line of its own."""
+    (tmp_path / "t.csv").write_text('# dataset_version=1.2\n# source: test\nprompt,answer\n'
+                                    'p1,"# Steps\n1. First"\np2,plain\n')
+    assert io.read_records(tmp_path / "t.csv").to_dicts() == [{"prompt": "p1", "answer": "# Steps\n1. First"},
+                                                              {"prompt": "p2", "answer": "plain"}]
+    (tmp_path / "t.tsv").write_text("# a comment\nprompt\tanswer\np1\tyes\n")
+    assert io.read_records(tmp_path / "t.tsv").to_dicts() == [{"prompt": "p1", "answer": "yes"}]
+    (tmp_path / "only.csv").write_text("# nothing but a comment\n")
+    with pytest.raises(InputError, match="empty file"):
+        io.read_records(tmp_path / "only.csv")
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("t.xlsx", "x", "cannot tell the format from the extension '.xlsx'"),
     ("t.csv", "", "empty file"),
