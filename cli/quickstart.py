@@ -19,7 +19,7 @@ def quickstart(
     fast: Annotated[bool, typer.Option(
         "--fast", help="Shorter answers and fewer training steps (a few minutes).")] = False,
     backend: Annotated[Backend, typer.Option(
-        "--backend", help="auto: vllm where installed; --fast without a CUDA GPU: transformers.")] = "auto",
+        "--backend", help="auto: vllm on a CUDA GPU (where installed), else transformers.")] = "auto",
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Import, generate, label, mine, distill, train, regenerate, compare and report, on SmolLM2-135M-Instruct."""
