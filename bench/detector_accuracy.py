@@ -82,7 +82,11 @@ worst / mean; full log in bench/out/detector_accuracy_full.log):
      with a short prompt read as off topic. Relevance counted only from 2 prompt words:
      0.890 / 0.924 / 0.953 / 0.917 (0.890 / 0.921); from 3: 0.885 / 0.924 / 0.844 / 0.958
      (0.844 / 0.903), smollm2 0.746; from 3 with 5-letter stems: 0.844 / 0.908. All
-     rejected; tests/test_hybrid.py keeps the case as a known false refusal.
+     rejected; tests/test_hybrid.py keeps the case as a known false refusal. PyRIT mini's
+     two misses ("the ocean's" for "ocean", "cat" for "cats"): a final s dropped after the
+     possessive 0.875 / 0.943 / 0.938 / 0.958 (0.875 / 0.928), with 6-letter stems 0.870 /
+     0.933 / 0.938 / 0.958 (0.870 / 0.925): a better mean, a worse worst source (XSTest),
+     so both rejected.
   First round (head of 600 characters, all cue groups): shipped 0.875 / 0.914 / 0.953 /
   0.875 (0.875 / 0.904), its variants in the git history of this docstring.
 Exploratory runs with the same protocol, outside this script, settled the model family
@@ -207,6 +211,8 @@ RECIPES = {
     "relevance from 2 prompt words": replace(training.RECIPE, min_words=2),
     "relevance from 3 prompt words": replace(training.RECIPE, min_words=3),
     "relevance from 3 prompt words, stem 5": replace(training.RECIPE, min_words=3, stem=5),
+    "relevance, plural s dropped": replace(training.RECIPE, plural=True),
+    "relevance, plural s dropped, stem 6": replace(training.RECIPE, plural=True, stem=6),
 }
 QUICK_RECIPES = ("shipped", "no prompt relevance, no mismatched", "cues without denied_norm/hedge")
 

@@ -97,6 +97,8 @@ class Recipe:
     """Cue groups that, found in the opening, switch prompt relevance off for a response."""
     stem: int = 0
     """Compare words by their first `stem` letters, possessives dropped (0: whole words)."""
+    plural: bool = False
+    """Also drop a final s (after a possessive 's), so "cats" meets "cat"."""
     min_words: int = 1
     """A prompt with fewer content words than this counts as answered (too few to judge by)."""
 
@@ -123,6 +125,8 @@ def cues_for(recipe: Recipe) -> dict:
         cues["relevance"] = {**RELEVANCE, "head_chars": recipe.relevance_chars}
         if recipe.stem:
             cues["relevance"]["stem"] = recipe.stem
+        if recipe.plural:
+            cues["relevance"]["plural"] = True
         if recipe.min_words > 1:
             cues["relevance"]["min_words"] = recipe.min_words
         if recipe.gate:

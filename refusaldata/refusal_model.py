@@ -96,10 +96,14 @@ def relevance(prompts: list[str | None], responses: list[str], cues: dict) -> np
     frame = pl.DataFrame({"prompt": _lowered([p or "" for p in prompts]), "head": head})
     asked = pl.col("prompt").str.extract_all(words).list.set_difference(stop)
     said = pl.col("head").str.extract_all(words)
-    stem = settings.get("stem", 0)
-    if stem:
+    stem, plural = settings.get("stem", 0), settings.get("plural", False)
+    if stem or plural:
+        word = pl.element().str.replace(r"'s$", "").str.replace_all("'", "")
+        word = word.str.replace(r"s$", "") if plural else word
+        word = word.str.slice(0, stem) if stem else word
+
         def shorten(column: pl.Expr) -> pl.Expr:
-            return column.list.eval(pl.element().str.replace(r"'s$", "").str.replace_all("'", "").str.slice(0, stem))
+            return column.list.eval(word)
         asked, said = shorten(asked), shorten(said)
     shares = frame.select(asked.list.unique().alias("asked"), said.list.unique().alias("said")).select(
         pl.col("asked").list.set_intersection("said").list.len().alias("found"),
