@@ -284,7 +284,6 @@ def test_default_torch_threads_leave_a_core_to_other_work(monkeypatch):
     assert tb.torch_threads() == 3
 
 
-
 def test_shared_prefix_is_run_once_and_gives_the_left_padded_batch_answers(embedded_model, monkeypatch):
     """The backend runs the tokens every prompt of a chunk shares once (the template's system
     turn, the run's system prompt and few-shot turns); the greedy answers and prompt token
