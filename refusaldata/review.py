@@ -16,8 +16,10 @@ nothing is written.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -123,6 +125,18 @@ def import_reviews(store: Store, path: Path, reviewer: str) -> pa.Table:
     return _store_reviews(store, checked, reviewer.strip())
 
 
+def _merge_reviews(fresh: pa.Table, stored: pa.Table) -> pa.Table:
+    """A run's human labels with `fresh` merged in (sql/review_merge.sql); Store.update calls it
+    with the rows it read under the partition's lock, so a concurrent import's verdicts stay."""
+    con = duckdb.connect()
+    try:
+        con.register("fresh", fresh)
+        con.register("stored", stored)
+        return con.sql(sql_text("review_merge")).to_arrow_table()
+    finally:
+        con.close()
+
+
 def _store_reviews(store: Store, checked: pl.DataFrame, reviewer: str) -> pa.Table:
     """Merge the reviews into each run's `human` partition (a later review of a response replaces the earlier)."""
     from refusaldata.judge.refusal import rule_facts
@@ -139,17 +153,9 @@ def _store_reviews(store: Store, checked: pl.DataFrame, reviewer: str) -> pa.Tab
     })
     summary = []
     for run_id in sorted(set(checked["run_id"].to_list())):
-        con = store.connect(["labels"])
-        try:
-            con.register("fresh", fresh.filter(pc.equal(fresh["run_id"], run_id)))
-            merged = con.sql(
-                "SELECT * FROM fresh UNION ALL BY NAME SELECT * FROM labels l WHERE labeler = $human "
-                "AND run_id = $run_id AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.prompt_id = l.prompt_id "
-                "AND f.sample_index = l.sample_index)", params={"human": HUMAN, "run_id": run_id}).to_arrow_table()
-        finally:
-            con.close()
-        store.replace("labels", merged, partition={"labeler": HUMAN, "run_id": run_id},
-                      where=f"human labels of {run_id}")
+        mine_rows = fresh.filter(pc.equal(fresh["run_id"], run_id))
+        merged = store.update("labels", {"labeler": HUMAN, "run_id": run_id},
+                              functools.partial(_merge_reviews, mine_rows), where=f"human labels of {run_id}")
         mine = checked.filter(pl.col("run_id") == run_id)["human_verdict"]
         summary.append({"run_id": run_id, "reviewed": mine.len(), "compliance": int((mine == "compliance").sum()),
                         "refusal": int((mine == "refusal").sum()), "partial": int((mine == "partial").sum()),

@@ -17,6 +17,8 @@ holding the format version. Guarantees:
   then ``os.replace``; a crash loses at most the file in flight;
 - idempotent appends: under an exclusive lock per partition, rows whose key is already
   stored are skipped (an anti-join in DuckDB), so two writers never store a key twice;
+- no lost updates: a partition rewritten from its own rows (a merge) is read under the
+  same lock it is replaced under (`Store.update`), so a concurrent writer's rows are kept;
 - checked reads: each file's schema is compared with the declared one before any query
   touches it, with a one-line error naming the file and the column.
 
@@ -35,7 +37,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -405,8 +407,11 @@ class Store:
 
     def attach_view(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
         """(Re)define the view `table` in `con` over the table's current files."""
-        spec = TABLES[table]
-        files = self.files(table)
+        self._define_view(con, TABLES[table], self.files(table))
+
+    def _define_view(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[Path]) -> None:
+        """(Re)define the view `spec.name` in `con` over `files` (all of the table's, or one partition's)."""
+        table = spec.name
         if files:
             # Files carry their partition columns, so the path is never read as data
             # (hive_partitioning = false); a nullable column no file has yet reads as NULL.
@@ -579,6 +584,45 @@ class Store:
             with self.lock(str(relative)):
                 self._files.write_table(part, folder / _REPLACE_FILE)
         return data.num_rows
+
+    def update(self, table: str, partition: dict[str, str], change: Callable[[pa.Table], pa.Table],
+               where: str = "input") -> pa.Table:
+        """Replace partition `partition` of `table` with `change(its stored rows)`; returns the rows stored.
+
+        The stored rows are read under the partition's lock and the result is written before
+        it is released: a merge of rows read before the lock (then written under it) would
+        drop whatever another writer stored in between, a lost update. An empty result
+        removes the partition. `change` must not take this partition's lock (it is held).
+        """
+        spec = TABLES[table]
+        if not spec.replace:
+            raise ValueError(f"table '{table}' is append-only; use Store.append")
+        relative = _partition_folder(spec, partition)
+        folder = self.root / relative
+        self._open(write=True)
+        with self.lock(str(relative)):
+            stored = self._read_partition(spec, folder)
+            data = self._new_rows(spec, conform(spec, change(stored), where), [])
+            for column, value in partition.items():
+                if data.num_rows and not pc.all(pc.equal(data.column(column), value)).as_py():
+                    raise SchemaError(f"{where}: a row has {column} other than '{value}'")
+            if data.num_rows:
+                self._files.ensure_dir(folder)
+                self._files.write_table(data, folder / _REPLACE_FILE)
+            else:
+                self._files.delete(folder / _REPLACE_FILE)
+        return data
+
+    def _read_partition(self, spec: TableSpec, folder: Path) -> pa.Table:
+        """The rows of one leaf partition folder of a replace table, in the declared schema."""
+        files = self._scan_folder(spec, folder) if self._files.is_dir(folder) else []
+        con = duckdb.connect()
+        try:
+            self._files.attach(con)
+            self._define_view(con, spec, files)
+            return conform(spec, con.sql(f"SELECT * FROM {spec.name}").to_arrow_table(), str(folder))
+        finally:
+            con.close()
 
     def replace_query(self, table: str, con: duckdb.DuckDBPyConnection, sql: str,
                       params: dict | list | None, partition: dict[str, str]) -> int:

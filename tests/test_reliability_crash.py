@@ -172,15 +172,31 @@ def test_store_comment_justifies_the_concurrency_scheme():
 
 # -- train ---------------------------------------------------------------------------------------------------
 
-def test_train_killed_after_a_checkpoint_then_torn_restarts_cleanly_and_the_adapter_loads(store, tmp_path,
-                                                                                          embedded_model):
+def refusal_set(store: Store) -> None:
     store.replace("sft", pa.Table.from_pylist([
         {"set_name": "refuse", "mode": "baseline", "kind": "refusal", "prompt_id": prompt_id(text), "split": "train",
          "prompt": text, "target": "I'm sorry, but I can't help with that."} for text in PROMPTS[:4]]))
-    out = tmp_path / "adapter"
-    args = ["train", "--set", "refuse", "--model", "smollm2-135m-instruct", "--out", out, "--max-steps", "3",
-            "--batch-size", "2", "--max-length", "48", "--threads", "1", "--checkpoint-every", "1",
+
+
+def train_args(out: Path, steps: int) -> list[str]:
+    return ["train", "--set", "refuse", "--model", "smollm2-135m-instruct", "--out", str(out), "--max-steps",
+            str(steps), "--batch-size", "2", "--max-length", "48", "--threads", "1", "--checkpoint-every", "1",
             "--format", "json"]
+
+
+def metric_steps(store: Store) -> list[tuple[int, int]]:
+    con = store.connect(["train_metrics"])
+    try:
+        return con.sql("SELECT step, count(*) FROM train_metrics GROUP BY step ORDER BY step").fetchall()
+    finally:
+        con.close()
+
+
+def test_train_killed_after_a_checkpoint_then_torn_restarts_cleanly_and_the_adapter_loads(store, tmp_path,
+                                                                                          embedded_model):
+    refusal_set(store)
+    out = tmp_path / "adapter"
+    args = train_args(out, 3)
     assert kill_when(start(store, *args), lambda: (out / "checkpoint.json").exists())
     pointer = json.loads((out / "checkpoint.json").read_text())
     assert not (out / "adapter_model.safetensors").exists()
@@ -191,10 +207,8 @@ def test_train_killed_after_a_checkpoint_then_torn_restarts_cleanly_and_the_adap
     row = json.loads(run(store, *args).stdout.strip().splitlines()[-1])
     assert row["steps"] == 3 and row["resumed_from_step"] == 0
     assert not list(out.glob("checkpoint*"))
-    con = store.connect(["train_metrics", "adapters"])
-    assert con.sql("SELECT step, count(*) FROM train_metrics GROUP BY step ORDER BY step").fetchall() == [
-        (1, 1), (2, 1), (3, 1)]
-    assert con.sql("SELECT count(*) FROM adapters").fetchall() == [(1,)]
+    assert metric_steps(store) == [(1, 1), (2, 1), (3, 1)]
+    assert store.count("adapters") == 1
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -205,6 +219,43 @@ def test_train_killed_after_a_checkpoint_then_torn_restarts_cleanly_and_the_adap
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(embedded_model, use_safetensors=True),
                                       str(out), use_safetensors=True)
     assert sum("lora_" in name for name, _ in model.named_parameters()) == 30 * 2 * 2
+
+
+# A `train` process that SIGKILLs itself at checkpoint {step}: before its save, so after the metrics it
+# covers are stored ("before"), or right after it, before the next metrics are ("after").
+KILLED_AT_CHECKPOINT = """
+import os, signal, sys
+from refusaldata.cli.main import run
+from refusaldata.train import checkpoint
+
+def save(out, step, *args, real=checkpoint.save, **kwargs):
+    if step == {step} and "{boundary}" == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(out, step, *args, **kwargs)
+    if step == {step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoint.save = save
+sys.exit(run(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("boundary, resumed_from", [("before", 1), ("after", 2)])
+def test_train_killed_beside_a_checkpoint_stores_one_metrics_row_per_step(store, tmp_path, embedded_model,
+                                                                          boundary, resumed_from):
+    """Every step a checkpoint covers has its metrics stored before it; steps redone after a kill are not doubled."""
+    refusal_set(store)
+    out = tmp_path / "adapter"
+    script = KILLED_AT_CHECKPOINT.format(step=2, boundary=boundary)
+    killed = subprocess.run([sys.executable, "-c", script, *train_args(out, 4)], env=environment(store),
+                            capture_output=True, text=True, timeout=DEADLINE_S)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == resumed_from
+    assert metric_steps(store) == [(1, 1), (2, 1)]
+
+    row = json.loads(run(store, *train_args(out, 4)).stdout.strip().splitlines()[-1])
+    assert (row["steps"], row["resumed_from_step"]) == (4, resumed_from)
+    assert metric_steps(store) == [(1, 1), (2, 1), (3, 1), (4, 1)]
 
 
 # -- build-sft -----------------------------------------------------------------------------------------------

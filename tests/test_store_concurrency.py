@@ -1,12 +1,15 @@
-"""Concurrent writers: processes appending overlapping keys never store a key twice."""
+"""Concurrent writers: processes appending overlapping keys never store a key twice, and writers
+merging into one partition never drop each other's rows."""
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import pyarrow as pa
 
-from refusaldata.store import Store
+from refusaldata.schemas import LABELS
+from refusaldata.store import Store, _partition_folder, conform
 
 
 def _write_responses(root: str, run: str, offset: int, chunks: int) -> None:
@@ -38,3 +41,38 @@ def test_writers_on_same_and_different_runs(store: Store):
     counts = dict(con.sql("SELECT run_id, count(*) FROM responses GROUP BY ALL").fetchall())
     assert counts == {"same": 165, "other": 260}
     assert not list(store.root.rglob(".tmp-*"))
+
+
+PARTITION = {"labeler": "human", "run_id": "merged"}
+
+
+def _add_labels(root: str, reviewer: str, count: int, ready) -> None:
+    """`count` read-merge-replaces of one partition, each adding a row of this reviewer's."""
+    store = Store(root)
+    ready.set()
+    for index in range(count):
+        row = conform(LABELS, pa.table({"run_id": ["merged"], "prompt_id": [f"{reviewer}-{index}"],
+                                        "sample_index": pa.array([0], pa.int32()), "labeler": ["human"],
+                                        "reviewer": [reviewer]}))
+        store.update("labels", PARTITION, lambda stored, row=row: pa.concat_tables([stored, row]))
+
+
+def test_read_merge_replace_writers_lose_no_update(store: Store):
+    """Writers started while the partition's lock is held, then racing: every row each one added is kept."""
+    store.create()
+    context = multiprocessing.get_context("spawn")
+    reviewers = ["ana", "bo", "cy", "di"]
+    ready = [context.Event() for _ in reviewers]
+    processes = [context.Process(target=_add_labels, args=(str(store.root), reviewer, 10, event))
+                 for reviewer, event in zip(reviewers, ready)]
+    with store.lock(str(_partition_folder(LABELS, PARTITION))):
+        for process in processes:
+            process.start()
+        assert all(event.wait(60) for event in ready)
+        time.sleep(0.5)  # time for each to reach the held lock, so they race once it is released
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+    con = store.connect(["labels"])
+    counts = dict(con.sql("SELECT reviewer, count(*) FROM labels GROUP BY ALL").fetchall())
+    assert counts == {reviewer: 10 for reviewer in reviewers}

@@ -6,6 +6,9 @@ once `checkpoint.json` (replaced atomically) names it, so a kill while one is wr
 leaves the previous one in force. A checkpoint whose adapter id differs from the
 current run's (another set, model or hyperparameter) is ignored and removed: the run
 restarts cleanly instead of mixing two configurations.
+
+The loop stores the metrics of every step a checkpoint covers before saving it: a
+resumed run starts after the checkpoint, so it would never write them again.
 """
 
 from __future__ import annotations

@@ -519,11 +519,13 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
                                 "tokens_per_s": tokens / took, "elapsed_s": elapsed, "created_at": now()})
                 bar.update(task, advance=1, loss=f"{last_loss:.4f}", speed=f"{tokens / took:,.0f}")
                 if main and (step + 1) % checkpoint_every == 0 and step + 1 < total_steps:
+                    # Metrics first: a resumed run starts after the checkpoint, so steps it covers must
+                    # already be stored; a kill between the two redoes them, and the append skips their keys.
+                    store.append("train_metrics", pa.Table.from_pylist(metrics), where=f"metrics of {adapter_id}")
+                    metrics = []
                     checkpoint.save(out, step + 1, get_peft_model_state_dict(peft_model), optimizer.state_dict(),
                                     {"adapter_id": adapter_id, "elapsed_s": elapsed, "tokens": seen_tokens,
                                      "first_loss": first_loss})
-                    store.append("train_metrics", pa.Table.from_pylist(metrics), where=f"metrics of {adapter_id}")
-                    metrics = []
 
         if main:
             _save_adapter(peft_model, out)
