@@ -111,7 +111,7 @@ def study_backend(backend: str) -> str:
     split and the capability suite). On a CPU, vLLM's engine takes about a minute to start
     and its LoRA path decodes slower than transformers: through one adapter, 68 prompts and
     96 tokens, 36.7 tokens/s against 58.1 (bench/generation_speed.py --adapter), the same
-    greedy tokens in float32 (README, "The quickstart").
+    greedy tokens in float32 (docs/benchmarks.md).
     """
     if backend != "auto":
         return backend

@@ -1,8 +1,12 @@
-"""README and the CLI agree: every command README runs exists with the options it uses, and README names every command.
+"""The docs and the CLI agree: every command README.md and docs/ run exists with the options it uses, and
+together they name every command.
 
 Both sides are read, never listed here: the commands from the app's own command tree, the
-command lines from README's code (and its backticked options from the prose), so a
-command or option added later is checked without editing this file.
+command lines from the pages' code (and their backticked options from the prose), so a
+command, option or page added later is checked without editing this file. The pages
+generated from the app and the SQL files (docs/reference/cli.md, docs/reference/sql.md)
+are left out: tests/test_docs.py checks that they are what their generators write now,
+and the CLI page would name every command by construction.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import pytest
 from refusaldata.cli.main import command_tree
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+GENERATED = {Path("docs/reference/cli.md"), Path("docs/reference/sql.md")}
+PAGES = [Path("README.md"), *sorted(path.relative_to(ROOT) for path in (ROOT / "docs").rglob("*.md")
+                                    if path.relative_to(ROOT) not in GENERATED)]
+TEXTS = {str(page): (ROOT / page).read_text(encoding="utf-8") for page in PAGES}
 
 
 def option_names(command) -> set[str]:
@@ -41,11 +48,11 @@ def choices(parameter) -> list[str]:
     return []
 
 
-def readme_command_lines() -> list[str]:
-    """Every `refusaldata ...` invocation in README's code: indented blocks, fenced blocks and inline code."""
+def command_lines(text: str) -> list[str]:
+    """Every `refusaldata ...` invocation in a page's code: indented blocks, fenced blocks and inline code."""
     lines, joined = [], ""
     in_fence = False
-    for raw in README.splitlines():
+    for raw in text.splitlines():
         if raw.startswith("```"):
             in_fence = not in_fence
             continue
@@ -56,15 +63,15 @@ def readme_command_lines() -> list[str]:
         if not raw.rstrip().endswith("\\"):
             lines.append(joined.strip())
             joined = ""
-    inline = re.findall(r"`([^`\n]*refusaldata [^`\n]*)`", README)
+    inline = re.findall(r"`([^`\n]*refusaldata [^`\n]*)`", text)
     return [line for line in lines + inline if re.search(r"(^|[\s/])refusaldata ", line)]
 
 
-def invocations() -> list[tuple[str, list[str], str]]:
-    """(command path, options, the README line) for each invocation, split at && and |."""
+def invocations(text: str) -> list[tuple[str, list[str], str]]:
+    """(command path, options, the line) for each invocation in a page, split at && and |."""
     tree = command_tree()
     found = []
-    for line in readme_command_lines():
+    for line in command_lines(text):
         for part in re.split(r"&&|\|", line):
             try:
                 tokens = shlex.split(part.split(" #")[0])
@@ -80,12 +87,17 @@ def invocations() -> list[tuple[str, list[str], str]]:
     return found
 
 
-def test_readme_runs_only_commands_and_options_that_exist():
+def test_the_pages_are_found():
+    assert "docs/index.md" in TEXTS and "docs/tasks/label.md" in TEXTS, sorted(TEXTS)
+    assert len(invocations(TEXTS["README.md"])) >= 8, "README's command lines were not found"
+    assert sum(len(invocations(text)) for text in TEXTS.values()) >= 60, "the docs' command lines were not found"
+
+
+@pytest.mark.parametrize("page", sorted(TEXTS))
+def test_pages_run_only_commands_and_options_that_exist(page):
     tree = command_tree()
     problems = []
-    seen = invocations()
-    assert len(seen) >= 20, "README's command lines were not found"
-    for path, options, line in seen:
+    for path, options, line in invocations(TEXTS[page]):
         if path is None:
             problems.append(f"no such command: {line}")
             continue
@@ -95,17 +107,38 @@ def test_readme_runs_only_commands_and_options_that_exist():
     assert problems == []
 
 
-def test_options_named_in_readme_prose_exist():
+@pytest.mark.parametrize("page", sorted(TEXTS))
+def test_options_named_in_prose_exist(page):
     tree = command_tree()
     known = set().union(*(option_names(command) for command in tree.values()))
-    prose = set(re.findall(r"`(--[a-z][a-z0-9-]*)", README))
+    prose = set(re.findall(r"`(--[a-z][a-z0-9-]*)", TEXTS[page]))
     assert prose - known == set()
 
 
-def test_readme_names_every_command():
-    named = {path for path, _, _ in invocations() if path}
-    named |= {path for path in command_tree() if f"`{path}`" in README or f"`{path} " in README}
+def test_the_docs_name_every_command():
+    """README and the written pages together name every command (the generated CLI page does not count)."""
+    named = set()
+    for text in TEXTS.values():
+        named |= {path for path, _, _ in invocations(text) if path}
+        named |= {path for path in command_tree() if f"`{path}`" in text or f"`{path} " in text}
     assert set(command_tree()) - named == set()
+
+
+def test_the_checker_reads_every_kind_of_code():
+    """Indented and fenced blocks, continued lines and inline code are all read, comments and prose are not."""
+    page = "\n".join([
+        "Run `refusaldata mine rates --by attack` to see it; refusaldata sql in prose is not code.",
+        "",
+        "    refusaldata train --set s --model m \\",
+        "        --out adapters/s   # a comment --not-an-option",
+        "",
+        "```bash",
+        "refusaldata label --labeler rules && refusaldata mine openings --k 3",
+        "```",
+    ])
+    found = {(path, tuple(options)) for path, options, _ in invocations(page)}
+    assert found == {("mine rates", ("--by",)), ("train", ("--set", "--model", "--out")),
+                     ("label", ("--labeler",)), ("mine openings", ("--k",))}
 
 
 @pytest.mark.parametrize("path", sorted(command_tree()))

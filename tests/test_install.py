@@ -1,4 +1,4 @@
-"""Installing: every pip line README and setup.sh give installs this checkout (the `.` path with
+"""Installing: every pip line README, docs/ and setup.sh give installs this checkout (the `.` path with
 extras that exist), never the name `refusaldata`, which is on no package index; setup.sh's
 CPU default and its GPU option, checked through its dry run."""
 
@@ -66,9 +66,10 @@ def project_extras(line: str) -> list[set[str]]:
 
 
 def readme_install_lines() -> list[str]:
-    """The pip install commands README gives: in `code spans` and in indented code blocks."""
+    """The pip install commands README and the docs give: in `code spans` and in indented code blocks."""
     commands = []
-    for line in (ROOT / "README.md").read_text().splitlines():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for line in (text for page in pages for text in page.read_text(encoding="utf-8").splitlines()):
         spans = [span for span in re.findall(r"`([^`]+)`", line) if PIP_INSTALL.search(span + " ")]
         if spans:
             commands.extend(spans)
@@ -79,9 +80,9 @@ def readme_install_lines() -> list[str]:
 
 def test_every_readme_install_line_installs_this_checkout():
     lines = readme_install_lines()
-    assert lines, "README.md gives no pip install line"
+    assert lines, "README.md and docs/ give no pip install line"
     installs = [extras for line in lines for extras in project_extras(line)]
-    assert {"vllm"} <= set().union(*installs), "README's GPU install must install this checkout with the vllm extra"
+    assert {"vllm"} <= set().union(*installs), "the GPU install must install this checkout with the vllm extra"
 
 
 @pytest.mark.parametrize(("line", "ok"), [
