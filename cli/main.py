@@ -6,6 +6,8 @@ import functools
 import logging
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 
 import duckdb
@@ -119,7 +121,46 @@ _guard_all(app)
 def _click_command():
     """The click command typer builds from the app: built once, as each build re-reads every
     command's signature (a quarter of a second per command line run in-process, as tests do)."""
-    return typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    _refuse_blank_values(command)
+    return command
+
+
+def _text_parameter(parameter) -> bool:
+    """Whether the parameter takes text or a path (alone, optional or repeated)."""
+    annotation = parameter.type_descriptor.annotation
+    while typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation in (str, Path)
+
+
+def _blank(value: object) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, (list, tuple)) and any(_blank(item) for item in value)
+
+
+def _refuse_blank_values(command) -> None:
+    """An empty or all-blank text or path the user gives is a usage error naming the option.
+
+    Left to the commands, `--run ""` matched every run by prefix, `--model ""` fell back to
+    the default name and `--out ""` became the current folder: a value the user gave was
+    silently replaced. No option of the CLI gives meaning to an empty value, so all refuse it.
+    """
+    for child in getattr(command, "commands", {}).values():
+        _refuse_blank_values(child)
+    for parameter in command.params:
+        if not _text_parameter(parameter):
+            continue
+
+        def process_value(ctx, value, parameter=parameter, process=parameter.process_value):
+            source = getattr(ctx.get_parameter_source(parameter.name), "name", "")
+            if source in ("COMMANDLINE", "ENVIRONMENT") and _blank(value):
+                hint = "" if parameter.required else ", or leave it out for the default"
+                raise typer.BadParameter(f"is empty; give a value{hint}", ctx=ctx, param=parameter)
+            return process(ctx, value)
+
+        parameter.process_value = process_value
 
 
 def command_tree() -> dict[str, object]:

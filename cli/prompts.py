@@ -38,18 +38,23 @@ def import_prompts(
     test_fraction: Annotated[float, typer.Option(
         "--test-fraction", help="Share of prompts in the test split (decided by prompt_id).")] = (
         prompt_sets.DEFAULT_TEST_FRACTION),
+    append: Annotated[bool, typer.Option(
+        "--append", help="Add prompts to a data set that already holds others (refused otherwise).")] = False,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Import a prompt set; re-importing adds nothing that is already stored."""
+    """Import a prompt set; re-importing adds nothing that is already stored.
+
+    Prompts the data set does not hold yet go into an existing data set only with --append.
+    """
     store_ = open_store(store)
     if text_column is not None:
         if path is None:
             raise InputError("--text-column needs --path FILE")
-        target = dataset or name
+        target = dataset if dataset is not None else name
         if target is None:
             raise InputError("a generic file needs --dataset NAME")
         summary = prompt_sets.import_file(store_, path, target, text_column, category_column, harmful,
-                                          test_fraction)
+                                          test_fraction, append=append)
     elif name is None:
         raise InputError(f"give a built-in NAME ({', '.join(BUILTINS)}) "
                          f"or --path FILE --text-column COL --dataset NAME")
@@ -58,7 +63,7 @@ def import_prompts(
             raise InputError("--dataset and --category-column apply to generic files (with --text-column)")
         refuse(ctx, ("harmful",), f"applies to generic files (with --text-column); the built-in {name} says "
                                   "which of its prompts are harmful")
-        summary = prompt_sets.import_builtin(store_, name, path, test_fraction)
+        summary = prompt_sets.import_builtin(store_, name, path, test_fraction, append=append)
     duplicates = summary.rows_read - summary.distinct
     note = f", {duplicates} duplicate text(s) merged" if duplicates else ""
     echo(f"imported {summary.distinct} prompts into {summary.dataset} ({summary.already_stored} already "
@@ -77,6 +82,8 @@ def augment(
         "--attack-file", help="More attacks: a .csv/.jsonl/.json/.parquet file with columns name, template "
                               "(holding {prompt}), origin and optionally transform (base64, leetspeak, "
                               "split).")] = None,
+    append: Annotated[bool, typer.Option(
+        "--append", help="Add variants to a data set that already holds others (refused otherwise).")] = False,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Write the attacked variants of SOURCE's prompts as a new data set; re-running adds nothing.
@@ -85,7 +92,7 @@ def augment(
     source's split, so a test prompt's variants stay in test.
     """
     names = [name.strip() for name in attack.split(",") if name.strip()]
-    summary = prompt_attacks.augment(open_store(store), source, names, dataset, attack_file)
+    summary = prompt_attacks.augment(open_store(store), source, names, dataset, attack_file, append=append)
     echo(f"attacked {summary.sources} prompts of {summary.source} with {len(summary.attacks)} attack(s) into "
          f"{summary.dataset}: {summary.variants} variants ({summary.already_stored} already stored): "
          f"{summary.train} train, {summary.test} test")

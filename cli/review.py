@@ -42,7 +42,8 @@ def import_(
     """Store the filled rows as labeler `human` (best_labels and --labeler best prefer them)."""
     from refusaldata.review import import_reviews
 
-    emit(import_reviews(open_store(store), file, reviewer or getpass.getuser()), fmt, title="human labels stored")
+    who = getpass.getuser() if reviewer is None else reviewer
+    emit(import_reviews(open_store(store), file, who), fmt, title="human labels stored")
 
 
 def register(app: typer.Typer) -> None:

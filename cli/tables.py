@@ -20,7 +20,12 @@ def tables(fmt: FormatOption = OutputFormat.table, output: OutputOption = None,
 
 def doctor(fmt: FormatOption = OutputFormat.table, output: OutputOption = None,
            store: StoreOption = DEFAULT_STORE) -> None:
-    """Check the store: files it ignores and keys stored twice. Exit 1 when anything is found."""
+    """Check the store: files it ignores, keys stored twice, lost training metrics, orphaned human labels.
+
+    Lost metrics: steps of a finished adapter, or below a run's highest stored step, without a
+    train_metrics row. Orphaned: human labels whose response is no longer in responses. Exit 1
+    when anything is found.
+    """
     store_ = open_store(store)
     problems = store_problems(store_)
     if problems.num_rows == 0:

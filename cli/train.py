@@ -67,6 +67,9 @@ def train(
     load_in_4bit: Annotated[bool, typer.Option(
         "--load-in-4bit",
         help="QLoRA: the base in 4-bit NF4 (bitsandbytes, an NVIDIA GPU; pip install -e \".[qlora]\").")] = False,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Train into an --out folder that holds an adapter of other options, replacing it "
+                          "(refused otherwise).")] = False,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -90,7 +93,7 @@ def train(
         target_modules=[name.strip() for name in target_modules.split(",")], epochs=epochs, max_steps=max_steps,
         lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, seed=seed, threads=threads,
         checkpoint_every=checkpoint_every, progress=True, dtype=dtype.value,
-        gradient_checkpointing=gradient_checkpointing, load_in_4bit=load_in_4bit)
+        gradient_checkpointing=gradient_checkpointing, load_in_4bit=load_in_4bit, replace=replace)
     emit(pa.Table.from_pylist([result_row(result)]), fmt, output, title="adapter")
 
 

@@ -8,6 +8,7 @@ import duckdb
 import pyarrow as pa
 
 from refusaldata.errors import InputError, StoreError, shorten_quoted
+from refusaldata.queries import sql_text
 from refusaldata.schemas import TABLES
 from refusaldata.store import Store
 
@@ -81,10 +82,45 @@ def table_summary(store: Store) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
+def _steps_text(steps: list[int], shown: int = 5) -> str:
+    """Step numbers as ranges, `shown` at most: 3, 5-7, 9 (and 2 more ranges)."""
+    ranges: list[list[int]] = []
+    for step in steps:
+        if ranges and step == ranges[-1][1] + 1:
+            ranges[-1][1] = step
+        else:
+            ranges.append([step, step])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges[:shown])
+    return text + (f" (and {len(ranges) - shown} more ranges)" if len(ranges) > shown else "")
+
+
+def _metric_gaps(store: Store, con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """A row per adapter whose steps 1..N lack metrics rows (sql/doctor_metric_gaps.sql)."""
+    found = []
+    for adapter_id, finished, steps, missing in con.execute(sql_text("doctor_metric_gaps")).fetchall():
+        state = f"finished, {steps} steps" if finished else f"not finished, highest stored step {steps}"
+        found.append({"table": "train_metrics", "problem": "missing metrics", "path": str(store.root / "train_metrics"),
+                      "detail": f"adapter {adapter_id} ({state}): {len(missing)} step(s) without a metrics row: "
+                                f"{_steps_text(missing)}"})
+    return found
+
+
+def _orphan_human_labels(store: Store, con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """A row per run with human labels whose response is gone (sql/doctor_orphan_labels.sql)."""
+    from refusaldata.label import HUMAN
+
+    return [{"table": "labels", "problem": "labels without a response", "path": str(store.root / "labels"),
+             "detail": f"run {run_id}: {count} {HUMAN} label(s) of responses no longer in responses "
+                       f"(e.g. prompt {prompt})"}
+            for run_id, count, prompt in con.execute(sql_text("doctor_orphan_labels"), {"labeler": HUMAN}).fetchall()]
+
+
 def store_problems(store: Store) -> pa.Table:
     """What `refusaldata doctor` reports, one row each (none: a healthy store): every file in
     a table's folder that is not the store's, every file the schema check refuses (the
-    store will not read such a table), and every readable table with keys stored twice."""
+    store will not read such a table), every readable table with keys stored twice, and what
+    the crash tests check: training steps without metrics (below a checkpoint, or of a finished
+    adapter) and human labels whose response is gone."""
     rows, readable = [], []
     for name in TABLES:
         foreign = store.foreign_files(name)
@@ -107,6 +143,10 @@ def store_problems(store: Store) -> pa.Table:
                 rows.append({"table": name, "problem": "duplicate keys", "path": str(store.root / name),
                              "detail": f"{duplicates} row(s) repeat the key ({', '.join(TABLES[name].key)}) of "
                                        "another; derived tables store each key once"})
+        if {"adapters", "train_metrics"} <= set(readable):
+            rows.extend(_metric_gaps(store, con))
+        if {"labels", "responses"} <= set(readable):
+            rows.extend(_orphan_human_labels(store, con))
     finally:
         con.close()
     return pa.Table.from_pylist(rows, schema=pa.schema([("table", pa.string()), ("problem", pa.string()),

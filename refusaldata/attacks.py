@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refusaldata.errors import InputError, NotFoundError
-from refusaldata.io import read_records
+from refusaldata.io import check_plain_column, read_records
 from refusaldata.keys import prompt_id
-from refusaldata.prompts import check_dataset_name
+from refusaldata.prompts import check_dataset_name, check_merge
 from refusaldata.queries import sql_text
 from refusaldata.runs import now
 from refusaldata.store import Store
@@ -143,6 +143,9 @@ def load_attacks(path: Path, fmt: str | None = None) -> dict[str, Attack]:
     if missing:
         raise InputError(f"{path}: no column {', '.join(repr(c) for c in missing)} "
                          f"(an attack file has name, template, origin and optionally transform)")
+    for column in ("name", "template", "origin", "transform"):
+        if column in frame.columns:
+            check_plain_column(frame, column, path)
     attacks: dict[str, Attack] = {}
     for number, row in enumerate(frame.iter_rows(named=True), start=1):
         where = f"{path}: row {number}"
@@ -249,18 +252,20 @@ def variants(sources: pl.DataFrame, attacks: Sequence[Attack], dataset: str) -> 
 
 
 def augment(store: Store, source: str, attack_names: Sequence[str], dataset: str | None = None,
-            attack_file: Path | None = None) -> AugmentSummary:
+            attack_file: Path | None = None, append: bool = False) -> AugmentSummary:
     """Store the attacked variants of data set `source` as data set `dataset` (default SOURCE-attacked).
 
-    Idempotent: a variant's key is its text, so re-running adds nothing.
+    Idempotent: a variant's key is its text, so re-running adds nothing. Variants of other
+    attacks go into an existing data set only with `append` (`prompts.check_merge`).
     """
     attacks = select_attacks(attack_names, known_attacks(attack_file))
-    dataset = dataset or f"{source}-attacked"
+    dataset = f"{source}-attacked" if dataset is None else dataset
     check_dataset_name(dataset)
     if dataset == source:
         raise InputError(f"--dataset {dataset}: the variants need a data set of their own, not the source")
     sources = _source_prompts(store, source)
     table = variants(sources, attacks, dataset)
+    check_merge(store, table, dataset, append, "write them to a new --dataset NAME, or ")
     new = store.append("prompts", table, where=f"variants of {source}")
     test = pc.sum(pc.equal(table.column("split"), "test")).as_py() or 0
     return AugmentSummary(dataset=dataset, source=source, attacks=tuple(a.name for a in attacks),

@@ -214,8 +214,9 @@ def run_model(store: Store, run: str, model: str | None = None, backend: str | N
     if recorded_backend not in (*LOCAL_BACKENDS, "openai") or not recorded_model:
         raise InputError(f"run {run_id} was imported ({recorded_backend}), not generated: there is no model to ask")
     options = GenerateOptions(
-        model=model or recorded_model, datasets=("capability",), backend=backend or recorded_backend,
-        temperature=temperature or 0.0, top_p=top_p or 1.0, max_tokens=max_tokens or tokens or 256, seed=seed or 0,
+        model=recorded_model if model is None else model, datasets=("capability",),
+        backend=recorded_backend if backend is None else backend, temperature=temperature or 0.0, top_p=top_p or 1.0,
+        max_tokens=(tokens or 256) if max_tokens is None else max_tokens, seed=seed or 0,
         system_prompt=system_prompt, few_shot=tuple(tuple(pair) for pair in config.get("few_shot", ())),
         adapter=adapter, dtype=dtype if dtype in ("float32", "bfloat16") else "auto", name=name,
         base_url=config.get("base_url", GenerateOptions.base_url))

@@ -20,12 +20,12 @@ import pyarrow as pa
 
 from refusaldata import prompts as prompt_sets
 from refusaldata import io
-from refusaldata.errors import InputError
+from refusaldata.errors import InputError, excerpt
 from refusaldata.fetch import package_data
 from refusaldata.keys import prompt_id, run_id
 from refusaldata.queries import sql_text
 from refusaldata.registry import BUILTINS
-from refusaldata.runs import now, record_run
+from refusaldata.runs import config_text, now, record_run, stored_run_config
 from refusaldata.store import Store
 
 FORMATS = ("jbb", "harmbench", "csv", "jsonl", "uncensorbench")
@@ -78,10 +78,16 @@ class RunImportSummary:
 # -- parsing ------------------------------------------------------------------------------
 
 
-def _rows(frame: pl.DataFrame, **sources: str) -> pl.DataFrame:
-    """The run's rows: each row column taken from its named source column, null where absent."""
+def _rows(frame: pl.DataFrame, where: str | Path, **sources: str) -> pl.DataFrame:
+    """The run's rows: each row column taken from its named source column, null where absent.
+
+    A source column of structs, lists or maps is refused (`io.check_plain_column`), never cast
+    to its printed form."""
     if frame.height == 0:
         return pl.DataFrame(schema=_ROW_COLUMNS)
+    for name, dtype in _ROW_COLUMNS.items():
+        if sources.get(name) in frame.columns:
+            io.check_plain_column(frame, sources[name], where, "text" if dtype == pl.String else "a number")
     exprs = {name: (pl.col(sources[name]) if sources.get(name) in frame.columns else pl.lit(None)).cast(
         dtype, strict=False) for name, dtype in _ROW_COLUMNS.items()}
     return frame.select(**exprs)
@@ -116,10 +122,10 @@ def parse_jbb(path: Path, model: str | None = None) -> ImportedRun:
     if frame.height:
         _require(path, frame, ("prompt", "response"))
     method_folder, attack_type, stem = path.parent.parent.name, path.parent.name, path.stem
-    model_name = model or parameters.get("model") or stem
+    model_name = model if model is not None else (parameters.get("model") or stem)
     config = {"format": "jbb", "artifact": f"{method_folder}/{attack_type}/{path.name}",
               "sha256": io.sha256_file(path), "parameters": parameters, "model": model_name}
-    rows = _rows(frame, text="prompt", category="category", source_ref="behavior", response="response",
+    rows = _rows(frame, path, text="prompt", category="category", source_ref="behavior", response="response",
                  n_prompt_tokens="prompt_tokens", n_output_tokens="response_tokens")
     return ImportedRun(name=f"jbb-{method_folder}-{attack_type}-{model_name}", model=model_name,
                        config=config, dataset=DEFAULT_DATASETS["jbb"], rows=rows,
@@ -148,9 +154,9 @@ def parse_harmbench(path: Path, model: str | None = None) -> ImportedRun:
     if not parts:
         raise InputError(f"{path}: empty file (no completions)")
     frame = pl.concat(parts, how="vertical_relaxed")
-    model_name = model or path.stem
+    model_name = model if model is not None else path.stem
     config = {"format": "harmbench", "source": path.name, "sha256": io.sha256_file(path), "model": model_name}
-    rows = _rows(frame, text="test_case", source_ref="behavior_id", response="generation")
+    rows = _rows(frame, path, text="test_case", source_ref="behavior_id", response="generation")
     return ImportedRun(name=f"harmbench-{model_name}", model=model_name, config=config,
                        dataset=DEFAULT_DATASETS["harmbench"], rows=rows)
 
@@ -160,10 +166,10 @@ def parse_table(path: Path, fmt: str, model: str | None = None, prompt_column: s
     """A generic CSV or JSONL file with one prompt and one response per row."""
     frame = io.read_records(path, fmt)
     _require(path, frame, (prompt_column, response_column))
-    model_name = model or path.stem
+    model_name = model if model is not None else path.stem
     config = {"format": fmt, "source": path.name, "sha256": io.sha256_file(path), "model": model_name,
               "prompt_column": prompt_column, "response_column": response_column}
-    rows = _rows(frame, text=prompt_column, response=response_column)
+    rows = _rows(frame, path, text=prompt_column, response=response_column)
     return ImportedRun(name=f"import-{model_name}", model=model_name, config=config,
                        dataset=DEFAULT_DATASETS[fmt], rows=rows)
 
@@ -182,7 +188,7 @@ def parse_uncensorbench(path: Path | None = None) -> list[ImportedRun]:
     for name, column in UNCENSORBENCH_RUNS.items():
         config = {"format": "uncensorbench", "field": column, "package_version": version,
                   "sha256": io.sha256_file(source)}
-        rows = _rows(frame, text="prompt", category="topic", source_ref="id", response=column)
+        rows = _rows(frame, source, text="prompt", category="topic", source_ref="id", response=column)
         runs.append(ImportedRun(name=name, model="uncensorbench-reference", config=config,
                                 dataset=DEFAULT_DATASETS["uncensorbench"], rows=rows, fixed_run_id=name))
     return runs
@@ -237,6 +243,19 @@ def _missing_prompts(store: Store, keyed: pl.DataFrame, run: ImportedRun, test_f
         con.close()
 
 
+def _check_same_source(store: Store, run: ImportedRun) -> None:
+    """Refuse to add responses to a stored run that was imported from another source.
+
+    A run id hashes its source, so this only happens to the fixed ids (uncensorbench's runs,
+    from another file or package version): their responses would mix two sources under one
+    runs row that describes only the first. A rerun of the same import passes.
+    """
+    stored = stored_run_config(store, run.run_id)
+    if stored is not None and stored != config_text(run.config):
+        raise InputError(f"run {run.run_id} exists already, imported from another source (its stored config "
+                         f"differs: {excerpt(stored, 60)}); its responses are never mixed with another source's")
+
+
 def _store_run(store: Store, run: ImportedRun, keyed: pl.DataFrame, skipped: int,
                test_fraction: float) -> RunImportSummary:
     """Write the run's missing prompts, its responses, then its runs row (all idempotent)."""
@@ -261,10 +280,17 @@ def import_responses(store: Store, source: str | Path, fmt: str, model: str | No
                      test_fraction: float = prompt_sets.DEFAULT_TEST_FRACTION) -> list[RunImportSummary]:
     """Parse every run in `source`, then store them; returns one summary per run."""
     prompt_sets.check_test_fraction(test_fraction)
+    if model is not None and not model.strip():
+        raise InputError("--model is empty; give the run's model name, or leave it out for the source's")
+    if model is not None and fmt == "uncensorbench":
+        raise InputError("--model does not apply to --format uncensorbench: its runs hold the package's reference "
+                         "answers, model 'uncensorbench-reference'")
     runs = parse_source(source, fmt, model, prompt_column, response_column)
     if dataset is not None:
         prompt_sets.check_dataset_name(dataset)
         for run in runs:
             run.dataset = dataset
     prepared = [(run, *_keyed(run)) for run in runs]
+    for run in runs:
+        _check_same_source(store, run)
     return [_store_run(store, run, keyed, skipped, test_fraction) for run, keyed, skipped in prepared]

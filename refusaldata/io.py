@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from refusaldata.errors import InputError, StoreError
+from refusaldata.errors import InputError, StoreError, excerpt
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +420,22 @@ def _after_leading_comments(text: str) -> str:
         newline = text.find("\n", start)
         start = len(text) if newline < 0 else newline + 1
     return text[start:]
+
+
+_NESTED = {"Struct": "structs", "List": "lists", "Array": "arrays", "Map": "maps", "Object": "objects"}
+
+
+def check_plain_column(frame, column: str, where: str | os.PathLike[str], expected: str = "text") -> None:
+    """Refuse a column of structs, lists, arrays, maps or objects where `expected` (text, a number) is.
+
+    Cast to text, a struct would be stored as its printed form (`{"a": "How do I...", "b": 1}`)
+    and only look like a prompt."""
+    dtype = frame.schema[column]
+    kind = _NESTED.get(dtype.base_type().__name__)
+    if kind is not None:
+        shown = excerpt(str(dtype), 60)
+        raise InputError(f"{where}: column '{column}' holds {kind} ({shown}), not {expected}; "
+                         "give a column of plain values")
 
 
 def read_table(path: str | os.PathLike[str], fmt: str | None = None, records_key: str | None = None):

@@ -42,12 +42,27 @@ def record_run(store: Store, run_id: str, backend: str, config: dict, **columns)
     row = {
         "run_id": run_id,
         "backend": backend,
-        "config": json.dumps(config, sort_keys=True, default=str),
+        "config": config_text(config),
         "versions": json.dumps(library_versions(), sort_keys=True),
         "created_at": now(),
         **columns,
     }
     return store.append("runs", pa.Table.from_pylist([row]), where=f"run {run_id}") == 1
+
+
+def config_text(config: dict) -> str:
+    """The JSON a runs row stores for `config`."""
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def stored_run_config(store: Store, run_id: str) -> str | None:
+    """The stored config JSON of run `run_id`, or None when the run is not stored."""
+    con = store.connect(["runs"])
+    try:
+        row = con.execute("SELECT config FROM runs WHERE run_id = $run_id", {"run_id": run_id}).fetchone()
+    finally:
+        con.close()
+    return None if row is None else row[0]
 
 
 def stored_run_name(store: Store, run_id: str) -> tuple[str | None] | None:

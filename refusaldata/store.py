@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refusaldata import migrations, storage
-from refusaldata.errors import NotFoundError, SchemaError, StoreError
+from refusaldata.errors import InputError, NotFoundError, SchemaError, StoreError
 from refusaldata.queries import sql_text
 from refusaldata.schemas import TABLES, TableSpec
 
@@ -457,7 +457,12 @@ class Store:
                 con.close()
 
     def resolve_run(self, ref: str) -> str:
-        """A run id from a run id, a run name, or a unique prefix of a run id."""
+        """A run id from a run id, a run name, or a unique prefix of a run id.
+
+        An empty or blank reference is refused: as a prefix it would match every run, so a
+        store of one run would silently resolve it."""
+        if not ref.strip():
+            raise InputError("an empty run reference names no run; give a run id, name or id prefix")
         con = self.connect(["runs"])
         try:
             rows = con.execute(
@@ -620,7 +625,8 @@ class Store:
         try:
             self._files.attach(con)
             self._define_view(con, spec, files)
-            return conform(spec, con.sql(f"SELECT * FROM {spec.name}").to_arrow_table(), str(folder))
+            table = spec.name
+            return conform(spec, con.sql(f"SELECT * FROM {table}").to_arrow_table(), str(folder))
         finally:
             con.close()
 

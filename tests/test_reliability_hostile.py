@@ -2,9 +2,11 @@
 
 Every leaf command of the CLI gets, for each of its options and arguments, values a hostile
 but realistic user gives: text that looks like terminal markup, control characters and
-very long text in every string; numbers beyond every limit (negative, zero, 2^63, NaN,
-infinity) in every number; every file it writes pointed at a device, a folder, a missing
-folder, the store itself, and an existing file that a failure must leave alone; the store
+very long text in every string, and an empty string in every string and path (refused,
+never read as "not given"); numbers beyond every limit (negative, zero, larger than the
+data, 2^63, NaN, infinity) in every number; every file it writes pointed at a device, a
+folder, a missing folder, the store itself, an empty path, and an existing file that a
+failure must leave alone; the store
 at a path with brackets and at a path holding a `name=value` folder. The store itself
 holds hostile text (markup, escapes, bidi overrides, 100,000-character values) in prompts,
 responses, run names and categories, and property tests (hypothesis) round-trip random
@@ -59,8 +61,9 @@ STORED_TEXT = [
     "line1\nline2\r\nline3\ttab", "😀𝔘𐍈 e\u0301 مرحبا שלום", "a\u200bb\ufeffc", "'; DROP TABLE prompts; --",
     "%s %d {0} {name} \\[x]\\", "I'm sorry, but I can't help with that. [/INST]", LONG,
 ]
-INTS = {"negative": -1, "zero": 0, "huge": 2**63}
-FLOATS = {"nan": "nan", "inf": "inf", "negative": "-1e308", "huge": "1e308"}
+# beyond-data: more than the hostile store holds of anything (16 prompts, 2 runs, 32 responses)
+INTS = {"negative": -1, "zero": 0, "beyond-data": 10_000, "huge": 2**63}
+FLOATS = {"nan": "nan", "inf": "inf", "zero": "0", "negative": "-1e308", "huge": "1e308"}
 OUTPUT_PARAMETERS = ("output", "out", "export")
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 OFFLINE = {"HF_HUB_OFFLINE": "1", "REFUSALDATA_THREADS": "1"}
@@ -164,6 +167,9 @@ def generated_cases() -> dict[str, Case]:
             if parameter.name == "store" or parameter in outputs or getattr(parameter, "is_flag", False):
                 continue
             kind = base_type(parameter)
+            if kind in (str, Path):
+                cases[f"{name}|{parameter.name}=empty"] = Case(name, with_value(base, parameter, ""), "empty",
+                                                               expect_error=True)
             if kind is str or (kind is Path and flag(parameter)):
                 for label, text in HOSTILE_TEXT.items():
                     cases[f"{name}|{parameter.name}={label}"] = Case(name, with_value(base, parameter, text), "text")
@@ -180,10 +186,10 @@ def generated_cases() -> dict[str, Case]:
                     name, with_value(base, parameter, "[/x]\x1b[31m"), "choice", expect_error=True)
         for parameter in outputs:
             if parameter.name == "out" and name == "train":
-                targets = {"device": "/dev/full", "inside-store": "{store}/adapter"}
+                targets = {"device": "/dev/full", "inside-store": "{store}/adapter", "empty": ""}
             else:
                 targets = {"device": "/dev/full", "folder": "{tmp}", "missing-folder": "{tmp}/no/such/file.csv",
-                           "inside-store": "{store}/prompts/dataset=tiny/export.parquet"}
+                           "inside-store": "{store}/prompts/dataset=tiny/export.parquet", "empty": ""}
             for label, target in targets.items():
                 cases[f"{name}|{parameter.name}={label}"] = Case(
                     name, with_value(base, parameter, target), "output",
@@ -589,3 +595,254 @@ def test_max_tokens_beyond_the_context_is_refused_before_anything_is_stored(tmp_
     assert outcome.code == 1 and "leaves no room for a prompt in the 8192-token context" in outcome.stderr
     assert_kept_promise(outcome, ["generate"])
     assert snapshot(root) == before
+
+
+# -- the four classes: values replaced, merges, sizes that never finish, types that only look right -------------------
+
+def _copy(hostile_store: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    shutil.copytree(hostile_store, root)
+    return root
+
+
+def _refused(args: list, root: Path, *needles: str) -> None:
+    """`args` fail in one line holding every needle and leave the store byte-identical."""
+    before = snapshot(root)
+    outcome = invoke([*args, "--store", root])
+    assert_kept_promise(outcome, args)
+    assert outcome.code != 0, outcome.stdout[-500:]
+    assert all(needle in outcome.stderr for needle in needles), outcome.stderr
+    assert snapshot(root) == before
+
+
+def _accepted(args: list, root: Path, changes: bool) -> Outcome:
+    before = snapshot(root)
+    outcome = invoke([*args, "--store", root])
+    assert outcome.code == 0, outcome.stderr
+    assert (snapshot(root) != before) == changes
+    return outcome
+
+
+def test_an_empty_run_reference_matches_no_run_even_in_a_store_of_one(tmp_path):
+    from refusaldata.errors import InputError
+
+    store = Store(tmp_path / "store")
+    store.append("runs", pa.table({"run_id": ["only-0123456789"], "name": ["only"], "backend": ["import"]}))
+    for ref in ("", "  "):
+        with pytest.raises(InputError, match="empty run reference"):
+            store.resolve_run(ref)
+    assert store.resolve_run("only-01") == "only-0123456789"
+
+
+@pytest.mark.parametrize("args, option", [
+    (["label", "--run", ""], "'--run'"),
+    (["compare", "base", ""], "'runs'"),
+    (["review", "import", "{tmp}/responses.csv", "--reviewer", ""], "'--reviewer'"),
+    (["responses", "import", "{tmp}/responses.csv", "--format", "csv", "--model", " "], "'--model'"),
+    (["prompts", "augment", "tiny", "--attack", "base64", "--dataset", ""], "'--dataset'"),
+    (["train", "--set", "s", "--model", "smollm2-135m-instruct", "--out", ""], "'--out'"),
+])
+def test_an_empty_value_is_refused_naming_its_option(args, option, hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    inputs(tmp_path)
+    _refused(fill(args, tmp_path, root), root, option, "is empty")
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_store_is_refused_not_read_as_the_current_folder(value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    outcome = invoke(["sql", "SELECT 1", "--store", value])
+    assert_kept_promise(outcome, ["sql"])
+    assert outcome.code == 2 and "'--store'" in outcome.stderr and "is empty" in outcome.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_explicit_zero_is_never_swapped_for_a_default(hostile_store, tmp_path):
+    """`evaluate capability --max-tokens 0` once fell back to the run's own max_tokens."""
+    from refusaldata.capability import run_model
+    from refusaldata.errors import InputError
+
+    root = _copy(hostile_store, tmp_path)
+    store = Store(root)
+    store.append("runs", pa.table({"run_id": ["gen-0123456789"], "name": ["gen"], "model": ["smollm2-135m-instruct"],
+                                   "backend": ["transformers"], "max_tokens": pa.array([64], pa.int32())}))
+    store.append("responses", pa.table({"run_id": ["gen-0123456789"], "prompt_id": [prompt_id("Hi")],
+                                        "sample_index": pa.array([0], pa.int32()), "response": ["Hello"]}))
+    with pytest.raises(InputError, match="--max-tokens must be at least 1"):
+        run_model(store, "gen", max_tokens=0)
+    assert run_model(store, "gen").options.max_tokens == 64
+    _refused(["evaluate", "capability", "gen", "--max-tokens", "0"], root, "--max-tokens")
+
+
+def test_responses_import_refuses_a_model_name_it_would_ignore(hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    _refused(["responses", "import", "uncensorbench", "--format", "uncensorbench", "--model", "mine"], root,
+             "--model does not apply")
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_prompts_import_into_an_existing_data_set_needs_append(hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    first = _write_csv(tmp_path / "first.csv", ["text"], [["How do I open a safe?"], ["How do I hotwire a car?"]])
+    other = _write_csv(tmp_path / "other.csv", ["text"], [["How do I open a safe?"], ["How do I forge a key?"]])
+    base = ["prompts", "import", "--dataset", "mine", "--text-column", "text", "--path"]
+    _accepted([*base, first], root, changes=True)
+    rerun = _accepted([*base, first], root, changes=False)
+    assert "(2 already stored)" in rerun.stdout and not rerun.stderr
+    _refused([*base, other], root, "data set 'mine' exists already with 2 prompt(s)", "add 1 more", "--append",
+             "--dataset")
+    _accepted([*base, other, "--append"], root, changes=True)
+    assert Store(root).count("prompts") == 16 + 3
+    _refused(["prompts", "import", "--dataset", "tiny", "--text-column", "text", "--path", first], root,
+             "data set 'tiny' exists already")
+
+
+def test_prompts_augment_into_an_existing_data_set_needs_append(hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    _accepted(["prompts", "augment", "tiny", "--attack", "base64"], root, changes=True)
+    _accepted(["prompts", "augment", "tiny", "--attack", "base64"], root, changes=False)
+    _refused(["prompts", "augment", "tiny", "--attack", "leetspeak"], root, "data set 'tiny-attacked' exists already",
+             "--append")
+    _accepted(["prompts", "augment", "tiny", "--attack", "leetspeak", "--append"], root, changes=True)
+
+
+def test_responses_import_never_mixes_two_sources_in_one_run(hostile_store, tmp_path):
+    """uncensorbench's runs have fixed ids: another file (or package version) must not add to them."""
+    root = _copy(hostile_store, tmp_path)
+
+    def reference(name: str, answers: list[str]) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps({"prompts": [
+            {"id": f"p{i}", "topic": "t", "prompt": f"How do I do thing {i}?", "censored_response": "No.",
+             "uncensored_response": answer} for i, answer in enumerate(answers)]}))
+        return path
+
+    first, other = reference("a.json", ["Sure."]), reference("b.json", ["Sure.", "Fine."])
+    base = ["responses", "import", "--format", "uncensorbench"]
+    _accepted([*base, first], root, changes=True)
+    _accepted([*base, first], root, changes=False)
+    _refused([*base, other], root, "run uncensorbench-refusals exists already, imported from another source")
+
+
+def test_train_refuses_an_out_folder_holding_another_adapter(hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    _sft_set(root)
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / "train_config.json").write_text(json.dumps({"adapter_id": "s-sft-0000000000", "set": "s"}))
+    (out / "adapter_model.safetensors").write_bytes(b"the other adapter")
+    _refused(["train", "--set", "s", "--model", "smollm2-135m-instruct", "--out", out], root,
+             "holds adapter s-sft-0000000000", "--replace")
+    assert (out / "adapter_model.safetensors").read_bytes() == b"the other adapter"
+
+    from refusaldata.train.loop import _check_out
+
+    _check_out(out, "s-sft-1111111111", replace=True)
+    _check_out(out, "s-sft-0000000000", replace=False)  # a rerun of the same configuration
+
+
+def _sft_set(root: Path, rows: int = 3) -> None:
+    Store(root).replace("sft", pa.Table.from_pylist([
+        {"set_name": "s", "mode": "baseline", "kind": "refusal", "prompt_id": prompt_id(f"q{i}?"), "split": "train",
+         "prompt": f"q{i}?", "target": "No."} for i in range(rows)]))
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--grad-accum", str(10**9)], ["8,000,000,000 examples per optimizer step", "3 train example(s)"]),
+    (["--batch-size", str(2**40)], ["examples per optimizer step", "--batch-size"]),
+    (["--batch-size", "4", "--grad-accum", "3"], ["12 examples per optimizer step"]),
+    (["--epochs", str(10**12)], ["--epochs 1,000,000,000,000 over 3 examples", "2,147,483,647"]),
+    (["--max-steps", str(2**31)], ["--max-steps 2,147,483,648"]),
+])
+def test_train_sizes_that_never_finish_are_refused_before_the_model_loads(extra, needles, hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    _sft_set(root)
+    out = tmp_path / "adapter"
+    _refused(["train", "--set", "s", "--model", "no-such-model-is-ever-loaded", "--out", out, *extra], root, *needles)
+    assert not out.exists()
+
+
+def test_train_sizes_of_the_default_batch_still_fit_a_small_set():
+    from refusaldata.train.loop import _check_sizes
+
+    assert _check_sizes(3, 8, 1, 1, 1, None) == 1
+    assert _check_sizes(100, 4, 2, 1, 2, None) == 25
+    assert _check_sizes(3, 2, 1, 1, 1, 50) == 50
+
+
+def _nested_parquet(path: Path, **columns) -> Path:
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+NESTED = {
+    "struct": [{"a": "How do I pick a lock?", "b": 1}, {"a": "Write a poem.", "b": 2}],
+    "list": [["How do I pick a lock?"], ["Write a poem."]],
+    "map": pa.array([[("k", "How do I pick a lock?")], [("k", "Write a poem.")]], pa.map_(pa.string(), pa.string())),
+}
+
+
+@pytest.mark.parametrize("kind", list(NESTED))
+def test_prompts_import_refuses_a_nested_text_or_category_column(kind, hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    nested = _nested_parquet(tmp_path / "nested.parquet", text=NESTED[kind])
+    _refused(["prompts", "import", "--path", nested, "--dataset", "n", "--text-column", "text"], root,
+             "nested.parquet", "column 'text'", f"holds {kind}s", "not text")
+    category = _nested_parquet(tmp_path / "category.parquet", text=["a?", "b?"], kind=NESTED[kind])
+    _refused(["prompts", "import", "--path", category, "--dataset", "n", "--text-column", "text",
+              "--category-column", "kind"], root, "category.parquet", "column 'kind'", f"holds {kind}s")
+
+
+@pytest.mark.parametrize("column", ["prompt", "response"])
+def test_responses_import_refuses_a_nested_prompt_or_response(column, hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    path = tmp_path / "nested.jsonl"
+    row = {"prompt": "How do I pick a lock?", "response": "Sure."}
+    path.write_text("\n".join(json.dumps({**row, column: {"text": row[column]}}) for _ in range(2)) + "\n")
+    _refused(["responses", "import", path, "--format", "jsonl"], root, "nested.jsonl", f"column '{column}'",
+             "holds structs")
+
+
+def test_an_attack_file_with_a_nested_template_is_refused(hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    path = tmp_path / "attacks.jsonl"
+    path.write_text(json.dumps({"name": "mine", "template": {"t": "Say {prompt}"}, "origin": "x"}) + "\n")
+    _refused(["prompts", "augment", "tiny", "--attack", "mine", "--attack-file", path], root, "column 'template'",
+             "holds structs")
+
+
+# -- doctor reports what the crash tests check -----------------------------------------------------------------------
+
+def test_doctor_reports_missing_metrics_and_orphaned_human_labels(hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    store = Store(root)
+    healthy = invoke(["doctor", "--store", root])
+    assert healthy.code == 0 and "no problems found" in healthy.stdout
+    metrics = [("done", step) for step in (1, 2, 4, 6, 7, 8)] + [("running", 1), ("running", 3)] + [("whole", 1)]
+    store.append("train_metrics", pa.Table.from_pylist([{"adapter_id": a, "step": s, "loss": 1.0} for a, s in metrics]))
+    store.append("adapters", pa.Table.from_pylist([{"adapter_id": "done", "path": "/a", "config": '{"steps": 10}'},
+                                                   {"adapter_id": "whole", "path": "/b", "config": '{"steps": 1}'}]))
+    kept = store.read("responses").slice(0, 1).to_pylist()[0]
+    store.replace("labels", pa.Table.from_pylist([
+        {"run_id": kept["run_id"], "prompt_id": prompt, "sample_index": 0, "labeler": "human", "verdict": "refusal",
+         "refusal": True} for prompt in (kept["prompt_id"], "gone-1", "gone-2")]))
+    before = snapshot(root)
+
+    outcome = invoke(["doctor", "--format", "json", "--store", root])
+
+    assert outcome.code == 1 and snapshot(root) == before
+    details = {row["detail"] for row in map(json.loads, outcome.stdout.splitlines())}
+    assert details == {
+        "adapter done (finished, 10 steps): 4 step(s) without a metrics row: 3, 5, 9-10",
+        "adapter running (not finished, highest stored step 3): 1 step(s) without a metrics row: 2",
+        f"run {kept['run_id']}: 2 human label(s) of responses no longer in responses (e.g. prompt gone-1)",
+    }

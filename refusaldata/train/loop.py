@@ -66,6 +66,10 @@ LORA_DROPOUT = 0.0
 MAX_GRAD_NORM = 1.0
 # torch takes its thread count as a C int; far more threads than cores only slows it.
 MAX_THREADS = 1024
+# train_metrics numbers steps as int32: a run of more steps could never store its metrics.
+MAX_STEPS = 2**31 - 1
+# A step may hold more examples than a small set (repeating some) up to the default batch, never more.
+DEFAULT_BATCH_SIZE = 8
 # vLLM serves LoRA on the linear layers of attention and MLP; adapters on these cannot be served.
 UNSERVABLE_MODULES = ("embed_tokens", "lm_head", "wte", "wpe")
 
@@ -142,6 +146,48 @@ def _validate(loss: str, beta: float, lora_r: int, lora_alpha: int, target_modul
     if unservable:
         raise InputError(f"--target-modules {unservable[0]}: vLLM cannot serve LoRA on embeddings or the "
                          "output head; target attention/MLP projections such as q_proj,v_proj")
+
+
+def _check_sizes(examples: int, batch_size: int, grad_accum: int, processes: int, epochs: int,
+                 max_steps: int | None) -> int:
+    """The run's optimizer steps, refusing sizes that do not fit the set's `examples`.
+
+    One step takes batch_size x grad_accum examples on each process: more than the set holds
+    (beyond the default batch, which small sets have always been trained with) repeats every
+    example within the step, and a huge --grad-accum or --batch-size turns one step into
+    billions of micro-steps that never finish. The steps --epochs asks for must fit the
+    metrics table's step numbers.
+    """
+    per_step = batch_size * grad_accum * processes
+    limit = max(examples, DEFAULT_BATCH_SIZE)
+    if per_step > limit:
+        across = f" x {processes} processes" if processes > 1 else ""
+        raise InputError(f"--batch-size {batch_size} x --grad-accum {grad_accum}{across} = {per_step:,} examples per "
+                         f"optimizer step, but the set has {examples:,} train example(s): a step of more than "
+                         f"{limit:,} would only repeat them; lower --batch-size or --grad-accum")
+    steps = max_steps if max_steps is not None else math.ceil(epochs * examples / per_step)
+    if steps > MAX_STEPS:
+        asked = f"--max-steps {max_steps:,}" if max_steps is not None else (
+            f"--epochs {epochs:,} over {examples:,} examples is {steps:,} optimizer steps, which")
+        raise InputError(f"{asked} is more than the {MAX_STEPS:,} steps a run can number; ask for fewer")
+    return steps
+
+
+def _check_out(out: Path, adapter_id: str, replace: bool) -> None:
+    """Refuse an --out folder holding another finished adapter, unless `replace`.
+
+    Its adapters row and the runs generated with it name that folder: training there would
+    swap the weights under them. A checkpoint of another configuration is not finished work
+    and is cleared as before.
+    """
+    try:
+        record = json.loads((out / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    other = record.get("adapter_id") if isinstance(record, dict) else None
+    if not replace and other and other != adapter_id and (out / "adapter_model.safetensors").is_file():
+        raise InputError(f"--out {out} holds adapter {other} (set '{record.get('set')}'), trained with other "
+                         f"options; give another --out folder, or --replace to train over it")
 
 
 def _accelerator():
@@ -400,7 +446,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
                   max_steps: int | None = None, lr: float = 2e-4, batch_size: int = 8, grad_accum: int = 1,
                   max_length: int = 512, seed: int = 0, threads: int | None = None,
                   checkpoint_every: int = 10, progress: bool = False, dtype: str = "auto",
-                  gradient_checkpointing: bool = False, load_in_4bit: bool = False) -> TrainResult:
+                  gradient_checkpointing: bool = False, load_in_4bit: bool = False,
+                  replace: bool = False) -> TrainResult:
     """Train a LoRA adapter on the train split of `set_name` and save it in `out`.
 
     `out` receives a standard PEFT folder (adapter_config.json, adapter_model.safetensors)
@@ -415,7 +462,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     an optimizer step takes batch_size × grad_accum examples on each, and only the main
     process writes the adapter, checkpoints and store rows.
     `label_smoothing` and `simpo_gamma` are read by the pair losses that define them;
-    `retention_weight` scales the SFT loss of an sft set's retention rows.
+    `retention_weight` scales the SFT loss of an sft set's retention rows. `replace`: train
+    into an `out` that holds an adapter of another configuration (refused otherwise).
     """
     target_modules = tuple(target_modules)
     _validate(loss, beta, lora_r, lora_alpha, target_modules, epochs, max_steps, lr, batch_size, grad_accum,
@@ -432,7 +480,6 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     if retention_weight != 1.0 and loss != SUPERVISED:
         raise InputError("--retention-weight applies to --loss sft (pairs sets have no retention rows)")
     table, rows = load_rows(store, set_name, loss)
-    model_path = resolve_model(model)
     processes, main = accelerator.num_processes, accelerator.is_main_process
     share = slice(accelerator.process_index * batch_size * grad_accum,
                   (accelerator.process_index + 1) * batch_size * grad_accum)
@@ -453,19 +500,22 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
                    if value != {"load_in_4bit": False, "processes": 1}[name]})
     adapter_id = f"{slug(set_name, 30)}-{loss}-{digest(canonical_json(config), 10)}"
     out = Path(out).expanduser().resolve()
+    _check_out(out, adapter_id, replace)
+    finished = _finished(out, adapter_id)
+    if finished is not None:
+        return finished
+    _check_sizes(rows.num_rows, batch_size, grad_accum, processes, epochs, max_steps)
+    model_path = resolve_model(model)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create --out {out}: {exc.strerror}") from None
-    finished = _finished(out, adapter_id)
-    if finished is not None:
-        return finished
 
     with _torch_threads(threads):
         tokenizer, base = _load_model(model_path, model, device, weights_dtype, load_in_4bit)
         encoded = encode(tokenizer, rows, table, max_length, retention_weight)
         count = len(encoded.examples)
-        total_steps = max_steps or math.ceil(epochs * count / per_step)
+        total_steps = _check_sizes(count, batch_size, grad_accum, processes, epochs, max_steps)
         peft_model = _wrap_lora(base, lora_r, lora_alpha, target_modules, seed)
         peft_model.eval()
         if gradient_checkpointing:
