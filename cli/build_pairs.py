@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from refusaldata.cli.build_sft import (
-    ContextRunOption, ExportOption, LabelerOption, MaxExamplesOption, SeedOption, SplitOption, describe,
+    BoundaryOption, BoundaryRatioOption, ContextRunOption, ExportOption, LabelerOption, MaxExamplesOption,
+    SeedOption, SplitOption, describe,
 )
 from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.distill import build_pairs, check_export_path, export_set
@@ -23,6 +24,8 @@ def build_pairs_command(
     refusal_text: Annotated[str | None, typer.Option(
         "--refusal-text", help="Use this fixed refusal as chosen (baseline).")] = None,
     context_run: ContextRunOption = None,
+    boundary: BoundaryOption = True,
+    boundary_ratio: BoundaryRatioOption = 1.0,
     split: SplitOption = "train",
     max_examples: MaxExamplesOption = None,
     seed: SeedOption = 0,
@@ -34,13 +37,16 @@ def build_pairs_command(
 
     With --teacher the chosen refusal comes from the teacher (cross), with --refusal-text it
     is that sentence (baseline), and with neither from the student's own refusals (self), or
-    from those of --context-run, the same model under a safety context.
+    from those of --context-run, the same model under a safety context. Boundary pairs: on a
+    benign look-alike, chosen = a compliant answer, rejected = the refusal this set gives the
+    most similar harmful prompt, so the loss learns both directions.
     """
     if output is not None:
         check_export_path(output)
     store_ = open_store(store)
     summary = build_pairs(store_, name, student, teacher=teacher, refusal_text=refusal_text, split=split,
-                          max_examples=max_examples, seed=seed, labeler=labeler, context_run=context_run)
+                          max_examples=max_examples, seed=seed, labeler=labeler, context_run=context_run,
+                          boundary=boundary, boundary_ratio=boundary_ratio)
     echo(describe(summary))
     if output is not None:
         echo(f"exported {export_set(store_, name, output, 'pairs')} rows to {output}")

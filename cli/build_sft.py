@@ -37,6 +37,12 @@ LabelerOption = Annotated[str, typer.Option(
 ContextRunOption = Annotated[str | None, typer.Option(
     "--context-run", help="Self targets from this run of the same model under a safety context "
                           "(generate --system-prompt/--few-shot): context distillation.")]
+BoundaryOption = Annotated[bool, typer.Option(
+    "--boundary/--no-boundary",
+    help="Add boundary rows: benign look-alikes (the boundary set, XSTest's safe prompts, CoCoNot-contrast) "
+         "with a compliant answer, the student's own or else the teacher's.")]
+BoundaryRatioOption = Annotated[float, typer.Option(
+    "--boundary-ratio", help="Boundary rows per refusal example (all there are, when fewer).")]
 
 
 def describe(summary: SetSummary) -> str:
@@ -50,6 +56,9 @@ def describe(summary: SetSummary) -> str:
                   f"(of {summary.retention_available} available)")
     else:
         parts += ")"
+    if summary.boundary:
+        teacher = f"{summary.boundary_from_teacher} answered by the teacher, " if summary.boundary_from_teacher else ""
+        parts += f" + {summary.boundary_examples} boundary ({teacher}of {summary.boundary_available} available)"
     return (f"{summary.table} set '{summary.name}': {summary.rows} rows = {parts}; "
             f"mode {summary.mode}, student {summary.student_run}{source}")
 
@@ -66,6 +75,8 @@ def build_sft_command(
         "--retention-datasets", help="Comma-separated benign datasets to draw retention from (default: all).")] = None,
     include_correct_refusals: Annotated[bool, typer.Option(
         "--include-correct-refusals", help="Also train on prompts the student already refused.")] = False,
+    boundary: BoundaryOption = True,
+    boundary_ratio: BoundaryRatioOption = 1.0,
     split: SplitOption = "train",
     max_examples: MaxExamplesOption = None,
     seed: SeedOption = 0,
@@ -75,10 +86,12 @@ def build_sft_command(
     labeler: LabelerOption = BEST,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Build an SFT set: refusal targets for the harmful prompts a student complied with, plus retention.
+    """Build an SFT set: refusal targets for the harmful prompts a student complied with, plus retention
+    and boundary rows.
 
     Retention: benign prompts the student answered, with its own answers, spread evenly over
-    the benign datasets it answered (benign-controls, xstest, coconot-contrast, ...).
+    the benign datasets it answered (benign-controls, ...). Boundary: benign look-alikes (safe
+    requests with risky words) with a compliant answer, so the student learns where the line is.
     """
     if output is not None:
         check_export_path(output)
@@ -86,7 +99,7 @@ def build_sft_command(
     summary = build_sft(store_, name, student, mode.value, teacher=teacher, retention_ratio=retention_ratio,
                         include_correct_refusals=include_correct_refusals, split=split,
                         max_examples=max_examples, seed=seed, refusal_text=refusal_text, labeler=labeler,
-                        context_run=context_run,
+                        context_run=context_run, boundary=boundary, boundary_ratio=boundary_ratio,
                         benign_datasets=None if retention_datasets is None else
                         [name.strip() for name in retention_datasets.split(",") if name.strip()])
     echo(describe(summary))

@@ -20,12 +20,17 @@ def quickstart(
         "--fast", help="Shorter answers and fewer training steps (a few minutes).")] = False,
     backend: Annotated[Backend, typer.Option(
         "--backend", help="auto: vllm on a CUDA GPU (where installed), else transformers.")] = "auto",
+    boundary: Annotated[bool, typer.Option(
+        "--boundary/--no-boundary",
+        help="Give every set boundary rows: the shipped look-alikes (safe requests with risky words) with the "
+             "student's compliant answers.")] = True,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Import, generate, label, mine, distill, train, regenerate, compare and report, on SmolLM2-135M-Instruct."""
     from refusaldata.quickstart import run  # torch loads only when the study runs
 
-    result = run(open_store(store), fast=fast, backend=backend.value, log=lambda line: echo(line, err=True))
+    result = run(open_store(store), fast=fast, backend=backend.value, log=lambda line: echo(line, err=True),
+                 boundary=boundary)
     write_output(comparison_text(result.comparison, "refusal before and after, per method (95% bootstrap CIs)"),
                  None)
     for method, reason in result.skipped.items():

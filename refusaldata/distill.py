@@ -18,6 +18,12 @@ SFT sets mix in retention examples (benign prompts with the student's own compli
 answers) so a tuned model does not learn to refuse everything. Pairs put the refusal
 target (chosen) against the student's compliant answer (rejected) for DPO-family losses.
 
+Boundary rows (on by default) show where the line is: benign look-alikes (safe requests
+with risky words, from the sets the registry marks `lookalike`: the shipped `boundary`
+set, XSTest's safe prompts, CoCoNot-contrast) with a compliant answer, as SFT rows of kind
+`boundary` and as pairs whose chosen side complies and whose rejected side refuses. A set
+that only ever pairs risky words with refusals teaches "refuse anything that sounds risky".
+
 Selection is SQL (sql/distill_*.sql) plus polars; prompt similarity is rapidfuzz's
 vectorized `process.cdist`. Sets are stored in the `sft` and `pairs` tables, one
 partition per set, replaced whole on rebuild; every row names where its target came from.
@@ -40,11 +46,13 @@ from rapidfuzz import fuzz, process, utils
 from refusaldata import io
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.queries import sql_text
+from refusaldata.registry import lookalike_datasets
 from refusaldata.runs import now
 from refusaldata.schemas import PAIRS, SFT
 from refusaldata.store import Store
 
 MODES = ("self", "cross", "baseline")
+BOUNDARY = "boundary"
 DEFAULT_REFUSAL = "I'm sorry, but I can't help with that request."
 DEFAULT_LABELER = "rules"
 # Dominant templates: the most supported ones, until they cover this share of refusals.
@@ -57,6 +65,10 @@ _TARGET_COLUMNS = ["prompt_id", "target", "source_run", "template_id", "source_p
 _TARGET_SCHEMA = {"prompt_id": pl.String, "target": pl.String, "source_run": pl.String,
                   "template_id": pl.String, "source_prompt_id": pl.String,
                   "source_sample_index": pl.Int32}
+# A look-alike with its compliant answer (`_Selection.boundary_answers`); empty without boundary rows.
+_EMPTY_ANSWERS = pl.DataFrame(schema={"prompt_id": pl.String, "prompt": pl.String, "dataset": pl.String,
+                                      "target": pl.String, "source_run": pl.String,
+                                      "source_sample_index": pl.Int32})
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,10 @@ class SetSummary:
     correct_refusals: int
     retention_examples: int = 0
     retention_available: int = 0
+    boundary: bool = False
+    boundary_examples: int = 0
+    boundary_available: int = 0
+    boundary_from_teacher: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -88,7 +104,8 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
               split: str = "train", max_examples: int | None = None, seed: int = 0,
               refusal_text: str | None = None, labeler: str = DEFAULT_LABELER,
               dominant_share: float = DOMINANT_SHARE, context_run: str | None = None,
-              benign_datasets: tuple[str, ...] | list[str] | None = None) -> SetSummary:
+              benign_datasets: tuple[str, ...] | list[str] | None = None, boundary: bool = True,
+              boundary_ratio: float = 1.0, boundary_datasets: tuple[str, ...] | None = None) -> SetSummary:
     """Build (or rebuild) SFT set `name` for run `student` and store it in table `sft`.
 
     Refusal examples: harmful `split` prompts the student answered without refusing
@@ -96,12 +113,17 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
     `mode`; at most `max_examples`, sampled with `seed`. Retention examples: benign
     prompts with the student's compliant answers, round(retention_ratio x refusal
     examples) of them sampled with `seed` (all there are, when fewer), spread evenly over
-    the benign datasets the student answered (only `benign_datasets`, when given).
+    the benign datasets the student answered (only `benign_datasets`, when given; else
+    every one but the look-alike sets and `boundary_datasets`, whose prompts are boundary
+    rows or none, so --no-boundary measures a set without look-alikes).
+    Boundary examples (with `boundary`): look-alike prompts of `boundary_datasets`
+    (default: the registry's look-alike sets) with a compliant answer (`boundary_answers`),
+    round(boundary_ratio x refusal examples) of them, drawn as retention is.
     `context_run` (mode self): take the targets from that run of the same model under a
     safety context.
     """
     _check_options(name, mode, teacher, refusal_text, split, max_examples, retention_ratio, dominant_share,
-                   context_run, seed)
+                   context_run, seed, boundary_ratio)
     with _Selection(store, "sft", student, teacher, split, labeler, dominant_share, context_run) as selection:
         answers = selection.student_answers()
         harmful = answers.filter(pl.col("harmful"))
@@ -112,12 +134,22 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
         targets, own, nearest = selection.targets(examples, mode, refusal_text)
         refusal_rows = (examples.select("prompt_id", "prompt").join(targets, on="prompt_id")
                         .with_columns(kind=pl.lit("refusal")))
+        lookalikes = _lookalikes(boundary_datasets)
+        boundary_pool = selection.boundary_answers(lookalikes) if boundary else _EMPTY_ANSWERS
+        boundary_sample = _sample_spread(boundary_pool, _count(boundary_ratio, refusal_rows.height,
+                                                               boundary_pool.height), seed, stream=2)
+        boundary_rows = boundary_sample.select(
+            "prompt_id", "prompt", "target", "source_run", template_id=pl.lit(None, pl.String),
+            source_prompt_id=pl.col("prompt_id"), source_sample_index=pl.col("source_sample_index"),
+            kind=pl.lit(BOUNDARY))
         retention_pool = answers.filter(~pl.col("harmful") & pl.col("compliant_sample_index").is_not_null())
         if benign_datasets is not None:
             retention_pool = retention_pool.filter(pl.col("dataset").is_in(list(benign_datasets)))
-        # Capped at the pool, so a ratio as large as 1e308 asks for all of it rather than overflowing.
-        retention_count = math.floor(min(retention_ratio * refusal_rows.height, retention_pool.height) + 0.5)
-        retention = _sample_spread(retention_pool, retention_count, seed, stream=1)
+        else:
+            retention_pool = retention_pool.filter(~pl.col("dataset").is_in([*lookalike_datasets(), *lookalikes]))
+        retention_pool = retention_pool.join(boundary_rows.select("prompt_id"), on="prompt_id", how="anti")
+        retention = _sample_spread(retention_pool, _count(retention_ratio, refusal_rows.height,
+                                                          retention_pool.height), seed, stream=1)
         retention_rows = retention.select(
             "prompt_id", "prompt",
             target=pl.col("compliant_response"),
@@ -126,7 +158,7 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
             source_prompt_id=pl.col("prompt_id"),
             source_sample_index=pl.col("compliant_sample_index").cast(pl.Int32),
             kind=pl.lit("retention"))
-        rows = pl.concat([refusal_rows, retention_rows], how="diagonal_relaxed").with_columns(
+        rows = pl.concat([refusal_rows, retention_rows, boundary_rows], how="diagonal_relaxed").with_columns(
             set_name=pl.lit(name), mode=pl.lit(mode), split=pl.lit(split),
             student_run=pl.lit(selection.student), created_at=pl.lit(now()))
         if rows.is_empty():
@@ -142,7 +174,8 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
         source_run=selection.source_run(mode), rows=table.num_rows,
         refusal_examples=refusal_rows.height, own_targets=own, nearest_targets=nearest,
         correct_refusals=refusal_rows.join(harmful.filter(pl.col("refused")), on="prompt_id").height,
-        retention_examples=retention_rows.height, retention_available=retention_pool.height)
+        retention_examples=retention_rows.height, retention_available=retention_pool.height,
+        **_boundary_counts(boundary, boundary_rows, boundary_pool, selection.student))
 
 
 def pairs_mode(teacher: str | None, refusal_text: str | None) -> str:
@@ -155,43 +188,70 @@ def pairs_mode(teacher: str | None, refusal_text: str | None) -> str:
 def build_pairs(store: Store, name: str, student: str, teacher: str | None = None,
                 refusal_text: str | None = None, split: str = "train",
                 max_examples: int | None = None, seed: int = 0, labeler: str = DEFAULT_LABELER,
-                dominant_share: float = DOMINANT_SHARE, context_run: str | None = None) -> SetSummary:
+                dominant_share: float = DOMINANT_SHARE, context_run: str | None = None, boundary: bool = True,
+                boundary_ratio: float = 1.0, boundary_datasets: tuple[str, ...] | None = None) -> SetSummary:
     """Build (or rebuild) preference set `name` for run `student` in table `pairs`.
 
     One pair per harmful `split` prompt the student answered without refusing: chosen =
     the refusal target (from `teacher` when given: cross; `refusal_text`: baseline;
     neither: the student's own refusals, or those of `context_run`, self), rejected = the
     student's first compliant answer. At most `max_examples` pairs, sampled with `seed`.
+
+    Boundary pairs (with `boundary`), drawn as build_sft draws boundary rows: chosen = a
+    look-alike's compliant answer (`boundary_answers`), rejected = the refusal target this
+    set's mode gives the look-alike as if it were harmful: the teacher's (or student's,
+    context run's) refusal of the most similar harmful prompt within its dominant templates,
+    or the fixed refusal sentence. That is the refusal the refusal pairs teach, in their
+    source's pattern, on the prompt where it is wrong, so the loss learns both directions.
+    Their source_* columns name the chosen answer; template_id the rejected refusal's template.
     """
     mode = pairs_mode(teacher, refusal_text)
-    _check_options(name, mode, teacher, refusal_text, split, max_examples, 0.0, dominant_share, context_run, seed)
+    _check_options(name, mode, teacher, refusal_text, split, max_examples, 0.0, dominant_share, context_run, seed,
+                   boundary_ratio)
     with _Selection(store, "pairs", student, teacher, split, labeler, dominant_share, context_run) as selection:
         answers = selection.student_answers()
         compliant = answers.filter(pl.col("harmful") & pl.col("compliant_sample_index").is_not_null())
         examples = _sample(compliant, max_examples, seed, stream=0)
         targets, own, nearest = selection.targets(examples, mode, refusal_text)
-        rows = examples.join(targets, on="prompt_id").select(
+        refusal_pairs = examples.join(targets, on="prompt_id").select(
             "prompt_id", "prompt", "source_run", "template_id", "source_prompt_id", "source_sample_index",
             chosen=pl.col("target"),
             rejected=pl.col("compliant_response"),
             rejected_sample_index=pl.col("compliant_sample_index").cast(pl.Int32),
-        ).with_columns(set_name=pl.lit(name), mode=pl.lit(mode), split=pl.lit(split),
-                       student_run=pl.lit(selection.student), created_at=pl.lit(now()))
-        if rows.is_empty():
+            kind=pl.lit("refusal"),
+        )
+        if refusal_pairs.is_empty():
             raise InputError(f"set '{name}' would be empty: run {selection.student} has no harmful "
                              f"'{split}' prompts with a labelled compliant answer")
-        selection.check_no_test_prompts(rows)
+        boundary_pool = selection.boundary_answers(_lookalikes(boundary_datasets)) if boundary else _EMPTY_ANSWERS
+        boundary_sample = _sample_spread(boundary_pool, _count(boundary_ratio, refusal_pairs.height,
+                                                               boundary_pool.height), seed, stream=2)
+        refusals, _, _ = selection.targets(boundary_sample, mode, refusal_text)
+        boundary_pairs = boundary_sample.join(refusals.rename(lambda column: f"refusal_{column}"),
+                                              left_on="prompt_id", right_on="refusal_prompt_id").select(
+            "prompt_id", "prompt", "source_run", template_id=pl.col("refusal_template_id"),
+            source_prompt_id=pl.col("prompt_id"), source_sample_index=pl.col("source_sample_index"),
+            chosen=pl.col("target"), rejected=pl.col("refusal_target"),
+            rejected_sample_index=pl.lit(None, pl.Int32), kind=pl.lit(BOUNDARY),
+            refusal_source=pl.col("refusal_source_prompt_id"))
+        rows = pl.concat([refusal_pairs, boundary_pairs], how="diagonal_relaxed").with_columns(
+            set_name=pl.lit(name), mode=pl.lit(mode), split=pl.lit(split),
+            student_run=pl.lit(selection.student), created_at=pl.lit(now()))
+        selection.check_no_test_prompts(pl.concat([
+            rows.select("prompt_id", "source_prompt_id"),
+            boundary_pairs.select("prompt_id", source_prompt_id=pl.col("refusal_source"))]))
         table = rows.sort("prompt_id").select(PAIRS.columns).to_arrow()
     store.replace("pairs", table, where=f"pairs set {name}")
     return SetSummary(
         name=name, table="pairs", mode=mode, student_run=selection.student,
-        source_run=selection.source_run(mode), rows=table.num_rows, refusal_examples=table.num_rows,
-        own_targets=own, nearest_targets=nearest, correct_refusals=0)
+        source_run=selection.source_run(mode), rows=table.num_rows, refusal_examples=refusal_pairs.height,
+        own_targets=own, nearest_targets=nearest, correct_refusals=0,
+        **_boundary_counts(boundary, boundary_pairs, boundary_pool, selection.student))
 
 
 def _check_options(name: str, mode: str, teacher: str | None, refusal_text: str | None, split: str,
                    max_examples: int | None, retention_ratio: float, dominant_share: float,
-                   context_run: str | None = None, seed: int = 0) -> None:
+                   context_run: str | None = None, seed: int = 0, boundary_ratio: float = 1.0) -> None:
     if not name.strip():
         raise InputError("a set needs a non-empty NAME")
     if mode not in MODES:
@@ -214,8 +274,25 @@ def _check_options(name: str, mode: str, teacher: str | None, refusal_text: str 
         raise InputError(f"--seed must not be negative (got {seed})")
     if not (retention_ratio >= 0 and math.isfinite(retention_ratio)):
         raise InputError(f"--retention-ratio must be a number >= 0 (got {retention_ratio})")
+    if not (boundary_ratio >= 0 and math.isfinite(boundary_ratio)):
+        raise InputError(f"--boundary-ratio must be a number >= 0 (got {boundary_ratio})")
     if not 0 < dominant_share <= 1:
         raise InputError(f"dominant_share must be in (0, 1] (got {dominant_share})")
+
+
+def _count(ratio: float, examples: int, available: int) -> int:
+    """round(ratio x examples), capped at what is available (so a ratio as large as 1e308 asks for all
+    of it rather than overflowing)."""
+    return math.floor(min(ratio * examples, available) + 0.5)
+
+
+def _lookalikes(datasets: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    return lookalike_datasets() if datasets is None else tuple(datasets)
+
+
+def _boundary_counts(boundary: bool, rows: pl.DataFrame, pool: pl.DataFrame, student: str) -> dict:
+    return {"boundary": boundary, "boundary_examples": rows.height, "boundary_available": pool.height,
+            "boundary_from_teacher": rows.filter(pl.col("source_run") != student).height}
 
 
 def _sample(frame: pl.DataFrame, count: int | None, seed: int, stream: int) -> pl.DataFrame:
@@ -314,6 +391,27 @@ class _Selection:
         return pl.from_arrow(self.con.sql(
             sql_text("distill_answers"), params={"run": self.student, "labeler": self.labeler}
         ).to_arrow_table())
+
+    def _lookalike_answers(self, run: str, datasets: tuple[str, ...]) -> pl.DataFrame:
+        """Run `run`'s compliant, on-topic answer to each look-alike of `datasets` (distill_lookalikes.sql)."""
+        found = pl.from_arrow(self.con.sql(
+            sql_text("distill_lookalikes"), params={"run": run, "labeler": self.labeler, "datasets": list(datasets)}
+        ).to_arrow_table())
+        return found.select("prompt_id", "prompt", "dataset", target=pl.col("response"), source_run=pl.lit(run),
+                            source_sample_index=pl.col("sample_index").cast(pl.Int32))
+
+    def boundary_answers(self, datasets: tuple[str, ...]) -> pl.DataFrame:
+        """Each look-alike prompt of `datasets` with a compliant answer: the student's own where its
+        labels call it compliance and it stays on topic, else the teacher's (a cross set's); a
+        look-alike neither answered so is left out. The student's own answer comes first: it is
+        what the student already says, so training on it moves the model least."""
+        if not datasets:
+            return _EMPTY_ANSWERS
+        own = self._lookalike_answers(self.student, datasets)
+        if self.teacher is None:
+            return own
+        taught = self._lookalike_answers(self.teacher, datasets).join(own, on="prompt_id", how="anti")
+        return pl.concat([own, taught]).sort("prompt_id")
 
     def _refusals(self, run: str, role: str, mode: str) -> pl.DataFrame:
         """Every refusal of `run` on an eligible harmful prompt, with template and dominance."""

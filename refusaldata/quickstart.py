@@ -1,15 +1,17 @@
 """The whole study in one call, on the embedded default: the toolkit's end-to-end proof.
 
 Steps (each one idempotent, so a rerun on the same store resumes where it stopped):
-import uncensorbench (harmful) and the shipped benign controls; import uncensorbench's
-reference refusals as the teacher run; generate the student's answers (base), and its
-answers to the harmful train prompts under a safety context (system prompt and few-shot
-refusal turns: the context run that self-distillation learns from); label and mine
-templates; build baseline, self (from the context run) and cross SFT sets and one pair
-set; train an adapter for each (SFT x3, DPO, NCA); regenerate the test split with each
-adapter; score every method's capability (instruction following, KL from the base);
-compare and write the report. Every method is a row, baselines included. Labels are the
-default labeler's (hybrid); sets, the comparison and the report read `best` as the CLI does.
+import uncensorbench (harmful), the shipped benign controls and look-alikes; import
+uncensorbench's reference refusals as the teacher run; generate the student's answers
+(base, look-alikes included), and its answers to the harmful train prompts under a safety
+context (system prompt and few-shot refusal turns: the context run that self-distillation
+learns from); label and mine templates; build baseline, self (from the context run) and
+cross SFT sets and one pair set, each with boundary rows (look-alikes with the student's
+compliant answers; `boundary=False` leaves them out, to measure what they do); train an
+adapter for each (SFT x3, DPO, NCA); regenerate the test split with each adapter; score
+every method's capability (instruction following, KL from the base); compare and write
+the report. Every method is a row, baselines included. Labels are the default labeler's
+(hybrid); sets, the comparison and the report read `best` as the CLI does.
 """
 from __future__ import annotations
 
@@ -33,7 +35,10 @@ SAFETY_SYSTEM_PROMPT = "You are a helpful assistant. Refuse requests that could 
 SAFETY_FEW_SHOT = Path(__file__).resolve().parent / "data" / "safety_few_shot.json"
 HARMFUL = "uncensorbench"
 BENIGN = "benign-controls"
-# More benign look-alikes for retention, used when the store has them (the user imported them).
+# The shipped look-alikes, all in train: the sets' boundary rows (distill). The student answers them
+# in its base run, so its own compliant answers are there to train on.
+BOUNDARY = "boundary"
+# More look-alikes for boundary rows, used when the store has them (the user imported them).
 EXTRA_BENIGN = ("xstest", "coconot-contrast")
 TEACHER = "uncensorbench-refusals"
 CONTEXT_RUN = "safety-context"
@@ -65,11 +70,14 @@ class Plan:
     retention_weight: float = 1.0
     capability_limit: int | None = None
     context_limit: int | None = None  # harmful train prompts answered under the safety context
+    # Look-alike train prompts the student answers (the first by prompt_id): enough for
+    # max_examples boundary rows after those it refuses or answers off topic.
+    boundary_limit: int | None = None
 
 
-FULL = Plan(max_tokens=96, sft_steps=20, pair_steps=12, batch_size=8, max_examples=120)
+FULL = Plan(max_tokens=96, sft_steps=20, pair_steps=12, batch_size=8, max_examples=120, boundary_limit=160)
 FAST = Plan(max_tokens=24, sft_steps=10, pair_steps=6, batch_size=4, max_examples=40, max_length=160,
-            lr=2e-3, pair_lr=1e-3, capability_limit=12, context_limit=48)
+            lr=2e-3, pair_lr=1e-3, capability_limit=12, context_limit=48, boundary_limit=48)
 
 # method name -> the SFT set's mode, or the pair loss
 SFT_METHODS = {"baseline-sft": "baseline", "self-distill": "self", "cross-distill": "cross"}
@@ -87,15 +95,15 @@ class QuickstartResult:
 
 
 def _options(plan: Plan, backend: str, name: str, datasets: tuple[str, ...], split: str,
-             adapter: Path | None = None, context: bool = False) -> GenerateOptions:
-    """Greedy fp32 answers of the embedded model; under the safety context, at most plan.context_limit
-    prompts (the self set falls back to the nearest refused prompt for the rest)."""
+             adapter: Path | None = None, context: bool = False, limit: int | None = None) -> GenerateOptions:
+    """Greedy fp32 answers of the embedded model, of at most `limit` prompts; under the safety context, at
+    most plan.context_limit (the self set falls back to the nearest refused prompt for the rest)."""
     return GenerateOptions(model=EMBEDDED_MODEL, datasets=datasets, split=split, backend=backend,
                            max_tokens=plan.max_tokens, dtype="float32", name=name, chunk_size=CHUNK_SIZE,
                            adapter=str(adapter) if adapter else None,
                            system_prompt=SAFETY_SYSTEM_PROMPT if context else None,
                            few_shot=read_few_shot(SAFETY_FEW_SHOT) if context else (),
-                           limit=plan.context_limit if context else None)
+                           limit=plan.context_limit if context else limit)
 
 
 def _present(store: Store, datasets: tuple[str, ...]) -> tuple[str, ...]:
@@ -131,8 +139,9 @@ def _shared_engine(backend: str, plan: Plan) -> SharedEngine | None:
 
 
 def run(store: Store, fast: bool = False, backend: str = "auto",
-        log: Callable[[str], None] = lambda message: None) -> QuickstartResult:
-    """Run the study end to end into `store`; `log` hears one line per step."""
+        log: Callable[[str], None] = lambda message: None, boundary: bool = True) -> QuickstartResult:
+    """Run the study end to end into `store`; `log` hears one line per step. `boundary`: give every
+    set boundary rows (look-alikes with compliant answers); without, the sets hold none."""
     if backend not in QUICKSTART_BACKENDS:  # before the first import writes to the store
         raise InputError(f"--backend must be one of {', '.join(QUICKSTART_BACKENDS)}, not '{backend}'")
     plan = FAST if fast else FULL
@@ -142,15 +151,19 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
     def step(message: str) -> None:
         log(f"[{time.perf_counter() - started:6.1f}s] {message}")
 
-    step("importing prompts: uncensorbench (harmful) and benign-controls")
+    step("importing prompts: uncensorbench (harmful) and benign-controls"
+         + (", and the boundary look-alikes" if boundary else ""))
     prompts.import_builtin(store, HARMFUL, test_fraction=plan.harmful_test_fraction)
     prompts.import_builtin(store, BENIGN, test_fraction=plan.benign_test_fraction)
+    lookalikes: tuple[str, ...] = ()
+    if boundary:
+        prompts.import_builtin(store, BOUNDARY, test_fraction=0.0)
+        lookalikes = (BOUNDARY, *_present(store, EXTRA_BENIGN))
     imports.import_responses(store, "uncensorbench", "uncensorbench")
-    extra = _present(store, EXTRA_BENIGN)
 
     shared = _shared_engine(backend, plan)
     try:
-        run_ids, skipped = _study(store, plan, backend, extra, shared, step)
+        run_ids, skipped = _study(store, plan, backend, lookalikes, shared, step)
         methods = [m for m in evaluate.METHOD_ORDER if m in run_ids]
         ordered = [run_ids[m] for m in methods]
         done = _capability_done(store, ordered, plan)
@@ -173,15 +186,17 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
                             skipped=skipped, seconds=time.perf_counter() - started)
 
 
-def _study(store: Store, plan: Plan, backend: str, extra: tuple[str, ...], shared: SharedEngine | None,
+def _study(store: Store, plan: Plan, backend: str, lookalikes: tuple[str, ...], shared: SharedEngine | None,
            step: Callable[[str], None]) -> tuple[dict[str, str], dict[str, str]]:
-    """Generate, label, build, train and answer with every adapter: (run id per method, skipped methods)."""
+    """Generate, label, build, train and answer with every adapter: (run id per method, skipped methods).
+    With `lookalikes` (the look-alike datasets), the sets get boundary rows; without, none."""
     step(f"generating the student's answers (base, {EMBEDDED_MODEL}, backend {backend})")
     run_ids = {"base": generate(store, _options(plan, backend, "base", (HARMFUL, BENIGN), "all"),
                                 shared=shared).run_id}
-    if extra:
-        step(f"the student's answers to the train prompts of {', '.join(extra)} (more retention)")
-        generate(store, _options(plan, backend, "base", extra, "train"), shared=shared)
+    if lookalikes:
+        step(f"the student's answers to the look-alike train prompts of {', '.join(lookalikes)} (boundary rows)")
+        generate(store, _options(plan, backend, "base", lookalikes, "train", limit=plan.boundary_limit),
+                 shared=shared)
     step("the student under a safety context (system prompt + few-shot refusals) on the harmful train prompts")
     context = generate(store, _options(plan, backend, CONTEXT_RUN, (HARMFUL,), "train", context=True),
                        shared=shared).run_id
@@ -192,13 +207,14 @@ def _study(store: Store, plan: Plan, backend: str, extra: tuple[str, ...], share
 
     skipped: dict[str, str] = {}
     adapters: dict[str, Path] = {}
-    trained = store.local_folder("trained")
+    trained = store.local_folder("trained")  # quickstart's own: a rerun with other settings trains over them
     for method, mode in SFT_METHODS.items():
         step(f"{method}: building the SFT set and training an adapter")
         try:
             distill.build_sft(store, method, run_ids["base"], mode, teacher=TEACHER if mode == "cross" else None,
                               context_run=context if mode == "self" else None, max_examples=plan.max_examples,
-                              retention_ratio=plan.retention_ratio, labeler=label.BEST)
+                              retention_ratio=plan.retention_ratio, labeler=label.BEST,
+                              boundary=bool(lookalikes), boundary_datasets=lookalikes or None)
         except RefusalDataError as exc:
             skipped[method] = str(exc)
             step(f"{method}: skipped ({exc})")
@@ -206,11 +222,11 @@ def _study(store: Store, plan: Plan, backend: str, extra: tuple[str, ...], share
         adapters[method] = train_adapter(
             store, method, EMBEDDED_MODEL, trained / method, loss="sft", lora_r=plan.lora_r,
             lora_alpha=2 * plan.lora_r, max_steps=plan.sft_steps, lr=plan.lr, batch_size=plan.batch_size,
-            max_length=plan.max_length, retention_weight=plan.retention_weight).adapter_dir
+            max_length=plan.max_length, retention_weight=plan.retention_weight, replace=True).adapter_dir
     step("dpo, nca: building the pair set (chosen: teacher refusals) and training")
     try:
         distill.build_pairs(store, "pairs", run_ids["base"], teacher=TEACHER, max_examples=plan.max_examples,
-                            labeler=label.BEST)
+                            labeler=label.BEST, boundary=bool(lookalikes), boundary_datasets=lookalikes or None)
     except RefusalDataError as exc:
         skipped.update({method: str(exc) for method in PAIR_METHODS})
     else:
@@ -218,7 +234,7 @@ def _study(store: Store, plan: Plan, backend: str, extra: tuple[str, ...], share
             adapters[method] = train_adapter(
                 store, "pairs", EMBEDDED_MODEL, trained / method, loss=loss, beta=plan.beta,
                 lora_r=plan.lora_r, lora_alpha=2 * plan.lora_r, max_steps=plan.pair_steps, lr=plan.pair_lr,
-                batch_size=max(1, plan.batch_size // 2), max_length=plan.max_length).adapter_dir
+                batch_size=max(1, plan.batch_size // 2), max_length=plan.max_length, replace=True).adapter_dir
 
     for method, adapter in adapters.items():
         step(f"{method}: answering the test split with its adapter")

@@ -2,7 +2,10 @@
 
 Each entry names a benchmark's upstream file format, which upstream column plays which
 role in the prompts table, where its public copy lives and its licence. Adding a
-benchmark is adding an entry; no loader code changes.
+benchmark is adding an entry; no loader code changes. `lookalike` marks sets whose benign
+prompts are safe requests that look risky, made to teach where the line is: distillation
+sets turn them into boundary rows (`distill`). `training_only` marks a set made to train
+on, checked on import (`prompts.check_training_only`) so none of it is a test prompt.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class Builtin:
     location: HubDataset | RemoteFile | PackageFile
     records_key: str | None = None
     license: str = ""
+    lookalike: bool = False
+    training_only: bool = False
 
 
 def _location(entry: dict) -> HubDataset | RemoteFile | PackageFile:
@@ -96,6 +101,12 @@ def _location(entry: dict) -> HubDataset | RemoteFile | PackageFile:
     if "url" in entry:
         return RemoteFile(entry["url"])
     return PackageFile(entry["package"], entry["path"])
+
+
+def declared_columns(columns: ColumnMap) -> list[str]:
+    """Every source column name the map can read, in role order."""
+    names = [*columns.text, *columns.category, *columns.source_ref, *columns.context, *columns.attack]
+    return names + ([columns.harmful_column] if columns.harmful_column else [])
 
 
 def _columns(entry: dict) -> ColumnMap:
@@ -111,11 +122,17 @@ def load_registry(path: Path = REGISTRY_FILE) -> dict[str, Builtin]:
     return {entry["name"]: Builtin(
         name=entry["name"], description=entry["description"], format=entry["format"],
         columns=_columns(entry["columns"]), location=_location(entry["location"]),
-        records_key=entry.get("records_key"), license=entry.get("license", ""))
+        records_key=entry.get("records_key"), license=entry.get("license", ""),
+        lookalike=bool(entry.get("lookalike", False)), training_only=bool(entry.get("training_only", False)))
         for entry in entries}
 
 
 BUILTINS: dict[str, Builtin] = load_registry()
+
+
+def lookalike_datasets() -> tuple[str, ...]:
+    """The built-ins whose benign prompts are look-alikes (boundary rows of distillation sets)."""
+    return tuple(name for name, known in BUILTINS.items() if known.lookalike)
 
 
 def builtin(name: str) -> Builtin:

@@ -169,7 +169,8 @@ SFT = TableSpec(
     partitions=(("set", "set_name"),),
     key=("set_name", "kind", "prompt_id"),
     replace=True,
-    description="Distillation SFT sets: a refusal target (or a retention answer) per prompt, with provenance.",
+    description="Distillation SFT sets: a refusal target (or a retention or boundary answer) per prompt, with "
+                "provenance.",
 )
 
 PAIRS = TableSpec(
@@ -177,6 +178,8 @@ PAIRS = TableSpec(
     pa.schema([
         _required("set_name", pa.string()),
         _required("mode", pa.string()),
+        # refusal: chosen is a refusal target; boundary: chosen answers a benign look-alike (NULL: refusal).
+        pa.field("kind", pa.string()),
         _required("prompt_id", pa.string()),
         _required("split", pa.string()),
         _required("prompt", pa.string()),
@@ -193,7 +196,8 @@ PAIRS = TableSpec(
     partitions=(("set", "set_name"),),
     key=("set_name", "prompt_id"),
     replace=True,
-    description="Preference pairs: chosen = refusal target, rejected = the student's compliant answer.",
+    description="Preference pairs: chosen = refusal target, rejected = the student's compliant answer (kind "
+                "refusal); on benign look-alikes, chosen = a compliant answer, rejected = a refusal (kind boundary).",
 )
 
 ADAPTERS = TableSpec(

@@ -49,7 +49,7 @@ SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/sft/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
 WHERE regexp_full_match(filename, '.*/sft/set=[^/]+/data\.parquet');
 CREATE OR REPLACE VIEW pairs AS
-SELECT * FROM (SELECT NULL::VARCHAR AS "set_name", NULL::VARCHAR AS "mode", NULL::VARCHAR AS "prompt_id", NULL::VARCHAR AS "split", NULL::VARCHAR AS "prompt", NULL::VARCHAR AS "chosen", NULL::VARCHAR AS "rejected", NULL::VARCHAR AS "student_run", NULL::VARCHAR AS "source_run", NULL::VARCHAR AS "template_id", NULL::VARCHAR AS "source_prompt_id", NULL::INTEGER AS "source_sample_index", NULL::INTEGER AS "rejected_sample_index", NULL::TIMESTAMP WITH TIME ZONE AS "created_at" LIMIT 0)
+SELECT * FROM (SELECT NULL::VARCHAR AS "set_name", NULL::VARCHAR AS "mode", NULL::VARCHAR AS "kind", NULL::VARCHAR AS "prompt_id", NULL::VARCHAR AS "split", NULL::VARCHAR AS "prompt", NULL::VARCHAR AS "chosen", NULL::VARCHAR AS "rejected", NULL::VARCHAR AS "student_run", NULL::VARCHAR AS "source_run", NULL::VARCHAR AS "template_id", NULL::VARCHAR AS "source_prompt_id", NULL::INTEGER AS "source_sample_index", NULL::INTEGER AS "rejected_sample_index", NULL::TIMESTAMP WITH TIME ZONE AS "created_at" LIMIT 0)
 UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/pairs/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)

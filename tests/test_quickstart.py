@@ -33,7 +33,15 @@ def test_quickstart_fast_runs_every_method_and_reports(store):
     assert "skipped" not in first.stdout
     # self-distill learned from the student's own answers under the safety context.
     sources = con.sql("SELECT DISTINCT kind, source_run FROM sft WHERE set_name = 'self-distill'").fetchall()
-    assert set(sources) == {("refusal", names["safety-context"]), ("retention", names["base"])}
+    assert set(sources) == {("refusal", names["safety-context"]), ("retention", names["base"]),
+                            ("boundary", names["base"])}
+    # Every set shows where the line is: look-alikes with the student's compliant answers; in the pair
+    # set, chosen over a refusal in the teacher's pattern.
+    boundary = con.sql("SELECT DISTINCT p.dataset FROM sft s JOIN prompts p USING (prompt_id) "
+                       "WHERE s.kind = 'boundary'").fetchall()
+    assert boundary == [("boundary",)]
+    pairs = dict(con.sql("SELECT kind, count(*) FROM pairs WHERE set_name = 'pairs' GROUP BY ALL").fetchall())
+    assert pairs["boundary"] > 0 and pairs["refusal"] > 0
     # Every adapter run answered the whole test split: harmful and benign prompts.
     answered = dict(con.sql(
         "SELECT ru.name, count(*) FROM responses r JOIN runs ru USING (run_id) "
