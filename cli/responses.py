@@ -20,16 +20,20 @@ class SourceFormat(str, enum.Enum):
     csv = "csv"
     jsonl = "jsonl"
     uncensorbench = "uncensorbench"
+    inspect = "inspect"
+    garak = "garak"
 
 
 def import_responses(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(
-        help="A file; a JailbreakBench artifact folder (--input-format jbb); or 'uncensorbench'.", show_default=False)],
+        help="A file; a JailbreakBench artifact folder (--input-format jbb) or a folder of Inspect logs "
+             "(--input-format inspect); or 'uncensorbench'.", show_default=False)],
     fmt: Annotated[SourceFormat, typer.Option(
         "--input-format", "--format",
         help="What SOURCE holds. jbb: JailbreakBench artifacts; harmbench: completions JSON; csv/jsonl: one "
-             "prompt and response per row; uncensorbench: the package's reference answers.")],
+             "prompt and response per row; uncensorbench: the package's reference answers; inspect: Inspect eval "
+             "logs (.eval, .json), one run per log; garak: a garak report.jsonl, one run per probe family.")],
     model: Annotated[str | None, typer.Option(
         "--model", help="Model name for the run (default: from the source, else the file name).")] = None,
     dataset: Annotated[str | None, typer.Option(
@@ -46,6 +50,7 @@ def import_responses(
                                          response_column)
     for summary in summaries:
         skipped = f", {summary.skipped_empty} empty skipped" if summary.skipped_empty else ""
+        skipped += f", {summary.skipped_failed} failed skipped" if summary.skipped_failed else ""
         echo(f"{summary.name} ({summary.run_id}): {summary.new_responses} new of {summary.responses} "
              f"responses{skipped}, {summary.new_prompts} new prompts")
     if len(summaries) > 1:

@@ -7,38 +7,48 @@ set holds yet are added under a data set named for the source. A prompt answered
 times in one run gets sample_index 0, 1, ... in file order. Everything is parsed before
 anything is written, so a bad file leaves the store unchanged; re-importing a file adds
 nothing (same run_id, same keys).
+
+Inspect logs and garak reports carry more than a prompt and a response: each sample or
+output keeps its place (`sample_index` counts every sample of a prompt in log order,
+errored or empty ones included, so a re-import keys the same rows the same way), the
+tool's own scores go to responses.source_scores (JSON), and the earlier turns of a
+multi-turn input go to the run config (`conversations`): the prompt is the last user turn.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
 
 import polars as pl
 import pyarrow as pa
 
 from refusaldata import prompts as prompt_sets
 from refusaldata import io
-from refusaldata.errors import InputError, excerpt
+from refusaldata.errors import BackendError, InputError, excerpt
 from refusaldata.fetch import package_data
-from refusaldata.keys import prompt_id, run_id
+from refusaldata.keys import canonical_json, prompt_id, run_id
 from refusaldata.queries import sql_text
 from refusaldata.registry import BUILTINS
 from refusaldata.runs import config_text, now, record_run, stored_run_config
 from refusaldata.store import Store
 
-FORMATS = ("jbb", "harmbench", "csv", "jsonl", "uncensorbench")
+FORMATS = ("jbb", "harmbench", "csv", "jsonl", "uncensorbench", "inspect", "garak")
 FINISH_REASON = "imported"
 BACKEND = "import"
 JBB_METADATA_FILES = frozenset({"attack-info.json", "evaluation.json", "submission.json"})
 DEFAULT_DATASETS = {"jbb": "jbb-artifacts", "harmbench": "harmbench-completions", "csv": "imported",
-                    "jsonl": "imported", "uncensorbench": "uncensorbench"}
+                    "jsonl": "imported", "uncensorbench": "uncensorbench", "inspect": "inspect",
+                    "garak": "garak"}
 UNCENSORBENCH_RUNS = {"uncensorbench-refusals": "censored_response",
                       "uncensorbench-compliant": "uncensored_response"}
 
 _ROW_COLUMNS = {"text": pl.String, "category": pl.String, "source_ref": pl.String, "response": pl.String,
-                "n_prompt_tokens": pl.Int32, "n_output_tokens": pl.Int32}
+                "n_prompt_tokens": pl.Int32, "n_output_tokens": pl.Int32, "source_scores": pl.String}
 
 
 @dataclass
@@ -46,7 +56,10 @@ class ImportedRun:
     """One run parsed from a source, not yet stored.
 
     rows: text (the prompt), category, source_ref, response, n_prompt_tokens,
-    n_output_tokens (the last two null where the source does not say).
+    n_output_tokens (null where the source does not say), source_scores (JSON or null), and
+    optionally sample_index, when the source fixes it (otherwise file order among the kept rows).
+    skipped_failed: samples the source itself records as failed, left out of rows.
+    run_columns: typed columns of the runs row the source states (max_tokens, temperature, ...).
     """
 
     name: str
@@ -57,6 +70,8 @@ class ImportedRun:
     harmful: bool = True
     fixed_run_id: str | None = None
     label: str | None = None
+    skipped_failed: int = 0
+    run_columns: dict = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -73,6 +88,7 @@ class RunImportSummary:
     new_responses: int
     skipped_empty: int
     new_prompts: int
+    skipped_failed: int = 0
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -194,6 +210,265 @@ def parse_uncensorbench(path: Path | None = None) -> list[ImportedRun]:
     return runs
 
 
+def _tool_rows(records: list[dict], source: Path) -> pl.DataFrame:
+    """Rows of `_ROW_COLUMNS` plus sample_index from parsed records (dicts with those keys).
+
+    sample_index counts each prompt's records in order, all of them: a failed or empty record
+    keeps its index, so the kept ones are keyed the same in every import of the source.
+    """
+    schema = {**_ROW_COLUMNS, "sample_index": pl.Int32}
+    if not records:
+        return pl.DataFrame(schema=schema)
+    seen: dict[str, int] = {}
+    for record in records:
+        key = prompt_id(record["text"] or "")
+        record["sample_index"] = seen.get(key, 0)
+        seen[key] = record["sample_index"] + 1
+    try:
+        return pl.DataFrame([{name: record.get(name) for name in schema} for record in records], schema=schema,
+                            strict=False)
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+        raise InputError(f"{source}: records do not form a table: {str(exc).splitlines()[0]}") from None
+
+
+def _scores_json(scores: dict) -> str | None:
+    return canonical_json(scores) if scores else None
+
+
+# -- Inspect --------------------------------------------------------------------------------
+
+INSPECT_DONE = "success"
+
+
+def _inspect_log_api():
+    try:
+        from inspect_ai import log as inspect_log
+    except ImportError:
+        raise BackendError("--input-format inspect needs inspect-ai: pip install -e '.[inspect]' in the "
+                           "refusaldata checkout") from None
+    return inspect_log
+
+
+def inspect_files(source: Path) -> list[Path]:
+    """The Inspect logs (.eval, .json) of a folder as Inspect lists them, or the one file."""
+    if not source.is_dir():
+        return [source]
+    found = sorted(Path(unquote(urlparse(info.name).path))
+                   for info in _inspect_log_api().list_eval_logs(str(source), recursive=True))
+    if not found:
+        raise InputError(f"{source}: no Inspect logs (.eval or .json) in it")
+    return found
+
+
+def _message_text(message: Any) -> str:
+    text = getattr(message, "text", None)
+    return text if isinstance(text, str) else str(getattr(message, "content", "") or "")
+
+
+def _inspect_prompt(path: Path, sample: Any) -> tuple[str, list[dict] | None]:
+    """The prompt (the last user turn) and, for a multi-message input, every input turn."""
+    if isinstance(sample.input, str):
+        return sample.input, None
+    turns = [{"role": m.role, "content": _message_text(m)} for m in sample.input]
+    users = [turn["content"] for turn in turns if turn["role"] == "user"]
+    if not users:
+        raise InputError(f"{path}: sample {sample.id} (epoch {sample.epoch}) has no user message in its input")
+    return users[-1], (turns if len(turns) > 1 else None)
+
+
+def _score_record(score: Any) -> dict:
+    record = {"value": score.value}
+    for name in ("answer", "explanation"):
+        if getattr(score, name, None) is not None:
+            record[name] = getattr(score, name)
+    return record
+
+
+def _read_inspect(path: Path) -> Any:
+    inspect_log = _inspect_log_api()
+    if path.suffix not in (".eval", ".json"):
+        raise InputError(f"{path}: not an Inspect log (.eval or .json)")
+    try:
+        log = inspect_log.read_eval_log(str(path), resolve_attachments=True)
+    except Exception as exc:  # inspect-ai raises zip, JSON and validation errors of its own kinds
+        message = excerpt(str(exc).splitlines()[0] if str(exc) else "", 120)
+        raise InputError(f"{path}: not a readable Inspect log ({type(exc).__name__}: {message})") from None
+    known = type(log).model_fields["version"].default
+    if log.version > known:
+        raise InputError(f"{path}: Inspect log format version {log.version}, newer than the {known} this "
+                         f"inspect-ai reads: upgrade inspect-ai")
+    if log.status != INSPECT_DONE:
+        raise InputError(f"{path}: the eval's status is '{log.status}', not '{INSPECT_DONE}': its samples are "
+                         "not all there; `inspect eval-retry` it and import the retried log")
+    return log
+
+
+def parse_inspect(path: Path, model: str | None = None) -> ImportedRun:
+    """One Inspect eval log: one run for its (task, model).
+
+    Each sample's input is the prompt (the last user turn; a multi-message input is kept in the
+    config's `conversations`, by sample id), each epoch one more sample of it, the output's
+    completion the response and the sample's scores its source_scores. Samples with an error are
+    left out and counted; a log whose eval did not succeed (cancelled, error, still running) is
+    refused, so no partial run is stored.
+    """
+    log = _read_inspect(path)
+    spec = log.eval
+    model_name = model if model is not None else spec.model
+    records, conversations, failed = [], [], 0
+    for sample in sorted(log.samples or [], key=lambda s: s.epoch):
+        text, turns = _inspect_prompt(path, sample)
+        if turns is not None and sample.epoch == 1:
+            conversations.append({"sample_id": sample.id, "prompt_id": prompt_id(text), "turns": turns})
+        if sample.error is not None:
+            failed += 1
+            records.append({"text": text, "failed": True})
+            continue
+        output = sample.output
+        usage = output.usage if output is not None else None
+        scores = {name: _score_record(score) for name, score in (sample.scores or {}).items()}
+        records.append({
+            "text": text, "source_ref": str(sample.id), "response": output.completion if output else None,
+            "n_prompt_tokens": usage.input_tokens if usage else None,
+            "n_output_tokens": usage.output_tokens if usage else None,
+            "source_scores": _scores_json(scores),
+        })
+    rows = _tool_rows(records, path)
+    rows = rows.filter(pl.Series([not r.get("failed") for r in records], dtype=pl.Boolean)) if records else rows
+    generation = log.plan.config.model_dump(mode="json", exclude_none=True) if log.plan is not None else {}
+    metrics = {score.name: {name: metric.value for name, metric in score.metrics.items()}
+               for score in (log.results.scores if log.results else [])}
+    config = {"format": "inspect", "source": path.name, "sha256": io.sha256_file(path), "model": model_name,
+              "log_model": spec.model, "task": spec.task, "task_version": spec.task_version,
+              "task_file": spec.task_file, "eval_id": spec.eval_id, "inspect_run_id": spec.run_id,
+              "created": spec.created, "dataset": spec.dataset.name, "epochs": spec.config.epochs,
+              "generate_config": generation, "metrics": metrics,
+              "inspect_version": spec.packages.get("inspect_ai"), "conversations": conversations}
+    run_columns = {name: generation[name] for name in ("max_tokens", "temperature", "top_p", "seed")
+                   if name in generation}
+    return ImportedRun(name=f"inspect-{spec.task}-{model_name}", model=model_name, config=config,
+                       dataset=DEFAULT_DATASETS["inspect"], rows=rows, skipped_failed=failed,
+                       run_columns=run_columns)
+
+
+# -- garak ----------------------------------------------------------------------------------
+
+def _garak_text(value: Any, where: str) -> str | None:
+    """A garak text: a plain string (older reports) or a Message object {"text": ...}."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict) and (value.get("text") is None or isinstance(value.get("text"), str)):
+        return value.get("text")
+    raise InputError(f"{where}: a text that is neither a string nor an object with 'text'")
+
+
+def _garak_prompt(prompt: Any, where: str) -> tuple[str, list[dict] | None]:
+    """The prompt (the last user turn) and, for a multi-turn prompt, every turn."""
+    if isinstance(prompt, str):
+        return prompt, None
+    if not isinstance(prompt, dict) or not isinstance(prompt.get("turns"), list):
+        raise InputError(f"{where}: 'prompt' is neither a string nor a conversation with 'turns'")
+    turns = []
+    for turn in prompt["turns"]:
+        if not isinstance(turn, dict) or "role" not in turn:
+            raise InputError(f"{where}: a prompt turn without a 'role'")
+        turns.append({"role": turn["role"], "content": _garak_text(turn.get("content"), where) or ""})
+    users = [turn["content"] for turn in turns if turn["role"] == "user"]
+    if not users:
+        raise InputError(f"{where}: the prompt has no user turn")
+    return users[-1], (turns if len(turns) > 1 else None)
+
+
+def _garak_records(path: Path) -> tuple[dict, dict, dict[str, tuple[int, dict]], list[dict]]:
+    """The report's setup, init, latest attempt record per uuid (with its line) and eval records.
+
+    A line that is not a JSON object (a report cut off mid-line) is an InputError naming it.
+    """
+    setup, init, attempts, evals = None, None, {}, []
+    completed = False
+    for number, line in enumerate(io.read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg}); a report cut off "
+                             "mid-line? nothing was imported") from None
+        if not isinstance(record, dict) or not isinstance(record.get("entry_type"), str):
+            raise InputError(f"{path}: line {number} is not a garak record (an object with 'entry_type')")
+        kind = record["entry_type"]
+        if kind == "start_run setup":
+            setup = record
+        elif kind == "init":
+            init = record
+        elif kind == "attempt":
+            uuid, status = record.get("uuid"), record.get("status")
+            if not isinstance(uuid, str) or not isinstance(status, int):
+                raise InputError(f"{path}: line {number}: an attempt without a 'uuid' and a 'status'")
+            if uuid not in attempts or status >= attempts[uuid][1]["status"]:
+                attempts[uuid] = (number, record)
+        elif kind == "eval":
+            evals.append(record)
+        elif kind == "completion":
+            completed = True
+    if setup is None or init is None:
+        raise InputError(f"{path}: not a garak report (no 'start_run setup' and 'init' records)")
+    if not completed:
+        raise InputError(f"{path}: no 'completion' record: the garak run did not finish, so its runs would be "
+                         "partial; nothing was imported")
+    return setup, init, attempts, evals
+
+
+def parse_garak(path: Path, model: str | None = None) -> list[ImportedRun]:
+    """A garak report (report.jsonl): one run per probe family (`dan`, `encoding`, ...).
+
+    Every output of an attempt is one sample of its prompt (the last user turn; multi-turn
+    prompts go whole to the config's `conversations`); its category is the probe
+    (`dan.Dan_11_0`) and its source_scores the detectors' scores of that output. The latest
+    record of each attempt counts (status 2, detected, over 1). A report without its closing
+    'completion' record or cut off mid-line is refused whole.
+    """
+    setup, init, attempts, evals = _garak_records(path)
+    generator = setup.get("plugins.target_type") or setup.get("plugins.model_type")
+    generator_name = setup.get("plugins.target_name") or setup.get("plugins.model_name")
+    model_name = model if model is not None else (generator_name or generator or path.stem)
+    families: dict[str, list[dict]] = {}
+    conversations: dict[str, list[dict]] = {}
+    for number, attempt in attempts.values():
+        where = f"{path}: line {number}"
+        probe = attempt.get("probe_classname")
+        outputs = attempt.get("outputs")
+        detectors = attempt.get("detector_results") or {}
+        if not isinstance(probe, str) or not isinstance(outputs, list) or not isinstance(detectors, dict):
+            raise InputError(f"{where}: an attempt without 'probe_classname' and a list of 'outputs' (garak "
+                             f"{init.get('garak_version')}'s layout is not one this reader knows)")
+        text, turns = _garak_prompt(attempt.get("prompt"), where)
+        family = probe.split(".", 1)[0]
+        if turns is not None:
+            conversations.setdefault(family, []).append(
+                {"attempt": attempt["uuid"], "prompt_id": prompt_id(text), "turns": turns})
+        for index, output in enumerate(outputs):
+            scores = {name: values[index] for name, values in detectors.items()
+                      if isinstance(values, list) and index < len(values)}
+            families.setdefault(family, []).append({
+                "text": text, "category": probe, "response": _garak_text(output, where),
+                "source_scores": _scores_json(scores)})
+    if not families:
+        raise InputError(f"{path}: no attempts in the report")
+    runs = []
+    for family, records in families.items():
+        probes = sorted({r["category"] for r in records})
+        config = {"format": "garak", "source": path.name, "sha256": io.sha256_file(path), "model": model_name,
+                  "garak_version": init.get("garak_version"), "garak_run": init.get("run"),
+                  "generator": generator, "generator_name": generator_name, "probe_family": family,
+                  "probes": probes, "generations": setup.get("run.generations"),
+                  "evals": [e for e in evals if str(e.get("probe", "")).split(".", 1)[0] == family],
+                  "conversations": conversations.get(family, [])}
+        runs.append(ImportedRun(name=f"garak-{family}-{model_name}", model=model_name, config=config,
+                                dataset=DEFAULT_DATASETS["garak"], rows=_tool_rows(records, path)))
+    return runs
+
+
 def parse_source(source: str | Path, fmt: str, model: str | None = None, prompt_column: str = "prompt",
                  response_column: str = "response") -> list[ImportedRun]:
     """Every run in `source` (a file, a JBB artifact folder, or 'uncensorbench')."""
@@ -206,8 +481,12 @@ def parse_source(source: str | Path, fmt: str, model: str | None = None, prompt_
         raise InputError(f"{path}: no such file or folder")
     if fmt == "jbb":
         return [parse_jbb(p, model) for p in (jbb_files(path) if path.is_dir() else [path])]
+    if fmt == "inspect":
+        return [parse_inspect(p, model) for p in inspect_files(path)]
     if path.is_dir():
-        raise InputError(f"{path}: is a folder; only --format jbb imports a folder")
+        raise InputError(f"{path}: is a folder; only --format jbb or inspect imports a folder")
+    if fmt == "garak":
+        return parse_garak(path, model)
     if fmt == "harmbench":
         return [parse_harmbench(path, model)]
     return [parse_table(path, fmt, model, prompt_column, response_column)]
@@ -226,7 +505,8 @@ def _keyed(run: ImportedRun) -> tuple[pl.DataFrame, int]:
         raise InputError(f"{run.config.get('source') or run.config.get('artifact') or run.name}: record "
                          f"{no_prompt['record'][0]} has a response but no prompt ({no_prompt.height} such record(s))")
     kept = kept.with_columns(prompt_id=pl.Series([prompt_id(t) for t in kept["text"]], dtype=pl.String))
-    kept = kept.with_columns(sample_index=pl.int_range(pl.len()).over("prompt_id").cast(pl.Int32))
+    if "sample_index" not in kept.columns:
+        kept = kept.with_columns(sample_index=pl.int_range(pl.len()).over("prompt_id").cast(pl.Int32))
     return kept, int(empty.sum())
 
 
@@ -265,14 +545,15 @@ def _store_run(store: Store, run: ImportedRun, keyed: pl.DataFrame, skipped: int
     responses = keyed.select(
         run_id=pl.lit(identifier), prompt_id="prompt_id", sample_index="sample_index", response="response",
         n_prompt_tokens="n_prompt_tokens", n_output_tokens="n_output_tokens",
-        finish_reason=pl.lit(FINISH_REASON), created_at=pl.lit(created_at),
+        finish_reason=pl.lit(FINISH_REASON), created_at=pl.lit(created_at), source_scores="source_scores",
     ).to_arrow()
     new_responses = store.append("responses", responses, where=run.name)
     samples = int(keyed["sample_index"].max()) + 1 if keyed.height else 0
     record_run(store, identifier, BACKEND, run.config, name=run.name, model=run.model, n=samples,
-               prompts=run.dataset)
+               prompts=run.dataset, **run.run_columns)
     return RunImportSummary(run_id=identifier, name=run.name, model=run.model, responses=keyed.height,
-                            new_responses=new_responses, skipped_empty=skipped, new_prompts=new_prompts)
+                            new_responses=new_responses, skipped_empty=skipped, new_prompts=new_prompts,
+                            skipped_failed=run.skipped_failed)
 
 
 def import_responses(store: Store, source: str | Path, fmt: str, model: str | None = None,

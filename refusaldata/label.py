@@ -37,6 +37,7 @@ from __future__ import annotations
 import csv
 import importlib
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -294,3 +295,37 @@ def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, **o
             params={"labeler": labeler, "run_ids": run_ids}).to_arrow_table()
     finally:
         con.close()
+
+
+INLINE_RUN = "inline"
+
+
+def label_texts(responses: Sequence[str], prompts: Sequence[str | None] | None = None,
+                labeler: str = DEFAULT_LABELER) -> list[dict]:
+    """Label texts held in memory with `labeler` (the default labeler unless named): one dict per
+    response, in order, with verdict, refusal, score, marker and opening.
+
+    Labelers read runs from a store, so the texts become one run of a throwaway store in a
+    temporary folder, labelled exactly as `refusaldata label` labels a stored run: whatever the
+    default labeler is, in-memory callers (the Inspect scorer) get its verdicts.
+    """
+    prompts = list(prompts) if prompts is not None else [None] * len(responses)
+    if len(prompts) != len(responses):
+        raise InputError(f"{len(prompts)} prompts for {len(responses)} responses")
+    ids = [f"{index:016x}" for index in range(len(responses))]
+    asked = [(pid, text) for pid, text in zip(ids, prompts) if text is not None]
+    with tempfile.TemporaryDirectory(prefix="refusaldata-label-") as folder:
+        store = Store(folder)
+        if asked:
+            store.append("prompts", pa.table({
+                "prompt_id": [pid for pid, _ in asked], "dataset": [INLINE_RUN] * len(asked),
+                "text": [text for _, text in asked], "harmful": [True] * len(asked),
+                "split": ["test"] * len(asked)}))
+        store.append("responses", pa.table({
+            "run_id": [INLINE_RUN] * len(ids), "prompt_id": ids,
+            "sample_index": pa.array([0] * len(ids), pa.int32()), "response": [str(r) for r in responses],
+            "finish_reason": ["stop"] * len(ids)}))
+        labeler_function(labeler)(store, [INLINE_RUN], labeler=labeler)
+        labels = {row["prompt_id"]: row for row in store.read("labels").to_pylist()}
+    fields = ("verdict", "refusal", "score", "marker", "opening")
+    return [{name: labels.get(pid, {}).get(name) for name in fields} for pid in ids]

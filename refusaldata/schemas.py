@@ -97,11 +97,14 @@ RESPONSES = TableSpec(
         pa.field("n_output_tokens", pa.int32()),
         pa.field("finish_reason", pa.string()),
         pa.field("created_at", TIMESTAMP),
+        # What the source tool itself scored this response (Inspect scorers, garak detectors), JSON;
+        # NULL for generated responses and the formats that carry no scores.
+        pa.field("source_scores", pa.string()),
     ]),
     partitions=(("run", "run_id"),),
     key=("run_id", "prompt_id", "sample_index"),
     description="Model outputs keyed by (run_id, prompt_id, sample_index); finish_reason 'skipped' marks prompts "
-                "too long to answer.",
+                "too long to answer; source_scores: an imported tool's own scores (JSON).",
 )
 
 LABELS = TableSpec(

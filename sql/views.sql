@@ -25,7 +25,7 @@ SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/runs/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
 WHERE regexp_full_match(filename, '.*/runs/part-[0-9a-f]{32}\.parquet');
 CREATE OR REPLACE VIEW responses AS
-SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "prompt_id", NULL::INTEGER AS "sample_index", NULL::VARCHAR AS "response", NULL::INTEGER AS "n_prompt_tokens", NULL::INTEGER AS "n_output_tokens", NULL::VARCHAR AS "finish_reason", NULL::TIMESTAMP WITH TIME ZONE AS "created_at" LIMIT 0)
+SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "prompt_id", NULL::INTEGER AS "sample_index", NULL::VARCHAR AS "response", NULL::INTEGER AS "n_prompt_tokens", NULL::INTEGER AS "n_output_tokens", NULL::VARCHAR AS "finish_reason", NULL::TIMESTAMP WITH TIME ZONE AS "created_at", NULL::VARCHAR AS "source_scores" LIMIT 0)
 UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/responses/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
