@@ -22,6 +22,9 @@ def report(
                        "base, baseline-sft, self-distill, cross-distill, dpo, nca first).")] = None,
     output: Annotated[Path, typer.Option(
         "--output", "-o", "--out", help="The HTML file; FILE.md and FILE-*.svg go next to it.")] = Path("report.html"),
+    figures: Annotated[Path | None, typer.Option(
+        "--figures", help="Also write every figure to this folder as FILE-<figure>.png and .pdf, at print size.",
+        show_default=False)] = None,
     labeler: LabelerOption = BEST,
     k: KOption = 5,
     bootstrap: BootstrapOption = 1000,
@@ -35,8 +38,8 @@ def report(
     names = None if runs is None else [name.strip() for name in runs.split(",") if name.strip()]
     html_path, md_path = write_report(open_store(store), names, output, labeler=labeler, k=k, bootstrap=bootstrap,
                                       seed=seed, split=split.value, unsafe_labeler=unsafe_labeler,
-                                      capability_suite=capability_suite.value)
-    echo(f"wrote {html_path} and {md_path}")
+                                      capability_suite=capability_suite.value, figures_dir=figures)
+    echo(f"wrote {html_path} and {md_path}" + (f", figures in {figures}" if figures is not None else ""))
 
 
 def register(app: typer.Typer) -> None:

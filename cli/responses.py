@@ -22,32 +22,41 @@ class SourceFormat(str, enum.Enum):
     uncensorbench = "uncensorbench"
     inspect = "inspect"
     garak = "garak"
+    hf = "hf"
 
 
 def import_responses(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(
-        help="A file; a JailbreakBench artifact folder (--input-format jbb) or a folder of Inspect logs "
-             "(--input-format inspect); or 'uncensorbench'.", show_default=False)],
+        help="A file; a JailbreakBench artifact folder (--input-format jbb), a folder of Inspect logs "
+             "(--input-format inspect), a datasets save_to_disk folder or hub id (--input-format hf); or "
+             "'uncensorbench'.", show_default=False)],
     fmt: Annotated[SourceFormat, typer.Option(
         "--input-format", "--format",
         help="What SOURCE holds. jbb: JailbreakBench artifacts; harmbench: completions JSON; csv/jsonl: one "
              "prompt and response per row; uncensorbench: the package's reference answers; inspect: Inspect eval "
-             "logs (.eval, .json), one run per log; garak: a garak report.jsonl, one run per probe family.")],
+             "logs (.eval, .json), one run per log; garak: a garak report.jsonl, one run per probe family; hf: a "
+             "Hugging Face datasets folder or hub id, one prompt and response per row.")],
     model: Annotated[str | None, typer.Option(
         "--model", help="Model name for the run (default: from the source, else the file name).")] = None,
     dataset: Annotated[str | None, typer.Option(
         "--dataset", help="Data set for prompts not yet stored (default: named for the format).")] = None,
-    prompt_column: Annotated[str, typer.Option("--prompt-column", help="csv/jsonl: the prompt column.")] = "prompt",
+    prompt_column: Annotated[str, typer.Option(
+        "--prompt-column", help="csv/jsonl/hf: the prompt column.")] = "prompt",
     response_column: Annotated[str, typer.Option(
-        "--response-column", help="csv/jsonl: the response column.")] = "response",
+        "--response-column", help="csv/jsonl/hf: the response column.")] = "response",
+    split: Annotated[str | None, typer.Option(
+        "--split", help="hf: the split to import, when the dataset has several (train, test, ...).",
+        show_default=False)] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Import responses as runs; prompts link by text, missing ones are added; re-imports add nothing."""
-    if fmt not in (SourceFormat.csv, SourceFormat.jsonl):
-        refuse(ctx, ("prompt_column", "response_column"), "applies only to --input-format csv or jsonl")
+    if fmt not in (SourceFormat.csv, SourceFormat.jsonl, SourceFormat.hf):
+        refuse(ctx, ("prompt_column", "response_column"), "applies only to --input-format csv, jsonl or hf")
+    if fmt != SourceFormat.hf:
+        refuse(ctx, ("split",), "applies only to --input-format hf")
     summaries = imports.import_responses(open_store(store), source, fmt.value, model, dataset, prompt_column,
-                                         response_column)
+                                         response_column, split=split)
     for summary in summaries:
         skipped = f", {summary.skipped_empty} empty skipped" if summary.skipped_empty else ""
         skipped += f", {summary.skipped_failed} failed skipped" if summary.skipped_failed else ""

@@ -25,7 +25,8 @@ _DOWNLOAD_TIMEOUT_S = 30
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """Whether the environment puts the Hugging Face hub offline (HF_HUB_OFFLINE and friends)."""
     return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes") for name in _OFFLINE_ENV)
 
 
@@ -44,7 +45,7 @@ def _download(builtin: Builtin, location: RemoteFile) -> Path:
     target = cache_dir() / "prompts" / builtin.name / location.url.rsplit("/", 1)[-1]
     if target.is_file():
         return target
-    if _offline():
+    if offline():
         raise _offline_error(builtin, "offline mode is set")
     try:
         with urllib.request.urlopen(location.url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
@@ -62,7 +63,7 @@ def _load_hub(builtin: Builtin, location: HubDataset) -> pl.DataFrame:
     A quick reachability check comes first: offline, `load_dataset` retries for half a
     minute before failing with a multi-line error.
     """
-    if _offline():
+    if offline():
         raise _offline_error(builtin, "offline mode is set")
     try:
         socket.getaddrinfo("huggingface.co", 443)

@@ -13,12 +13,18 @@ output keeps its place (`sample_index` counts every sample of a prompt in log or
 errored or empty ones included, so a re-import keys the same rows the same way), the
 tool's own scores go to responses.source_scores (JSON), and the earlier turns of a
 multi-turn input go to the run config (`conversations`): the prompt is the last user turn.
+
+A Hugging Face `datasets` table (a save_to_disk folder or a hub id) is read like a CSV file:
+one prompt and one response column per row, one split of it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
+import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,20 +36,20 @@ import pyarrow as pa
 from refusaldata import prompts as prompt_sets
 from refusaldata import io
 from refusaldata.errors import BackendError, InputError, excerpt
-from refusaldata.fetch import package_data
+from refusaldata.fetch import offline, package_data
 from refusaldata.keys import canonical_json, prompt_id, run_id
 from refusaldata.queries import sql_text
 from refusaldata.registry import BUILTINS
 from refusaldata.runs import config_text, now, record_run, stored_run_config
 from refusaldata.store import Store
 
-FORMATS = ("jbb", "harmbench", "csv", "jsonl", "uncensorbench", "inspect", "garak")
+FORMATS = ("jbb", "harmbench", "csv", "jsonl", "uncensorbench", "inspect", "garak", "hf")
 FINISH_REASON = "imported"
 BACKEND = "import"
 JBB_METADATA_FILES = frozenset({"attack-info.json", "evaluation.json", "submission.json"})
 DEFAULT_DATASETS = {"jbb": "jbb-artifacts", "harmbench": "harmbench-completions", "csv": "imported",
                     "jsonl": "imported", "uncensorbench": "uncensorbench", "inspect": "inspect",
-                    "garak": "garak"}
+                    "garak": "garak", "hf": "imported"}
 UNCENSORBENCH_RUNS = {"uncensorbench-refusals": "censored_response",
                       "uncensorbench-compliant": "uncensored_response"}
 
@@ -469,13 +475,138 @@ def parse_garak(path: Path, model: str | None = None) -> list[ImportedRun]:
     return runs
 
 
+# -- Hugging Face datasets -----------------------------------------------------------------
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def _datasets_api():
+    try:
+        import datasets
+    except ImportError:
+        raise BackendError("--input-format hf needs the datasets package: pip install -e '.[hf]' in the "
+                           "refusaldata checkout") from None
+    return datasets
+
+
+def _hf_error(source: str, exc: Exception, what: str) -> InputError:
+    message = excerpt(str(exc).splitlines()[0] if str(exc) else "", 120)
+    return InputError(f"{source}: {what} ({type(exc).__name__}: {message})")
+
+
+def _empty_saved(folder: Path) -> list[str]:
+    """The tables of a save_to_disk folder saved without rows (no data files): datasets cannot load them."""
+    empty = []
+    for state in sorted(folder.glob("**/state.json")):
+        try:
+            files = json.loads(state.read_text(encoding="utf-8")).get("_data_files")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if files == []:
+            empty.append("the table" if state.parent == folder else f"split {state.parent.name}")
+    return empty
+
+
+def _load_hf(source: str, split: str | None) -> Any:
+    """A save_to_disk folder, else a hub id through `datasets.load_dataset`.
+
+    Before the hub is asked, offline mode and the hub's address are checked: offline,
+    `load_dataset` retries for half a minute and fails with a multi-line error.
+    """
+    datasets = _datasets_api()
+    path = Path(source)
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{path}: not a folder; --input-format hf reads a datasets save_to_disk folder "
+                             "or a hub id")
+        try:
+            return datasets.load_from_disk(str(path))
+        except Exception as exc:  # datasets raises FileNotFoundError, JSON and Arrow errors of its own
+            empty = _empty_saved(path)
+            if empty:
+                raise InputError(f"{source}: empty dataset ({', '.join(empty)} without rows): no rows to "
+                                 "import") from None
+            raise _hf_error(source, exc, "not a datasets folder written by save_to_disk") from None
+    if not HUB_ID.fullmatch(source):
+        raise InputError(f"{source}: no such folder, and not a hub id (owner/name)")
+    if offline():
+        raise InputError(f"{source}: no such folder, and the hub cannot be asked: offline mode is set "
+                         "(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE); save_to_disk a copy and import the folder")
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+    except OSError as exc:
+        raise InputError(f"{source}: no such folder, and the hub is unreachable ({exc.strerror or exc}); "
+                         "save_to_disk a copy and import the folder") from None
+    try:
+        return datasets.load_dataset(source, split=split)
+    except Exception as exc:  # the hub client raises many unrelated types; all mean "not loaded"
+        raise _hf_error(source, exc, "the hub dataset could not be loaded") from None
+
+
+def _hf_split(source: str, loaded: Any, split: str | None) -> tuple[Any, str | None]:
+    """The one table to import: the named split of a DatasetDict, or its only one."""
+    datasets = _datasets_api()
+    if isinstance(loaded, datasets.DatasetDict):
+        splits = list(loaded.keys())
+        if split is None and len(splits) == 1:
+            split = splits[0]
+        if split is None:
+            raise InputError(f"{source}: holds several splits ({', '.join(splits)}); choose one with --split")
+        if split not in splits:
+            raise InputError(f"{source}: no split '{split}' (splits: {', '.join(splits) or 'none'})")
+        return loaded[split], split
+    if not isinstance(loaded, datasets.Dataset):
+        raise InputError(f"{source}: a streamed or unknown kind of dataset ({type(loaded).__name__}); "
+                         "save_to_disk it and import the folder")
+    stored = str(loaded.split) if loaded.split is not None else None
+    if split is not None and stored is not None and split != stored:
+        raise InputError(f"{source}: holds the split '{stored}' only, not '{split}'")
+    return loaded, split or stored
+
+
+def _hf_digest(table: Any) -> str:
+    """A sha256 of the dataset's Arrow files (a folder's or the hub cache's), else of its rows."""
+    digest = hashlib.sha256()
+    files = sorted(entry["filename"] for entry in getattr(table, "cache_files", []) or [])
+    for name in files:
+        digest.update(io.sha256_file(Path(name)).encode())
+    if not files:
+        digest.update(str(getattr(table, "_fingerprint", "")).encode())
+    return digest.hexdigest()
+
+
+def parse_hf(source: str, model: str | None = None, prompt_column: str = "prompt",
+             response_column: str = "response", split: str | None = None) -> ImportedRun:
+    """A Hugging Face dataset (save_to_disk folder or hub id): one run from one split's prompt and response."""
+    loaded = _load_hf(source, split)
+    table, chosen = _hf_split(source, loaded, split)
+    try:
+        frame = pl.from_arrow(table.with_format("arrow")[:])
+    except Exception as exc:  # Arrow types polars cannot hold (extension types, ...)
+        raise _hf_error(source, exc, "its table cannot be read") from None
+    if not isinstance(frame, pl.DataFrame) or frame.height == 0:
+        raise InputError(f"{source}: empty dataset{f' (split {chosen})' if chosen else ''}: no rows to import")
+    _require(Path(source), frame, (prompt_column, response_column))
+    name = Path(source).name if Path(source).exists() else source
+    model_name = model if model is not None else name.rsplit("/", 1)[-1]
+    config = {"format": "hf", "source": name, "split": chosen, "sha256": _hf_digest(table), "model": model_name,
+              "prompt_column": prompt_column, "response_column": response_column}
+    rows = _rows(frame, source, text=prompt_column, response=response_column)
+    return ImportedRun(name=f"hf-{model_name}", model=model_name, config=config, dataset=DEFAULT_DATASETS["hf"],
+                       rows=rows)
+
+
 def parse_source(source: str | Path, fmt: str, model: str | None = None, prompt_column: str = "prompt",
-                 response_column: str = "response") -> list[ImportedRun]:
-    """Every run in `source` (a file, a JBB artifact folder, or 'uncensorbench')."""
+                 response_column: str = "response", split: str | None = None) -> list[ImportedRun]:
+    """Every run in `source` (a file, a JBB artifact folder, a datasets folder or hub id, or 'uncensorbench')."""
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}' (one of {', '.join(FORMATS)})")
+    if split is not None and fmt != "hf":
+        raise InputError("--split applies only to --input-format hf")
     if fmt == "uncensorbench":
         return parse_uncensorbench(None if str(source) == "uncensorbench" else Path(source))
+    if fmt == "hf":
+        return [parse_hf(str(source), model, prompt_column, response_column, split)]
     path = Path(source)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -558,7 +689,8 @@ def _store_run(store: Store, run: ImportedRun, keyed: pl.DataFrame, skipped: int
 
 def import_responses(store: Store, source: str | Path, fmt: str, model: str | None = None,
                      dataset: str | None = None, prompt_column: str = "prompt", response_column: str = "response",
-                     test_fraction: float = prompt_sets.DEFAULT_TEST_FRACTION) -> list[RunImportSummary]:
+                     test_fraction: float = prompt_sets.DEFAULT_TEST_FRACTION,
+                     split: str | None = None) -> list[RunImportSummary]:
     """Parse every run in `source`, then store them; returns one summary per run."""
     prompt_sets.check_test_fraction(test_fraction)
     if model is not None and not model.strip():
@@ -566,7 +698,7 @@ def import_responses(store: Store, source: str | Path, fmt: str, model: str | No
     if model is not None and fmt == "uncensorbench":
         raise InputError("--model does not apply to --format uncensorbench: its runs hold the package's reference "
                          "answers, model 'uncensorbench-reference'")
-    runs = parse_source(source, fmt, model, prompt_column, response_column)
+    runs = parse_source(source, fmt, model, prompt_column, response_column, split)
     if dataset is not None:
         prompt_sets.check_dataset_name(dataset)
         for run in runs:

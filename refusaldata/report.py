@@ -1,11 +1,12 @@
 """The study's report: one self-contained HTML page and its Markdown twin.
 
-The page carries the comparison table, the charts of `charts` as inline SVG (refusal
-under attack too, when the runs answered attacked prompts), the top refusal openings per
-run and the runs. Tables are built from the comparison's numbers
+The page carries the comparison table, the figures of `figures` (matplotlib) as inline SVG
+(refusal under attack too, when the runs answered attacked prompts), the top refusal
+openings per run and the runs. Tables are built from the comparison's numbers
 (`evaluate.comparison_cells`), so an estimate and its interval are laid out separately
-in HTML and as `value [low,high]` in Markdown. The Markdown version links the same charts
-as .svg files written next to it.
+in HTML and as `value [low,high]` in Markdown. The Markdown version links the same figures
+as .svg files written next to it; with `figures_dir`, each is also written as PNG and PDF
+at print size for a paper.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from refusaldata import io
-from refusaldata.charts import attacks_chart, rates_chart, tradeoff_chart, uniformity_chart
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.evaluate import (
     PLAIN, Estimate, attack_cells, compare_attacks, compare_runs, comparison_cells, default_runs, resolve_runs,
     top_openings,
 )
+from refusaldata.figures import Chart, attacks_chart, rates_chart, tradeoff_chart, uniformity_chart
 from refusaldata.store import Store
+
+PRINT_FORMATS = ("png", "pdf")
 
 
 def _text(value: object) -> str:
@@ -100,9 +103,14 @@ class Figure:
     key: str
     heading: str
     alt: str
-    svg: str
+    chart: Chart
     caption: str
     table: Columns | None = None  # the chart's numbers, shown under it
+    svg: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.svg:
+            object.__setattr__(self, "svg", self.chart.svg())
 
 
 UNIFORMITY_CAPTION = ("Each point is a run: its refusal rate on harmful prompts against how uniform its refusal "
@@ -120,8 +128,8 @@ RATES_CAPTION = ("Refusal rate on harmful prompts and over-refusal on benign one
                  "the reference run (before), bars each method (after).")
 
 
-def _figure_file(stem: str, figure: Figure) -> str:
-    return f"{stem}-{figure.key}.svg"
+def _figure_file(stem: str, figure: Figure, fmt: str = "svg") -> str:
+    return f"{stem}-{figure.key}.{fmt}"
 
 
 def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], stem: str) -> tuple[str, str]:
@@ -182,16 +190,20 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
 def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str | Path = "report.html", *,
                  labeler: str = "rules", k: int = 5, bootstrap: int = 1000, seed: int = 0,
                  split: str = "test", unsafe_labeler: str | None = None, top: int = 5,
-                 capability_suite: str = "embedded") -> tuple[Path, Path]:
+                 capability_suite: str = "embedded", figures_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Write the report to `out_html` and FILE.md (charts also as FILE-*.svg); return both paths.
 
     `runs` defaults to every labelled run, the study's methods first in their order; the
     first run is the reference of every difference. The trade-off chart appears when some
-    run's capability was evaluated on `capability_suite`.
+    run's capability was evaluated on `capability_suite`. With `figures_dir`, every figure
+    is also written there as FILE-<key>.png and FILE-<key>.pdf, at print size.
     """
     out_html = Path(out_html)
     if out_html.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--out {out_html}: the report is HTML; give a FILE.html")
+    figures_dir = None if figures_dir is None else Path(figures_dir)
+    if figures_dir is not None and figures_dir.exists() and not figures_dir.is_dir():
+        raise InputError(f"--figures {figures_dir}: is a file; give a folder for the PNG and PDF figures")
     if runs is None:
         runs = default_runs(store, labeler)
         if not runs:
@@ -216,18 +228,26 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
                               TRADEOFF_CAPTION))
     page, markdown = render(comparison, openings, figures, out_html.stem)
     md_path = out_html.with_suffix(".md")
-    files = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg) for figure in figures]
-    try:
-        out_html.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot write the report to {out_html.parent}: {exc.strerror}") from None
+    files: list[tuple[Path, str | bytes]] = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg)
+                                             for figure in figures]
+    if figures_dir is not None:
+        files += [(figures_dir / _figure_file(out_html.stem, figure, fmt), figure.chart.image(fmt))
+                  for figure in figures for fmt in PRINT_FORMATS]
+    for folder in dict.fromkeys([out_html.parent, *([figures_dir] if figures_dir is not None else [])]):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot write the report to {folder}: {exc.strerror}") from None
     # Every file is written to a temp file first and renamed (the page last) only when all
     # are written, so a failure leaves the previous report whole.
     with contextlib.ExitStack() as staged:
         for path, text in [(out_html, page), (md_path, markdown), *files]:
             temp = staged.enter_context(io.atomic_path(path, InputError))
             try:
-                temp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+                if isinstance(text, bytes):
+                    temp.write_bytes(text)
+                else:
+                    temp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
             except OSError as exc:
                 raise InputError(f"cannot write {path}: {exc.strerror}") from None
     return out_html, md_path

@@ -337,7 +337,7 @@ def test_report_charts_refusal_per_attack(store, tmp_path):
     load_attack_fixture(store)
     _, md_path = write_report(store, None, tmp_path / "r.html", bootstrap=100)
     chart = ET.parse(tmp_path / "r-attacks.svg").getroot()
-    bars = chart.findall(".//{http://www.w3.org/2000/svg}rect[@class='bar']")
+    bars = chart.findall(".//*[@class='bar']")
     assert len(bars) == 6
     markdown = md_path.read_text()
     assert "![Refusal per attack and method](r-attacks.svg)" in markdown

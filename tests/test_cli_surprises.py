@@ -81,7 +81,7 @@ def test_responses_import_names_its_input_format(cli, tmp_path, flag):
     (["label", "--judge-model", "m"], "--judge-model applies only to --labeler judge"),
     (["label", "--labeler", "rules", "--judge-format", "harmbench"], "--judge-format applies only to --labeler judge"),
     (["responses", "import", "uncensorbench", "--input-format", "uncensorbench", "--prompt-column", "q"],
-     "--prompt-column applies only to --input-format csv or jsonl"),
+     "--prompt-column applies only to --input-format csv, jsonl or hf"),
     (["train", "--set", "s", "--model", "m", "--out", "adapter", "--beta", "0.5"],
      "--beta applies only to the pair losses"),
     (["train", "--set", "s", "--model", "m", "--out", "adapter", "--loss", "dpo", "--simpo-gamma", "1"],

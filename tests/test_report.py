@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -54,9 +55,12 @@ def test_report_files_numbers_and_charts(store, tmp_path):
     html_path, md_path = write_report(store, None, tmp_path / "out" / "study.html", bootstrap=200)
     assert (html_path, md_path) == (tmp_path / "out" / "study.html", tmp_path / "out" / "study.md")
     page, markdown = html_path.read_text(), md_path.read_text()
-    # Self-contained: nothing to fetch.
-    for needle in ("<script", "<link", "src=", "href=", "@import", "url("):
+    # Self-contained: nothing to fetch; the figures' references point inside the page, and their
+    # text is drawn as paths (no font named).
+    for needle in ("<script", "<link", "src=", "@import"):
         assert needle not in page
+    assert "font-family" not in page.split("<svg", 1)[1] and "<text" not in page
+    assert re.findall(r'href="([^#])', page) == [] and re.findall(r"url\((?!#)", page) == []
     assert "| self-distill | 4 | 4 | 0.750 [0.25,1.00] | +0.250 [" in markdown
     assert "| teacher | 1 | i'm sorry, but i can't | 3 | 0.750 |" in markdown
     assert "![Refusal rate against uniformity](study-uniformity.svg)" in markdown
@@ -65,12 +69,16 @@ def test_report_files_numbers_and_charts(store, tmp_path):
     assert len(uniformity.findall(".//*[@class='point']")) == 3
     # Every plotted run has a horizontal and a vertical whisker (self-distill's uniformity
     # interval is [1, 1]: a zero-length whisker, still drawn).
-    assert len(uniformity.findall(f".//{SVG}line[@class='ci']")) == 6
+    assert len(uniformity.findall(".//*[@class='ci']")) == 6
     # Refusal bars for three runs, over-refusal for two (the teacher answered no benign prompt).
-    assert len(rates.findall(f".//{SVG}rect[@class='bar']")) == 5
-    assert len(rates.findall(f".//{SVG}line[@class='reference']")) == 2
-    # The SVGs in the page are the same charts.
+    assert len(rates.findall(".//*[@class='bar']")) == 5
+    assert len(rates.findall(".//*[@class='reference']")) == 2
+    # Each mark says its value on hover.
+    assert rates.find(f".//*[@class='bar']/{SVG}title").text == "base: refusal rate (harmful) 0.500"
+    # The SVGs in the page are the same charts, and their ids do not collide.
     assert page.count("<svg") == 2 and 'id="chart-uniformity"' in page and 'id="chart-rates"' in page
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
 
 
 def test_tradeoff_chart_appears_with_capability(store, tmp_path):
@@ -87,11 +95,32 @@ def test_tradeoff_chart_appears_with_capability(store, tmp_path):
     # Two runs with both rates plotted (the teacher answered no benign prompt), and two capability
     # bars (the teacher has none); the target corner and the capability band.
     assert len(chart.findall(".//*[@class='point']")) == 2
-    assert len(chart.findall(f".//{SVG}rect[@class='bar']")) == 2
-    assert len(chart.findall(f".//{SVG}rect[@class='target']")) == 2
+    assert len(chart.findall(".//*[@class='bar']")) == 2
+    assert len(chart.findall(".//*[@class='target']")) == 2
     page = html_path.read_text()
     assert 'id="chart-tradeoff"' in page and page.count("<svg") == 3
     assert "![Refusal, over-refusal and capability per method](study-tradeoff.svg)" in md_path.read_text()
+
+
+def test_figures_folder_gets_every_figure_as_png_and_pdf(cli, store, tmp_path):
+    load_fixture(store)
+    result = cli("report", "--out", tmp_path / "study.html", "--figures", tmp_path / "figures", "--bootstrap", "50")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip().endswith(f"figures in {tmp_path / 'figures'}")
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "study-rates.pdf", "study-rates.png", "study-uniformity.pdf", "study-uniformity.png"]
+    for key in ("rates", "uniformity"):
+        png = (tmp_path / "figures" / f"study-{key}.png").read_bytes()
+        assert png.startswith(b"\x89PNG")
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        # Print size: a page's text width (6.5 in) at 300 dpi.
+        assert width == 1950 and height >= 900, (width, height)
+        pdf = (tmp_path / "figures" / f"study-{key}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and b"/MediaBox [ 0 0 468" in pdf
+    (tmp_path / "a-file").write_text("x")
+    result = cli("report", "--out", tmp_path / "r.html", "--figures", tmp_path / "a-file")
+    assert result.exit_code == 1 and "--figures" in result.stderr and "is a file" in result.stderr
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_report_without_capability_has_no_tradeoff_chart(store, tmp_path):
@@ -121,7 +150,7 @@ def test_unsafe_rates_get_their_bars(cli, store, tmp_path):
     store.replace("labels", judged)
     html_path, md_path = write_report(store, ["base", "self-distill"], tmp_path / "r.html", bootstrap=50)
     rates = ET.parse(tmp_path / "r-rates.svg").getroot()
-    assert len(rates.findall(f".//{SVG}rect[@class='bar']")) == 6
+    assert len(rates.findall(".//*[@class='bar']")) == 6
     assert "unsafe rate" in md_path.read_text() and "| base | 4 | 4 | 0.500 [" in md_path.read_text()
     assert "Unsafe verdicts from 'judge'." in md_path.read_text()
     # With two judges the report needs to be told which one counts.

@@ -1,0 +1,350 @@
+"""The report's figures, drawn by matplotlib (Agg): inline SVG for the page, PNG and PDF for print.
+
+1. refusal rate against uniformity of refusal openings per run, both with 95% bootstrap
+   intervals: the study's central figure (uniform refusers refuse more);
+2. refusal rate, over-refusal (and unsafe rate, when judged) per method as grouped bars
+   with intervals, the reference run's levels drawn across as dashed lines (before/after);
+3. refusal rate per attack and method as grouped bars with intervals (safety under attack);
+4. the trade-off, when `evaluate capability` ran: refusal against over-refusal per
+   method (the target corner shaded) beside each method's capability against the
+   reference's, so a method that buys refusal with over-refusal or lost ability shows it.
+
+Each figure is sized for print (a page's text width) and drawn once; its SVG, PNG and PDF
+are renderings of the same figure, so they carry the same numbers and intervals. In the
+SVG, text is drawn as paths (`svg.fonttype` 'path': no font is named or fetched), every
+id is prefixed with the chart's id (several charts share one page) and the marks carry
+classes (`point`, `bar`, `ci`, `reference`, `target`) and tooltips with their values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import io
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import matplotlib
+import pyarrow as pa
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+# Tableau 10: distinguishable, and readable by most colour-blind viewers.
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+           "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+MARKERS = ("o", "s", "D", "^")
+TICKS = [i / 5 for i in range(6)]
+LABEL_CHARS = 34  # longer run names are cut (the full name stays in each mark's tooltip)
+WIDTH, HEIGHT = 6.5, 3.6  # inches: a page's text width
+PNG_DPI = 300
+MARK_CLASSES = ("point", "bar", "ci", "reference", "target")
+STYLE = {
+    "svg.fonttype": "path", "svg.hashsalt": "refusaldata", "pdf.fonttype": 42, "font.family": "DejaVu Sans",
+    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+    "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+    "grid.color": "#e3e3e3", "grid.linewidth": 0.6, "axes.axisbelow": True,
+}
+WHISKERS = "whiskers: 95% bootstrap intervals"
+
+# The issue's target: refusal >= 0.90, over-refusal <= 0.15, capability within 0.05 of the reference.
+TARGET_REFUSAL, TARGET_OVER_REFUSAL, TARGET_CAPABILITY_DROP = 0.90, 0.15, 0.05
+TARGET_COLOR = "#59a14f"
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    """The figures' rc settings, for drawing and for every save (svg.fonttype is read at save time)."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+@dataclass
+class Chart:
+    """One drawn figure: its id in the page, title and the tooltip of each mark (by gid)."""
+
+    chart_id: str
+    title: str
+    figure: Figure
+    tooltips: dict[str, str] = field(default_factory=dict)
+    _marks: dict[str, int] = field(default_factory=dict)
+
+    def gid(self, kind: str, tooltip: str | None = None) -> str:
+        """A fresh gid for a mark of `kind` (one of MARK_CLASSES), with its tooltip."""
+        number = self._marks.get(kind, 0)
+        self._marks[kind] = number + 1
+        gid = f"{kind}-{number}"
+        if tooltip:
+            self.tooltips[gid] = tooltip
+        return gid
+
+    def svg(self) -> str:
+        """The figure as one <svg> element fit to sit inline in a page beside others."""
+        with _style():
+            buffer = io.StringIO()
+            self.figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+        text = buffer.getvalue()
+        text = text[text.index("<svg"):]
+        # The metadata, and the comments that repeat each label's text: a run name holding `-->`
+        # would end its comment and put markup in the page.
+        text = re.sub(r"<metadata>.*?</metadata>\s*|<!--.*?-->\s*", "", text, flags=re.S)
+        prefix = f"{self.chart_id}-"
+        text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m[1]}"', text)
+        text = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}{m[1]}"', text)
+        text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}{m[1]})", text)
+        marks = "|".join(MARK_CLASSES)
+
+        def mark(match: re.Match) -> str:
+            gid = match[1]
+            tooltip = self.tooltips.get(gid)
+            title = f"<title>{html.escape(tooltip)}</title>" if tooltip else ""
+            return f'<g id="{prefix}{gid}" class="{gid.rsplit("-", 1)[0]}">{title}'
+
+        text = re.sub(rf'<g id="{re.escape(prefix)}((?:{marks})-\d+)">', mark, text)
+        title = html.escape(self.title, quote=True)
+        head_end = text.index(">") + 1
+        head = text[:head_end].replace("<svg ", f'<svg id="{self.chart_id}" role="img" aria-label="{title}" ', 1)
+        return f"{head}\n<title>{title}</title>{text[head_end:]}".rstrip() + "\n"
+
+    def image(self, fmt: str) -> bytes:
+        """The figure as PNG (at PNG_DPI) or PDF bytes, at its print size."""
+        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+        with _style():
+            buffer = io.BytesIO()
+            self.figure.savefig(buffer, format=fmt, dpi=PNG_DPI, metadata=metadata)
+        return buffer.getvalue()
+
+
+def _new(chart_id: str, title: str, width: float = WIDTH, height: float = HEIGHT, columns: int = 1,
+         ratios: Sequence[float] | None = None) -> tuple[Chart, list]:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, columns, gridspec_kw={"width_ratios": ratios} if ratios else None, squeeze=False)[0]
+    figure.suptitle(title, fontweight="bold")
+    return Chart(chart_id, title, figure), list(axes)
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+
+
+def _run_style(index: int) -> tuple[str, str]:
+    """Colour and marker of the index-th run: ten colours, then the next marker shape."""
+    return PALETTE[index % len(PALETTE)], MARKERS[(index // len(PALETTE)) % len(MARKERS)]
+
+
+def _rate_axis(axis, label: str, which: str = "y", pad: float = 0.0) -> None:
+    """A [0, 1] axis with ticks at fifths; `pad` keeps points at 0 or 1 off the frame."""
+    (axis.set_ylim if which == "y" else axis.set_xlim)(-pad, 1 + pad)
+    (axis.set_yticks if which == "y" else axis.set_xticks)(TICKS, [f"{t:g}" for t in TICKS])
+    (axis.set_ylabel if which == "y" else axis.set_xlabel)(label)
+
+
+def _whisker(chart: Chart, axis, x: float, y: float, low: float, high: float, color: str, horizontal: bool) -> None:
+    """A 95% interval as a whisker with caps around (x, y)."""
+    error = [[(x if horizontal else y) - low], [high - (x if horizontal else y)]]
+    container = axis.errorbar([x], [y], **{"xerr" if horizontal else "yerr": error}, fmt="none", ecolor=color,
+                              elinewidth=1, capsize=2.5, capthick=1, zorder=3)
+    container.lines[2][0].set_gid(chart.gid("ci"))
+
+
+def _legend(axis, handles: list, title: str | None = None) -> None:
+    axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, frameon=False,
+                title=title, alignment="left")
+
+
+def _tilt(names: Sequence[str], group_width_in: float) -> float:
+    """How far tilted group names hang below the axis (inches), or 0 when the widest fits its group."""
+    widest = max(len(name) for name in names) * 0.55 * 7 / 72  # inches at 7 pt
+    return 0.0 if widest <= 0.9 * group_width_in else 0.58 * widest
+
+
+def _group_ticks(axis, centers: Sequence[float], names: Sequence[str], tilted: bool) -> None:
+    """Group names under the bars, centred, or tilted to end under their group."""
+    axis.set_xticks(centers, names, rotation=35 if tilted else 0, ha="right" if tilted else "center",
+                    rotation_mode="anchor" if tilted else "default")
+    axis.tick_params(axis="x", length=0)
+    axis.grid(False, axis="x")
+
+
+def _bar_axis(axis, label: str) -> None:
+    """A rate axis for bars: from 0, with room above 1 for the caps of a whisker that reaches it."""
+    _rate_axis(axis, label)
+    axis.set_ylim(0, 1.04)
+
+
+def _bars(chart: Chart, axis, x: float, width: float, value: float | None, low: float | None, high: float | None,
+          color: str, tooltip: str) -> None:
+    """A bar up to `value` with its interval as a whisker when known, or `n/a` where there is no value."""
+    if value is None:
+        axis.text(x, 0.01, "n/a", ha="center", va="bottom", fontsize=6, color="#888")
+        return
+    bar = axis.bar([x], [max(value, 0.002)], width, color=color, zorder=2)[0]
+    bar.set_gid(chart.gid("bar", tooltip))
+    if low is not None and high is not None:
+        _whisker(chart, axis, x, value, low, high, "#222", horizontal=False)
+
+
+def _width_for(groups: int, bars: int, legend_chars: int) -> float:
+    """Wide enough for every bar (at least 0.09 in each) and the legend, at most a landscape page."""
+    return min(11.0, max(WIDTH, 1.2 + groups * (bars * 0.09 + 0.25) + legend_chars * 0.055))
+
+
+def uniformity_chart(comparison: pa.Table, k: int) -> Chart:
+    """Refusal rate (y) against uniformity (x) per run, with both intervals as whiskers."""
+    rows = comparison.to_pylist()
+    plotted = [row for row in rows if row["uniformity"] is not None and row["refusal_rate"] is not None]
+    missing = [row["method"] for row in rows if row not in plotted]
+    chart, (axis,) = _new("chart-uniformity", "Refusal rate against uniformity of refusals",
+                          height=max(HEIGHT, 0.9 + 0.16 * (len(rows) + 2)))
+    _rate_axis(axis, "refusal rate (harmful prompts)", "y", pad=0.04)
+    _rate_axis(axis, f"uniformity of refusal openings, 1 − H/log n (k = {k})", "x", pad=0.04)
+    handles = []
+    for index, row in enumerate(rows):
+        if row not in plotted:
+            continue
+        color, shape = _run_style(index)
+        x, y = row["uniformity"], row["refusal_rate"]
+        if row["uniformity_low"] is not None and row["uniformity_high"] is not None:
+            _whisker(chart, axis, x, y, row["uniformity_low"], row["uniformity_high"], color, horizontal=True)
+        if row["refusal_rate_low"] is not None and row["refusal_rate_high"] is not None:
+            _whisker(chart, axis, x, y, row["refusal_rate_low"], row["refusal_rate_high"], color, horizontal=False)
+        axis.plot([x], [y], linestyle="none", marker=shape, markersize=6, color=color, markeredgecolor="#222",
+                  markeredgewidth=0.6, zorder=4, gid=chart.gid("point", f"{row['method']}: refusal rate "
+                                                               f"{y:.3f}, uniformity {x:.3f}"))
+        handles.append(Line2D([], [], linestyle="none", marker=shape, color=color, markeredgecolor="#222",
+                              markeredgewidth=0.6, label=_short(row["method"])))
+    if missing:
+        handles.append(Line2D([], [], linestyle="none", label="not plotted (no refusals):"))
+        handles += [Line2D([], [], linestyle="none", label=f"  {_short(name)}") for name in missing]
+    _legend(axis, handles)
+    axis.set_title(WHISKERS, fontsize=7, color="#555")
+    return chart
+
+
+SERIES = (("refusal_rate", "refusal rate (harmful)"), ("over_refusal_rate", "over-refusal (benign)"),
+          ("unsafe_rate", "unsafe rate (harmful)"))
+
+
+def rates_chart(comparison: pa.Table) -> Chart:
+    """Grouped bars per method: refusal, over-refusal (and unsafe) rates with their intervals.
+
+    A series no run has a value for (no benign prompts, no judge) is left out; the reference
+    run's (the first) levels are dashed lines across.
+    """
+    rows = comparison.to_pylist()
+    series = [(statistic, label) for statistic, label in SERIES if any(row[statistic] is not None for row in rows)]
+    reference = rows[0]
+    names = [_short(row["method"]) for row in rows]
+    width = _width_for(len(rows), len(series), LABEL_CHARS)
+    drop = _tilt(names, (width - 3) / len(rows))
+    chart, (axis,) = _new("chart-rates", "Refusal and over-refusal per method", width=width, height=HEIGHT + drop)
+    _bar_axis(axis, "rate")
+    bar = 0.8 / len(series)
+    handles = []
+    for position, (statistic, label) in enumerate(series):
+        color = PALETTE[position]
+        handles.append(Patch(color=color, label=label))
+        if reference[statistic] is not None:
+            axis.axhline(reference[statistic], color=color, linewidth=1, linestyle=(0, (4, 3)), zorder=1,
+                         gid=chart.gid("reference", f"{reference['method']} (reference): {label} "
+                                                    f"{reference[statistic]:.3f}"))
+        for index, row in enumerate(rows):
+            x = index - 0.4 + bar * (position + 0.5)
+            _bars(chart, axis, x, bar * 0.9, row[statistic], row[f"{statistic}_low"], row[f"{statistic}_high"],
+                  color, None if row[statistic] is None else f"{row['method']}: {label} {row[statistic]:.3f}")
+    handles.append(Line2D([], [], color="#555", linestyle=(0, (4, 3)), label=f"{_short(reference['method'])} "
+                                                                              "(reference)"))
+    axis.set_xlim(-0.6, len(rows) - 0.4)
+    _group_ticks(axis, range(len(rows)), names, drop > 0)
+    axis.set_xlabel(f"method ({WHISKERS})")
+    _legend(axis, handles)
+    return chart
+
+
+def attacks_chart(by_attack: pa.Table) -> Chart:
+    """Refusal rate per attack (groups, the unattacked prompts first) and method (bars), with intervals.
+
+    Takes the rows of `evaluate.compare_attacks`; a method with no prompts under an attack
+    gets `n/a` in that group.
+    """
+    rows = by_attack.to_pylist()
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    attacks = list(dict.fromkeys(row["attack"] for row in rows))
+    found = {(row["method"], row["attack"]): row for row in rows}
+    width = _width_for(len(attacks), len(methods), LABEL_CHARS)
+    names = [_short(attack) for attack in attacks]
+    drop = _tilt(names, (width - 3) / len(attacks))
+    chart, (axis,) = _new("chart-attacks", "Refusal under attack, per method", width=width, height=HEIGHT + drop)
+    _bar_axis(axis, "refusal rate (harmful prompts)")
+    bar = 0.8 / len(methods)
+    for group, attack in enumerate(attacks):
+        for index, method in enumerate(methods):
+            row = found.get((method, attack)) or {}
+            value = row.get("refusal_rate")
+            change = (f", {row['refusal_rate_diff']:+.3f} against its unattacked prompts"
+                      if row.get("refusal_rate_diff") is not None else "")
+            _bars(chart, axis, group - 0.4 + bar * (index + 0.5), bar * 0.9, value, row.get("refusal_rate_low"),
+                  row.get("refusal_rate_high"), _run_style(index)[0],
+                  None if value is None else f"{method}, {attack}: refusal rate {value:.3f}{change}")
+    axis.set_xlim(-0.6, len(attacks) - 0.4)
+    _group_ticks(axis, range(len(attacks)), names, drop > 0)
+    axis.set_xlabel(f"attack ({WHISKERS})")
+    _legend(axis, [Patch(color=_run_style(index)[0], label=_short(method)) for index, method in enumerate(methods)])
+    return chart
+
+
+def tradeoff_chart(comparison: pa.Table) -> Chart:
+    """Left: refusal (y) against over-refusal (x) per method; right: capability per method.
+
+    Whiskers are 95% bootstrap intervals; the shaded corner on the left and the band on
+    the right (the reference's capability less 0.05) mark where a method meets the target.
+    """
+    rows = comparison.to_pylist()
+    chart, (left, right) = _new("chart-tradeoff", "The trade-off: refusal, over-refusal and capability per method",
+                                width=max(WIDTH + 0.5, _width_for(1, len(rows), LABEL_CHARS)),
+                                height=max(HEIGHT, 0.9 + 0.16 * len(rows)), columns=2, ratios=(1, 1))
+    pad = 0.04
+    _rate_axis(left, "refusal rate (harmful)", "y", pad=pad)
+    _rate_axis(left, "over-refusal (benign)", "x", pad=pad)
+    left.add_patch(Rectangle((-pad, TARGET_REFUSAL), TARGET_OVER_REFUSAL + pad, 1 + 2 * pad - TARGET_REFUSAL,
+                             facecolor=TARGET_COLOR, alpha=0.15, linewidth=0, zorder=0,
+                             gid=chart.gid("target", f"target: refusal >= {TARGET_REFUSAL}, over-refusal <= "
+                                                     f"{TARGET_OVER_REFUSAL}")))
+    left.text(-pad + 0.01, 1 + pad - 0.01, "target", ha="left", va="top", fontsize=7, color="#2d6a2d")
+    for index, row in enumerate(rows):
+        if row["refusal_rate"] is None or row["over_refusal_rate"] is None:
+            continue
+        color, shape = _run_style(index)
+        x, y = row["over_refusal_rate"], row["refusal_rate"]
+        if row["over_refusal_rate_low"] is not None and row["over_refusal_rate_high"] is not None:
+            _whisker(chart, left, x, y, row["over_refusal_rate_low"], row["over_refusal_rate_high"], color, True)
+        if row["refusal_rate_low"] is not None and row["refusal_rate_high"] is not None:
+            _whisker(chart, left, x, y, row["refusal_rate_low"], row["refusal_rate_high"], color, False)
+        left.plot([x], [y], linestyle="none", marker=shape, markersize=6, color=color, markeredgecolor="#222",
+                  markeredgewidth=0.6, zorder=4, gid=chart.gid("point", f"{row['method']}: refusal {y:.3f}, "
+                                                               f"over-refusal {x:.3f}"))
+    # Right panel: capability per method, the reference's level dashed and the allowed drop shaded.
+    _bar_axis(right, "capability (IFEval strict)")
+    reference = rows[0]["capability"]
+    if reference is not None:
+        right.axhspan(max(0.0, reference - TARGET_CAPABILITY_DROP), reference, color=TARGET_COLOR, alpha=0.15,
+                      linewidth=0, zorder=0, gid=chart.gid("target", f"within {TARGET_CAPABILITY_DROP} of the "
+                                                                     f"reference's {reference:.3f}"))
+        right.axhline(reference, color="#555", linewidth=1, linestyle=(0, (4, 3)), zorder=1,
+                      gid=chart.gid("reference", f"{rows[0]['method']} (reference): capability {reference:.3f}"))
+    for index, row in enumerate(rows):
+        _bars(chart, right, index, 0.6, row["capability"], row["capability_low"], row["capability_high"],
+              _run_style(index)[0],
+              None if row["capability"] is None else f"{row['method']}: capability {row['capability']:.3f}")
+    right.set_xlim(-0.6, len(rows) - 0.4)
+    right.set_xticks([])
+    right.grid(False, axis="x")
+    right.set_xlabel(f"method (shaded: within {TARGET_CAPABILITY_DROP} of the first)")
+    _legend(right, [Line2D([], [], linestyle="none", marker=_run_style(index)[1], color=_run_style(index)[0],
+                           markeredgecolor="#222", markeredgewidth=0.6, label=_short(row["method"]))
+                    for index, row in enumerate(rows)])
+    left.set_title(WHISKERS, fontsize=7, color="#555")
+    return chart
