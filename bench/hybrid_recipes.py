@@ -116,7 +116,7 @@ every fold in turn); the review loop simulated on each held-out source (the rows
 standing in for the person); XSTest v1's three-way verdicts; speed of rules, hybrid and
 bare MiniLM embedding on the same texts in the same run.
 
-Run: python bench/detector_accuracy.py [--quick] [--generate] [--minilm] [--errors] [--no-ablation] [--no-speed]
+Run: python bench/hybrid_recipes.py [--quick] [--generate] [--minilm] [--errors] [--no-ablation] [--no-speed]
   --quick: human sources and uncensorbench only, the shipped recipe and two variants.
 """
 
@@ -167,7 +167,7 @@ PEERS = {
     "peer gcg-29": lambda text: any(prefix in text for prefix in GCG_TEST_PREFIXES),
     "peer jbb-12": lambda text: any(prefix in text for prefix in JBB_PREFIXES),
 }
-HUMAN = refusal_sources.HUMAN_SETS
+HUMAN = refusal_sources.HYBRID_HUMAN_SETS
 VOTERS = (*HUMAN, "uncensorbench", "smollm2")
 CANDIDATES = Path(__file__).resolve().parent / "lexicon_candidates.csv"
 RECIPES = {
@@ -455,10 +455,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
 
-    sources = refusal_sources.human_sets()
+    sources = refusal_sources.human_sets(wide=False)
     if not sources:
         raise SystemExit(f"no labelled sets under {refusal_sources.DATA}")
-    weak, notes = refusal_sources.weak_sets(generate_missing=args.generate)
+    weak, notes = refusal_sources.weak_sets(generate_missing=args.generate, wide=False)
     if args.quick:
         weak = {"uncensorbench": weak["uncensorbench"]}
         notes = []

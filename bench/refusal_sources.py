@@ -51,8 +51,26 @@ SMOLLM2_CACHE = "smollm2_answers.parquet"
 SMOLLM2_PER_SIDE = 60
 """Harmful and benign prompts each answered with and without the safety context (240 answers)."""
 SAFETY_CONTEXT = "I will not answer this request. {prompt}\nExplain why you won't help, without answering."
-HUMAN_SETS = ("xstest_v1", "pyrit_refusal", "pyrit_refusal_extra", "pyrit_mini_refusal")
-WEAK_SETS = ("jbb_judged", "gptfuzz", "jbb_artifacts", "uncensorbench", "smollm2")
+DONOTANSWER_MODELS = ("GPT4", "ChatGPT", "Claude", "llama2-7b-chat", "vicuna-7b", "ChatGLM2")
+FRONTIER_MODELS = {"gpt-5.1-2025-11-13": "frontier_gpt51", "claude-sonnet-4-5-20250929": "frontier_claude45"}
+HYBRID_HUMAN_SETS = ("xstest_v1", "pyrit_refusal", "pyrit_refusal_extra", "pyrit_mini_refusal")
+HUMAN_SETS = (*HYBRID_HUMAN_SETS, *(f"dna_{model}" for model in DONOTANSWER_MODELS))
+WEAK_SETS = (*FRONTIER_MODELS.values(), "jbb_judged", "gptfuzz", "jbb_artifacts", "uncensorbench", "smollm2")
+DNA_SCORED_ACTIONS = ("0", "2", "5")
+"""Do-Not-Answer's unambiguous categories, the only ones a Do-Not-Answer fold is scored on:
+0 declines (refusal), 2 offers both sides and 5 follows the instruction (compliance)."""
+DNA_SCHEMES = {
+    "xstest": {"0": "refusal", "1": "refusal", "2": "compliance", "3": "compliance", "4": "refusal",
+               "5": "compliance"},
+    "partial": {"0": "refusal", "1": "partial", "2": "compliance", "3": "compliance", "4": "partial",
+                "5": "compliance"},
+    "clear": {"0": "refusal", "2": "compliance", "5": "compliance"},
+}
+"""How Do-Not-Answer's action categories train, a choice made by leave-one-source-out
+(bench/detector_accuracy.py --encoder): `xstest` reads a rebuttal of the premise (1) and an
+"as an AI I cannot" (4) as refusals and a cautious answer (3) as compliance, XSTest's
+scheme; `partial` calls 1 and 4 partial; `clear` trains on 0, 2 and 5 only."""
+FRONTIER_VERDICTS = {"0": "compliance", "1": "refusal", "2": "partial"}
 COLUMNS = ("source", "prompt", "response", "refusal", "verdict", "label")
 XSTEST_VERDICTS = {"1_full_compliance": "compliance", "2_full_refusal": "refusal", "3_partial_refusal": "partial"}
 
@@ -72,8 +90,9 @@ def _finish(frame: pl.DataFrame, source: str, label: str) -> pl.DataFrame:
             .select(*COLUMNS))
 
 
-def human_sets(data: Path = DATA) -> dict[str, pl.DataFrame]:
-    """The human-labelled refusal sets under data/labelled that are present."""
+def human_sets(data: Path = DATA, wide: bool = True) -> dict[str, pl.DataFrame]:
+    """The human-labelled refusal sets under data/labelled that are present (without `wide`,
+    the four the hybrid labeler was tuned on: no Do-Not-Answer model)."""
     sets = {}
     xstest = data / "labelled/xstest_v1/xstest_completions_llama2_v1.csv"
     if xstest.is_file():
@@ -87,7 +106,43 @@ def human_sets(data: Path = DATA) -> dict[str, pl.DataFrame]:
             sets[f"pyrit_{name}"] = _finish(_csv(path).select(
                 pl.col("objective").alias("prompt"), pl.col("assistant_response").alias("response"),
                 (pl.col("human_score").str.strip_chars() == "1").alias("refusal")), f"pyrit_{name}", "human")
+    for model in DONOTANSWER_MODELS if wide else ():
+        frame = donotanswer(model, data)
+        if frame is not None:
+            sets[f"dna_{model}"] = frame.select(*COLUMNS)
     return sets
+
+
+def donotanswer(model: str, data: Path = DATA, scheme: str = "xstest") -> pl.DataFrame | None:
+    """One Do-Not-Answer model's human-labelled answers, its action category kept in `action`.
+
+    Categories the scheme leaves out are dropped."""
+    path = data / f"labelled/donotanswer/annotated_response_{model}.csv"
+    if not path.is_file():
+        return None
+    verdicts = DNA_SCHEMES[scheme]
+    frame = (_csv(path).with_columns(pl.col("action").str.strip_chars())
+             .filter(pl.col("action").is_in(list(verdicts)))
+             .select(pl.col("question").alias("prompt"), "response", "action",
+                     pl.col("action").replace_strict(verdicts).alias("verdict")))
+    frame = frame.with_columns((pl.col("verdict") != "compliance").alias("refusal"))
+    finished = _finish(frame, f"dna_{model}", "human")
+    kept = frame.filter(pl.col("response").is_not_null() & (pl.col("response").str.strip_chars() != ""))
+    return finished.with_columns(kept["action"])
+
+
+def frontier(data: Path = DATA) -> dict[str, pl.DataFrame]:
+    """GPT-5.1's and Claude Sonnet 4.5's answers with a GPT-4o judge's none / hard / soft refusal labels
+    (weak): compliance, refusal, partial. One source per model."""
+    path = data / "labelled/frontier_refusal/val.csv"
+    if not path.is_file():
+        return {}
+    frame = _csv(path).with_columns(pl.col("refusal_label").str.strip_chars().replace_strict(FRONTIER_VERDICTS)
+                                    .alias("verdict"))
+    frame = frame.with_columns((pl.col("verdict") != "compliance").alias("refusal"))
+    return {source: _finish(frame.filter(pl.col("model") == model).select("prompt", "response", "verdict",
+                                                                            "refusal"), source, "weak")
+            for model, source in FRONTIER_MODELS.items()}
 
 
 def _jailbroken(frame: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -198,14 +253,32 @@ def smollm2(generate_missing: bool, out: Path = OUT, data: Path = DATA) -> tuple
     return _finish(pl.read_parquet(path).drop("harmful"), "smollm2", "weak"), f"read {path}"
 
 
-def weak_sets(data: Path = DATA, generate_missing: bool = False) -> tuple[dict[str, pl.DataFrame], list[str]]:
-    """The weak sources that are present, and one line per source about how it was found."""
+def weak_sets(data: Path = DATA, generate_missing: bool = False,
+              wide: bool = True) -> tuple[dict[str, pl.DataFrame], list[str]]:
+    """The weak sources that are present, and one line per source about how it was found
+    (without `wide`, those the hybrid labeler was tuned on: no frontier model)."""
     notes = []
-    found = {"jbb_judged": jbb_judged(data), "gptfuzz": gptfuzz(data), "jbb_artifacts": jbb_artifacts(data),
-             "uncensorbench": uncensorbench()}
+    found = {**(frontier(data) if wide else {}), "jbb_judged": jbb_judged(data), "gptfuzz": gptfuzz(data),
+             "jbb_artifacts": jbb_artifacts(data), "uncensorbench": uncensorbench()}
     found["smollm2"], note = smollm2(generate_missing, data=data)
     notes.append(f"smollm2: {note}")
     return {name: frame for name, frame in found.items() if frame is not None}, notes
+
+
+def labelled_pool(scheme: str = "clear", generate_missing: bool = False,
+                  data: Path = DATA) -> tuple[pl.DataFrame, list[str]]:
+    """Every present source's rows (COLUMNS + `action`, Do-Not-Answer's category, null elsewhere)
+    with Do-Not-Answer read by `scheme`, then the mismatched pairs of all compliant rows; and
+    one note per weak source on how it was found."""
+    frames = [frame.with_columns(pl.lit(None, pl.String).alias("action"))
+              for name, frame in human_sets(data).items() if not name.startswith("dna_")]
+    frames += [frame for model in DONOTANSWER_MODELS
+               if (frame := donotanswer(model, data, scheme)) is not None]
+    weak, notes = weak_sets(data, generate_missing)
+    frames += [frame.with_columns(pl.lit(None, pl.String).alias("action")) for frame in weak.values()]
+    pooled = pl.concat(frames)
+    mismatched = mismatched_pairs(pooled.select(*COLUMNS)).with_columns(pl.lit(None, pl.String).alias("action"))
+    return pl.concat([pooled, mismatched]), notes
 
 
 def mismatched_pairs(frame: pl.DataFrame, seed: int = 0) -> pl.DataFrame:

@@ -11,7 +11,7 @@ response); see bench/refusal_sources.py. The file is written outside the repo; t
 
 The default labeler (`hybrid`) does not need this: its model ships in the package
 (bench/train_refusal_model.py). Accuracy of both is measured leave-one-source-out by
-bench/detector_accuracy.py (--minilm for this one).
+bench/hybrid_recipes.py (--minilm for this one).
 
 Run: python bench/refusal_training_set.py --output /tmp/refusal_train.parquet [--seed 0]
 """
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True, help="A .parquet or .csv file to write.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the mismatched pairs.")
     args = parser.parse_args()
-    pooled = pl.concat([*refusal_sources.human_sets().values(), refusal_sources.uncensorbench()])
+    pooled = pl.concat([*refusal_sources.human_sets(wide=False).values(), refusal_sources.uncensorbench()])
     pooled = pooled.unique(["prompt", "response"], keep="first", maintain_order=True)
     mismatched = refusal_sources.mismatched_pairs(pooled, args.seed).join(
         pooled.select("prompt", "response"), on=["prompt", "response"], how="anti")

@@ -11,7 +11,7 @@ What is trained (refusaldata/refusal_model.py reads it):
   the two classes balanced.
 The training rows are every source of bench/refusal_sources.py that is present (human
 and weak). Which variant of this recipe ships was chosen by leave-one-source-out
-accuracy in bench/detector_accuracy.py, which calls `fit` on each fold's rows.
+accuracy in bench/hybrid_recipes.py, which calls `fit` on each fold's rows.
 
 Run: python bench/train_refusal_model.py [--write] [--generate]
   without --write it prints the card's summary and leaves the package alone.
@@ -105,7 +105,7 @@ class Recipe:
 
 RECIPE = Recipe(cue_groups=("moral", "decline", "redirect", "identity", "apology", "denied_norm", "hedge"),
                 gate=("decline", "incapable"), l2=1e-4)
-"""The shipped recipe (chosen in bench/detector_accuracy.py; see its docstring)."""
+"""The shipped recipe (chosen in bench/hybrid_recipes.py; see its docstring)."""
 
 
 RELEVANCE = {
@@ -209,8 +209,8 @@ def fit(rows: pl.DataFrame, facts, recipe: Recipe = RECIPE) -> dict:
 def training_rows(recipe: Recipe = RECIPE, generate: bool = False) -> tuple[pl.DataFrame, list[str]]:
     """Every present source's rows, deduplicated on (prompt, response), with mismatched pairs when the
     recipe takes them, and notes on how the sources were found."""
-    weak, notes = refusal_sources.weak_sets(generate_missing=generate)
-    rows = pl.concat([*refusal_sources.human_sets().values(), *weak.values()])
+    weak, notes = refusal_sources.weak_sets(generate_missing=generate, wide=False)
+    rows = pl.concat([*refusal_sources.human_sets(wide=False).values(), *weak.values()])
     rows = rows.unique(["prompt", "response"], keep="first", maintain_order=True)
     if recipe.mismatched:
         mismatched = refusal_sources.mismatched_pairs(rows).join(rows.select("prompt", "response"),

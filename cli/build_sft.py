@@ -33,7 +33,7 @@ MaxExamplesOption = Annotated[
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the deterministic sampling.")]
 LabelerOption = Annotated[str, typer.Option(
     "--labeler", help="Whose refusal labels decide what counts as a refusal: best (a human verdict where one exists, "
-                      "else hybrid's, else the rules'), or a labeler's name.")]
+                      "else the default ngram's, else hybrid's, else the rules'), or a labeler's name.")]
 ContextRunOption = Annotated[str | None, typer.Option(
     "--context-run", help="Self targets from this run of the same model under a safety context "
                           "(generate --system-prompt/--few-shot): context distillation.")]

@@ -22,7 +22,7 @@ from refusaldata.store import DEFAULT_STORE
 
 LabelerOption = Annotated[str, typer.Option(
     "--labeler", help="The refusal labeler whose verdicts count: best (a human verdict where one exists, "
-                      "else hybrid's, else the rules'), or a labeler's name.")]
+                      "else the default ngram's, else hybrid's, else the rules'), or a labeler's name.")]
 KOption = Annotated[int, typer.Option("--k", help="Opening length in words for uniformity.")]
 BootstrapOption = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]

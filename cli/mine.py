@@ -18,8 +18,8 @@ mine_app = typer.Typer(help="Mine the labels: refusal rates, openings, uniformit
 RunOption = Annotated[list[str] | None, typer.Option(
     "--run", help="Run id, name or id prefix (repeatable; default every labelled run).")]
 LabelerOption = Annotated[str, typer.Option(
-    "--labeler", help="Which labels to read: best (a human verdict where one exists, else hybrid's, else the "
-                      "rules'), or a labeler's name (labels.labeler).")]
+    "--labeler", help="Which labels to read: best (a human verdict where one exists, else the default ngram's, "
+                      "else hybrid's, else the rules'), or a labeler's name (labels.labeler).")]
 KOption = Annotated[int, typer.Option("--k", help="Words per opening.")]
 
 

@@ -51,8 +51,11 @@ from refusaldata.queries import sql_text
 from refusaldata.store import Store
 
 RULES = "rules"
-DEFAULT_LABELER = "hybrid"
-"""The default of `refusaldata label`: the rules where they are sure, the shipped learned model elsewhere."""
+DEFAULT_LABELER = "ngram"
+"""The default of `refusaldata label`: the shipped learned model, reading prompt and response
+(refusaldata/judge/shipped.py)."""
+HYBRID = "hybrid"
+"""The earlier default, kept by name and meaning: the rules where they are sure, a cue model elsewhere."""
 HUMAN = "human"
 """People's verdicts (`refusaldata review import`)."""
 BEST = "best"
@@ -221,9 +224,11 @@ Labeler = Callable[..., dict[str, int]]
 # other modules are imported on first use: (module, function).
 LABELERS: dict[str, Labeler] = {RULES: label_with_rules}
 PLUGINS: dict[str, tuple[str, str]] = {
-    DEFAULT_LABELER: ("refusaldata.hybrid", "label_with_hybrid"),
+    DEFAULT_LABELER: ("refusaldata.judge.shipped", "label_with_ngram"),
+    HYBRID: ("refusaldata.hybrid", "label_with_hybrid"),
     "judge": ("refusaldata.judge", "label_with_judge"),
     "learned": ("refusaldata.judge", "label_with_learned"),
+    "unsafe": ("refusaldata.judge.unsafe_shipped", "label_with_unsafe"),
 }
 
 
@@ -247,15 +252,17 @@ def labeler_function(name: str) -> Labeler:
             raise NotFoundError(f"labeler '{name}' is not available ({module_name}.{function_name} "
                                 "is missing)") from None
         return function
-    known = ", ".join(sorted([*LABELERS, DEFAULT_LABELER, "judge", "learned:NAME"]))
+    known = ", ".join(sorted([*LABELERS, DEFAULT_LABELER, HYBRID, "judge", "learned:NAME"]))
     raise NotFoundError(f"no labeler '{name}' (known: {known})")
 
 
 _DESCRIPTIONS = {
     RULES: "the SQL lexicon alone, sql/refusal_lexicon.csv",
-    DEFAULT_LABELER: "the rules where they are sure, the shipped refusal model elsewhere",
+    DEFAULT_LABELER: "the shipped learned model over the prompt and the response's words; ~670 responses/s",
+    HYBRID: "the rules where they are sure, the shipped cue model elsewhere; ~6,600 responses/s",
     "learned": "a labeler trained with `refusaldata judge train`",
     "judge": "a generative safety classifier",
+    "unsafe": "the shipped unsafe-content judge: does the answer give what a harmful request asked for",
 }
 
 

@@ -11,7 +11,7 @@ compliant answers; `boundary=False` leaves them out, to measure what they do); t
 adapter for each (SFT x3, DPO, NCA); regenerate the test split with each adapter; score
 every method's capability (instruction following, KL from the base); compare and write
 the report. Every method is a row, baselines included. Labels are the default labeler's
-(hybrid); sets, the comparison and the report read `best` as the CLI does.
+(ngram); sets, the comparison and the report read `best` as the CLI does.
 """
 from __future__ import annotations
 

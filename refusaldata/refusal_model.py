@@ -15,7 +15,7 @@ fresh install labels with no training step:
 - a logistic regression over [rule facts, logit of the marker's calibrated score, cue
   counts, cue presence in the opening, list items, log length]: a few dozen weights,
   chosen over n-gram and embedding models because it held up best on sources it was
-  not trained on (bench/detector_accuracy.py, leave-one-source-out) and labels
+  not trained on (bench/hybrid_recipes.py, leave-one-source-out) and labels
   thousands of responses a second.
 """
 

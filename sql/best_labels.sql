@@ -4,8 +4,8 @@
 --   one, 'refusal' or 'compliance' from refusal (NULL when refusal is).
 -- best_labels: the columns of `labels`, one row per response: the `human` row where a
 --   person reviewed the response (`refusaldata review import`), else the row of the
---   default labeler, `hybrid`, else (stores labelled before hybrid existed) the `rules`
---   row. Responses none of the three labelled are absent.
+--   default labeler, `ngram`, else (stores labelled before it was the default) `hybrid`'s,
+--   else the `rules` row. Responses none of the four labelled are absent.
 -- labels_of(name): the rows of labeler `name`, or best_labels when name is 'best'
 --   (`--labeler best`), with verdict filled by rd_verdict.
 -- No parameters; needs the `labels` view (Store.connect, sql/views.sql).
@@ -15,9 +15,9 @@ CREATE OR REPLACE MACRO rd_verdict(verdict, refusal) AS
 CREATE OR REPLACE VIEW best_labels AS
 SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict)
 FROM labels
-WHERE labeler IN ('human', 'hybrid', 'rules')
+WHERE labeler IN ('human', 'ngram', 'hybrid', 'rules')
 QUALIFY row_number() OVER (PARTITION BY run_id, prompt_id, sample_index
-                           ORDER BY list_position(['human', 'hybrid', 'rules'], labeler)) = 1;
+                           ORDER BY list_position(['human', 'ngram', 'hybrid', 'rules'], labeler)) = 1;
 
 CREATE OR REPLACE MACRO labels_of(name) AS TABLE
 SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict) FROM labels WHERE labeler = name AND name <> 'best'

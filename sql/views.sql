@@ -78,9 +78,9 @@ CREATE OR REPLACE MACRO rd_verdict(verdict, refusal) AS
 CREATE OR REPLACE VIEW best_labels AS
 SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict)
 FROM labels
-WHERE labeler IN ('human', 'hybrid', 'rules')
+WHERE labeler IN ('human', 'ngram', 'hybrid', 'rules')
 QUALIFY row_number() OVER (PARTITION BY run_id, prompt_id, sample_index
-                           ORDER BY list_position(['human', 'hybrid', 'rules'], labeler)) = 1;
+                           ORDER BY list_position(['human', 'ngram', 'hybrid', 'rules'], labeler)) = 1;
 
 CREATE OR REPLACE MACRO labels_of(name) AS TABLE
 SELECT * REPLACE (rd_verdict(verdict, refusal) AS verdict) FROM labels WHERE labeler = name AND name <> 'best'
@@ -92,7 +92,7 @@ SELECT * FROM templates WHERE labeler = name AND name <> 'best'
 UNION ALL
 SELECT * EXCLUDE (preference) FROM (
     SELECT *, dense_rank() OVER (PARTITION BY run_id
-                                 ORDER BY list_position(['best', 'hybrid', 'rules'], labeler)) AS preference
+                                 ORDER BY list_position(['best', 'ngram', 'hybrid', 'rules'], labeler)) AS preference
     FROM templates
-    WHERE name = 'best' AND labeler IN ('best', 'hybrid', 'rules'))
+    WHERE name = 'best' AND labeler IN ('best', 'ngram', 'hybrid', 'rules'))
 WHERE preference = 1;

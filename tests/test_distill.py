@@ -460,7 +460,7 @@ def test_context_distillation_round_trip_with_the_cli(cli, store, embedded_model
     for run in ("student", "context"):
         assert cli("label", "--run", run).exit_code == 0
         assert cli("mine", "templates", "--run", run).exit_code == 0
-    # `label` wrote hybrid's verdicts (the default), which `--labeler best` reads.
+    # `label` wrote ngram's verdicts (the default), which `--labeler best` reads.
     result = cli("build-sft", "ctx", "--student", "student", "--mode", "self", "--context-run", "context",
                  "--labeler", "best")
     assert result.exit_code == 0, result.stderr

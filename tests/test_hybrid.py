@@ -1,4 +1,4 @@
-"""The default labeler, `hybrid`, on hand-written responses of each kind of implicit refusal
+"""The earlier default labeler, `hybrid`, on hand-written responses of each kind of implicit refusal
 the issue lists (a lecture that declines, an identity disclaimer, a denied premise, a
 redirection, a partial refusal) and on answers that look like them; through `refusaldata
 label` with no --labeler, as a new user runs it. The texts are ours, written for this test."""
@@ -67,7 +67,7 @@ KNOWN_MISSES = [
 # An answer the default labeler calls a refusal: it shares no word with a short prompt (only
 # "died" and "cope" count), so prompt relevance reads it as off topic, and it opens with an
 # apology. Counting relevance only from 2 or 3 prompt words was scored and lost on held-out
-# sources (bench/detector_accuracy.py).
+# sources (bench/hybrid_recipes.py).
 KNOWN_FALSE_REFUSALS = [
     ("sympathy, then an answer", "My dog died. How do I cope?",
      "I'm sorry to hear about your dog. Grief for a pet is real: give yourself time, talk about your dog with "
@@ -85,9 +85,9 @@ def make_run(store, rows, run_id="implicit"):
     return run_id
 
 
-def test_label_defaults_to_hybrid_and_gets_each_implicit_refusal_kind(store, cli):
+def test_hybrid_gets_each_implicit_refusal_kind(store, cli):
     run_id = make_run(store, FIXTURES)
-    result = cli("label", "--run", run_id, "--format", "json")
+    result = cli("label", "--run", run_id, "--labeler", "hybrid", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith("labeler: hybrid (the rules where they are sure")
     summary = json.loads(result.stdout)
@@ -101,7 +101,7 @@ def test_label_defaults_to_hybrid_and_gets_each_implicit_refusal_kind(store, cli
         if kind != "off topic":  # the store passes each prompt: an answer that ignores it declines
             assert (row["marker"] is not None) == row["refusal"], kind  # these refusals all carry a phrase
         assert row["opening"]
-    # Mining reads it: --labeler best (the default) falls to hybrid's verdicts.
+    # Mining reads it: --labeler best (the default) falls to hybrid's verdicts where ngram's are absent.
     rates = json.loads(cli("mine", "rates", "--run", run_id, "--format", "json").stdout)
     assert (rates["refusals"], rates["partials"], rates["harmful_responses"]) == (8, 2, 11)
 
@@ -131,7 +131,7 @@ def test_the_shipped_model_card_says_how_it_was_made():
 def test_hybrid_and_rules_keep_their_own_partitions(store, cli):
     run_id = make_run(store, FIXTURES[:3] + FIXTURES[-2:])
     assert cli("label", "--run", run_id, "--labeler", "rules").exit_code == 0
-    assert cli("label", "--run", run_id).exit_code == 0
+    assert cli("label", "--run", run_id, "--labeler", "hybrid").exit_code == 0
     labelers = store.connect(["labels"]).sql("SELECT labeler, count(*) FROM labels GROUP BY ALL ORDER BY 1").fetchall()
     assert labelers == [("hybrid", 5), ("rules", 5)]
     result = cli("label", "--run", run_id, "--labeler", "best")

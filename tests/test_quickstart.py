@@ -52,7 +52,7 @@ def test_quickstart_fast_runs_every_method_and_reports(store):
     # The fixed-sentence baseline is easy to learn: it refuses more harmful test prompts than base.
     rates = dict(con.sql(
         "SELECT ru.name, avg(l.refusal::INT) FROM labels l JOIN runs ru USING (run_id) "
-        "JOIN prompts p USING (prompt_id) WHERE p.harmful AND p.split = 'test' AND l.labeler = 'hybrid' "
+        "JOIN prompts p USING (prompt_id) WHERE p.harmful AND p.split = 'test' AND l.labeler = 'ngram' "
         "AND ru.name IN ('base', 'baseline-sft') GROUP BY ALL").fetchall())
     assert rates["baseline-sft"] > rates["base"]
     # Every method's capability: the fast plan scores the first 12 prompts (12 instruction kinds).

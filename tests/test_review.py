@@ -46,13 +46,13 @@ def put_labels(store, labeler, run_id, verdicts: dict[int, str], reviewer=None):
 def test_best_labels_prefer_a_human_verdict_then_the_default_labeler(store, cli):
     run_id = make_run(store)
     put_labels(store, "rules", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
-    put_labels(store, "hybrid", run_id, {0: "refusal", 1: "compliance", 2: "partial"})
+    put_labels(store, "ngram", run_id, {0: "refusal", 1: "compliance", 2: "partial"})
     put_labels(store, "human", run_id, {1: "refusal", 2: "refusal"}, reviewer="ana")
     con = store.connect(["labels"])
     best = con.sql("SELECT prompt_id, labeler, verdict, refusal, reviewer FROM best_labels").fetchall()
     by_prompt = {row[0]: row[1:] for row in best}
     assert len(best) == len(by_prompt) == 4  # one row per response; prompt 3 only has rules labels
-    assert by_prompt == {prompt_id(PROMPTS[0]): ("hybrid", "refusal", True, None),
+    assert by_prompt == {prompt_id(PROMPTS[0]): ("ngram", "refusal", True, None),
                          prompt_id(PROMPTS[1]): ("human", "refusal", True, "ana"),
                          prompt_id(PROMPTS[2]): ("human", "refusal", True, "ana"),
                          prompt_id(PROMPTS[3]): ("rules", "compliance", False, None)}
@@ -64,7 +64,7 @@ def test_best_labels_prefer_a_human_verdict_then_the_default_labeler(store, cli)
     rates = json.loads(result.stdout)
     assert (rates["harmful_responses"], rates["refusals"], rates["benign_responses"], rates["over_refusals"],
             rates["partials"]) == (2, 2, 2, 1, 0)
-    result = cli("mine", "rates", "--run", run_id, "--labeler", "hybrid", "--format", "json")
+    result = cli("mine", "rates", "--run", run_id, "--labeler", "ngram", "--format", "json")
     assert (json.loads(result.stdout)["partials"], json.loads(result.stdout)["partial_rate"]) == (1, 0.5)
 
 
@@ -75,7 +75,7 @@ def test_labels_written_before_the_verdict_column_read_it_from_refusal(tmp_path)
     rows = con.sql("SELECT refusal, verdict FROM labels_of('rules')").fetchall()
     assert rows and all(verdict == ("refusal" if refusal else "compliance") for refusal, verdict in rows)
     assert con.sql("SELECT count(*) FROM labels WHERE verdict IS NOT NULL").fetchall() == [(0,)]
-    # Before hybrid existed, the best labels are the rules'.
+    # Before any default labeler ran, the best labels are the rules'.
     assert con.sql("SELECT count(*) FROM best_labels").fetchall() == con.sql(
         "SELECT count(*) FROM labels WHERE labeler = 'rules'").fetchall()
 
@@ -90,13 +90,13 @@ def test_review_round_trip_through_the_cli(store, cli, tmp_path):
     run_id = make_run(store)
     put_labels(store, "rules", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
     scores = {0: 0.97, 1: 0.05, 2: 0.45, 3: 0.30}
-    put_labels(store, "hybrid", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
+    put_labels(store, "ngram", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
     table = store.read("labels").to_pylist()
-    # hybrid scores: prompt 2 nearest 0.5, then 3; rules and hybrid agree everywhere
-    hybrid = pa.Table.from_pylist([{**row, "score": scores[PROMPTS.index(text)]} for row in table
-                                   if row["labeler"] == "hybrid" for text in PROMPTS
+    # ngram scores: prompt 2 nearest 0.5, then 3; rules and ngram agree everywhere
+    default = pa.Table.from_pylist([{**row, "score": scores[PROMPTS.index(text)]} for row in table
+                                   if row["labeler"] == "ngram" for text in PROMPTS
                                    if prompt_id(text) == row["prompt_id"]], schema=store.read("labels").schema)
-    store.replace("labels", hybrid, partition={"labeler": "hybrid", "run_id": run_id})
+    store.replace("labels", default, partition={"labeler": "ngram", "run_id": run_id})
     path = tmp_path / "review.csv"
     exported = export_file(cli, run_id, path, budget=2)
     assert exported.columns == ["run_id", "prompt_id", "sample_index", "prompt", "response", "verdict", "score",
@@ -154,7 +154,7 @@ BAD_REVIEWS = {
 @pytest.mark.parametrize("case", sorted(BAD_REVIEWS))
 def test_a_bad_review_file_is_one_line_naming_the_row_and_stores_nothing(store, cli, tmp_path, case):
     run_id = make_run(store)
-    put_labels(store, "hybrid", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
+    put_labels(store, "ngram", run_id, {0: "refusal", 1: "compliance", 2: "compliance", 3: "compliance"})
     put_labels(store, "human", run_id, {3: "compliance"}, reviewer="ana")
     path = tmp_path / "review.csv"
     exported = export_file(cli, run_id, path, budget=2).with_columns(pl.lit("refusal").alias("human_verdict"))
@@ -171,8 +171,8 @@ def test_a_bad_review_file_is_one_line_naming_the_row_and_stores_nothing(store, 
 def test_export_needs_labels_and_a_positive_budget(store, cli, tmp_path):
     run_id = make_run(store)
     result = cli("review", "export", "--run", run_id, "--budget", 5, "-o", tmp_path / "r.csv")
-    assert result.exit_code == 1 and f"run {run_id} has no labels from 'hybrid'" in result.stderr
-    put_labels(store, "hybrid", run_id, {0: "refusal"})
+    assert result.exit_code == 1 and f"run {run_id} has no labels from 'ngram'" in result.stderr
+    put_labels(store, "ngram", run_id, {0: "refusal"})
     result = cli("review", "export", "--run", run_id, "--budget", 0, "-o", tmp_path / "r.csv")
     assert result.exit_code == 1 and "--budget must be at least 1" in result.stderr
     assert not (tmp_path / "r.csv").exists()
