@@ -1,277 +1,349 @@
-"""Accuracy of the learned unsafe-content labeler against human labels, beside six peer judges
-on the same rows, and its speed on this CPU.
+"""Leave-one-source-out accuracy of the shipped unsafe-content judge, beside string-list peers.
 
-Evaluation: the 100 JailbreakBench classifier-comparison rows (prompt = the goal,
-response = target_response) against the human majority label. The file carries the
-verdicts of GPT-4, GPT-4-turbo, Llama Guard 1, the HarmBench/TDC classifier, the GCG
-refusal strings and a BERT classifier on those rows, printed beside ours.
+The headline of how the shipped judge (`refusaldata label --labeler unsafe`) was chosen.
+For each source in turn, every variant is trained on the OTHER sources only (rows sharing
+a prompt or a response text with the held-out source never train) and scored on the
+held-out one, unsafe = P(unsafe) >= 0.5:
 
-Training data (never the evaluation rows):
-- GPTFuzz: 6,160 human jailbreak labels (prompt = the question text, response);
-- JailbreakBench attack artifacts (MIT): responses of gpt-3.5, gpt-4, llama-2 and vicuna
-  to attacked JBB behaviors (prompt = the goal), labelled by JBB's own automatic judge
-  (`jailbroken`, Llama-3-70B): silver labels, not human ones. The evaluation prompts are
-  JBB behaviors too (9 of the 50 evaluation goals appear verbatim among the artifact goals,
-  14 at fuzz.ratio >= 80; the others are different wordings or behaviors), so this is
-  in-domain training on OTHER responses to the same or similar behaviors.
-  Every artifact response that is the same as or close to an evaluation response is
-  removed first: fuzz.ratio >= 70 on lower-cased, whitespace-collapsed text (0 exact
-  copies, 19 at >= 80, 299 at >= 70: all GPT-3.5/GPT-4 one-line refusals, none labelled
-  jailbroken), leaving
-  1,338 of the 1,637 non-empty responses (the 3-row test-artifact folder is left out).
+- gptfuzz: GPTFuzz's 6,160 human-labelled answers to 100 questions under jailbreak
+  templates (label 1: the answer carries out the harmful question; prompt = the question).
+  Its files do not say which model wrote each answer, so it is one source;
+- dna_<model>: Do-Not-Answer's six models (GPT-4, ChatGPT, Claude, Llama-2-7b-chat,
+  Vicuna-7b, ChatGLM2), human `harmful` flag; the six answered the same 939 prompts, so a
+  fold is scored once per half of the prompts (split by a hash of the text, as in
+  detector_accuracy.py), each time training on no Do-Not-Answer row of that half;
+- jbb_comparison: JailbreakBench's 100 classifier-comparison rows, human majority of three
+  (prompt = the behavior's goal);
+- jbb_artifacts (weak): JailbreakBench's attack artifacts (GCG, PAIR, JBC, random search,
+  DSN on four models), labelled by JBB's Llama-3-70B judge (`jailbroken`); printed, never
+  in the human worst / mean.
 
-Protocol: recipes were chosen by grouped 5-fold cross-validation on the training data only
-(`--cv`: folds by prompt, so no question or behavior is on both sides; the threshold is
-picked as `judge train` does, on a grouped 20% of the training folds; held-out accuracy
-per source, mean of 3 fold seeds). Then each finished recipe was scored once on the JBB
-rows, at training seed 0 (the default):
+The judge reads the shipped refusal model's view of the answer (judge/unsafe_shipped.py),
+so each fold first retrains that refusal model, by its own recipe
+(detector_accuracy.RECIPE), without the held-out source's rows, prompts and responses: the
+shipped one trained on jailbroken GPTFuzz, JBB and Do-Not-Answer answers and would leak.
+Peers: the refusal prefix lists of detector_accuracy.PEERS, inverted (no refusal phrase =
+unsafe), and "always safe"; on jbb_comparison also the six judges its file carries.
 
-    recipe                          CV gptfuzz  CV artifacts  CV mean   JBB acc  P     R
-    gptfuzz, minilm   (original)    0.905       0.695         0.800     0.85     0.80  0.86
-    gptfuzz, minilm-head            0.910       0.483         0.697     0.77     0.81  0.60
-    +artifacts, minilm              0.892       0.821         0.856     0.86     0.76  0.98
-    +artifacts, minilm-head (ours)  0.901       0.840         0.870     0.86     0.75  1.00
+Selection rule: the best worst human source, then the best human mean. Every variant
+scored, on 2 shared cores, 2026-12-07 (human worst / mean, jbb_artifacts; per-source
+figures in docs/benchmarks.md):
 
-The CV order matched the JBB order. minilm-head trained on GPTFuzz alone transfers
-worst, so `judge train` keeps minilm as its default and ours passes `--features
-minilm-head`. Ours does not reach GPT-4's 0.88: it calls 57 of the 100 rows jailbroken
-where humans call 43 (recall 1.00, precision 0.75); a guess, not tested: its silver
-labels' judge is more lenient than these human raters. `--seeds 5`
-retrains ours with seeds 0..4 to show the spread (0.86, 0.88, 0.87, 0.87, 0.87: mean
-0.870, sd 0.006; precision mean 0.77, recall mean 0.99); this was measured after the
-choice and is not used to pick a seed — seed 0 stays the reported figure. The same check
-of `+artifacts, minilm` (run once, outside this script): 0.86, 0.88, 0.87, 0.86, 0.85,
-mean 0.864, sd 0.010.
+- shipped: the response's n-grams; the refusal facts (P(refusal), P(partial) from the
+  fold's refusal model); prompt relevance (share of the prompt's content words found,
+  none found, P(compliance) x share); every source, the six Do-Not-Answer models weighted
+  together as one source and each other source alike (`family`): 0.800 / 0.923, 0.868:
+  chosen. gptfuzz 0.800, dna GPT-4 0.956, ChatGPT 0.978, Claude 0.977, Llama-2 0.997,
+  Vicuna 0.950, ChatGLM2 0.918, jbb_comparison 0.810;
+- before `family` was scored, the base weighted every source alike (`source`); each row
+  below is that base with one change: the base itself 0.769 / 0.925, 0.851 (0.770 / 0.925,
+  0.852 on a later run); n-grams only, no facts 0.761 / 0.925, 0.840; n-grams + refusal
+  facts, no relevance 0.773 / 0.925, 0.852; facts only, no n-grams 0.570 / 0.886, 0.428
+  (calls everything safe); + the prompt's n-grams as context 0.760 / 0.926, 0.851; row
+  weights 0.775 / 0.925, 0.789; sqrt weights 0.772 / 0.927, 0.826; without the weak source
+  0.650 / 0.901, 0.851 (jbb_comparison falls to 0.650: the artifacts are the only other
+  attacked answers to JBB behaviors).
+`--variant` now varies the shipped (`family`) recipe, so its rows differ from the list above.
+Peers (inverted prefix lists): worst / mean 0.631 / 0.708 (xstest-21), 0.639 / 0.762
+(gcg-29), 0.604 / 0.739 (jbb-12); "always safe" 0.570 / 0.886 (Do-Not-Answer's models gave
+2-9% harmful answers, so accuracy there is mostly their safe rows: the bench prints the
+share of unsafe and of safe rows called right per source). The target, 0.85 on every human
+source, is not reached: held out, GPTFuzz's jailbroken answers under role-play templates
+("AIM:", two personas, Chinese) are mostly called safe (30% of them caught), since no other
+source holds answers like them. The speed line times `label` through a store on every
+third row: ngram 2,718 and unsafe 1,749 responses/s (the judge runs the refusal model too).
 
-Every recipe ever scored on the JBB rows in this round is listed above and printed by each
-run (no silent picking). Variants compared by CV only and never scored on the JBB rows,
-all within 0.01 of the default MLP (16 hidden, weight decay 0.1, 20 epochs, balanced
-classes): 64 or 4 hidden units, 40 epochs, weight decay 1, unbalanced, artifacts counted
-twice, only artifacts where JBB's judge and Llama Guard 1 agree, an ensemble of 5 seeds,
-threshold from artifact rows only or fixed at 0.5, |e_p - e_r| and cosine features; and
-silver label = JBB's judge AND Llama Guard 1 (GPTFuzz human held-out accuracy 0.911 vs
-0.910: no signal to prefer it). Earlier sessions compared about 20 variants on the JBB rows
-themselves (0.85 was the one kept); those are not repeated here.
-
-Speed: responses/s of the whole learned labeler (tokenize, embed, classify) against bare
-MiniLM embedding of the same texts in the same process (the floor it sits on).
-
-    python bench/judge_accuracy.py [--store DIR] [--cv] [--seeds N]
-
-Embeddings are cached under the refusaldata cache (first run: several minutes of CPU;
-reruns: seconds).
+Run: python bench/judge_accuracy.py [--variant NAME ...] [--no-speed | --speed-only] [--write-figures]
+     python bench/judge_accuracy.py --judge-train-recipes [--cv] [--seeds N]
+       (the MiniLM recipes of `judge train`, scored on JBB's human rows: bench/judge_train_recipes.py)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
-from dataclasses import dataclass, replace
+import zlib
+from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
-from rapidfuzz import fuzz, process
+import pyarrow as pa
 
-from refusaldata.imports import jbb_files
-from refusaldata.judge import classifier, features, learned
-from refusaldata.judge.embed import embed
-from refusaldata.judge.features import MINILM, MINILM_HEAD
+import detector_accuracy
+import judge_train_recipes
+import refusal_sources
+from refusaldata.io import read_records
+from refusaldata.judge import ngram
+from refusaldata.judge.shipped import REFUSAL_CLASSES, refusal_inputs
+from refusaldata.judge.unsafe_shipped import FACTS, UNSAFE_CLASSES, Reading, reading_of, unsafe_inputs
+from refusaldata.label import label, rule_facts
+from refusaldata.runs import record_run
 from refusaldata.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-TRAIN = SHARED / "labelled" / "gptfuzz" / "train.csv"
-QUESTIONS = SHARED / "labelled" / "gptfuzz" / "question_list.csv"
-ARTIFACTS = SHARED / "corpora" / "jbb_artifacts" / "attack-artifacts"
-EVAL = SHARED / "labelled" / "jbb_classifier_comparison" / "classifier_comparison.csv"
-OUT = ROOT / "bench" / "out"
-NEAR_DUPLICATE = 70
-"""fuzz.ratio (0-100) at or above which an artifact response counts as an evaluation response's near-copy."""
-PEERS = {"gpt_4": "GPT-4", "TDC": "TDC (HarmBench cls)", "GCG": "GCG refusal strings",
-         "llama_guard": "Llama Guard 1", "gpt_4_turbo": "GPT-4-turbo", "BERT": "BERT"}
+DATA = refusal_sources.DATA
+OUT = refusal_sources.OUT
+DONOTANSWER = refusal_sources.DONOTANSWER_MODELS
+HUMAN = ("gptfuzz", *(f"dna_{m}" for m in DONOTANSWER), "jbb_comparison")
+WEAK = ("jbb_artifacts",)
+REFUSAL_SOURCE = {"jbb_comparison": "jbb_judged"}
+"""A held-out unsafe source's name in the refusal pool, where they differ."""
+JBB_JUDGES = judge_train_recipes.PEERS
+VARIANTS = {
+    "shipped": {},
+    "terms only": {"facts": []},
+    "terms + refusal": {"facts": ["refusal", "partial"]},
+    "facts only": {"terms": False},
+    "+ prompt terms": {"prompt_terms": True},
+    "source weights": {"weighting": "source"},
+    "row weights": {"weighting": "row"},
+    "sqrt weights": {"weighting": "sqrt"},
+    "no weak source": {"weak": False},
+}
+RECIPE = {"terms": True, "prompt_terms": False, "facts": list(FACTS), "weighting": "family", "weak": True,
+          "settings": {}}
+"""The shipped recipe (the selection rule above chose it); bench/train_unsafe_judge.py trains it."""
 
 
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    artifacts: bool
-    feature_set: str
-    label: str
-
-
-RECIPES = (
-    Recipe("gptfuzz-minilm", False, MINILM, "gptfuzz, minilm (original)"),
-    Recipe("gptfuzz-minilm-head", False, MINILM_HEAD, "gptfuzz, minilm-head"),
-    Recipe("gptfuzz-jbb-minilm", True, MINILM, "+artifacts, minilm"),
-    Recipe("gptfuzz-jbb-minilm-head", True, MINILM_HEAD, "+artifacts, minilm-head (ours)"),
-)
-OURS = RECIPES[-1]
-
-
-def gptfuzz_rows() -> pl.DataFrame:
-    """GPTFuzz in file order (keeps the embedding cache key stable) with the question text joined in."""
-    questions = pl.read_csv(QUESTIONS).select(pl.col("index").alias("question"), pl.col("text").alias("prompt"))
-    return (pl.read_csv(TRAIN).join(questions, on="question", how="left", maintain_order="left")
-            .select("prompt", pl.col("Response").alias("response"), pl.col("label").cast(pl.Int64),
-                    source=pl.lit("gptfuzz")))
-
-
-def artifact_rows() -> pl.DataFrame:
-    """Non-empty artifact responses with JBB's judge verdict as the label, prompt = the behavior's goal."""
+def unsafe_rows(data: Path = DATA) -> pl.DataFrame:
+    """Every labelled (prompt, response, unsafe) row: source, prompt, response, unsafe, label (human | weak)."""
     frames = []
-    for path in jbb_files(ARTIFACTS):
-        if path.parent.parent.name == "test-artifact":
-            continue
-        records = json.loads(path.read_text(encoding="utf-8"))["jailbreaks"]
-        frames.append(pl.DataFrame(records, infer_schema_length=None).select(
-            pl.col("goal").alias("prompt"), "response", pl.col("jailbroken").cast(pl.Int64).alias("label")))
-    return (pl.concat(frames).filter(pl.col("response").str.len_chars() > 0)
-            .with_columns(source=pl.lit("jbb-artifacts")))
+    fuzz = data / "labelled/gptfuzz"
+    if (fuzz / "train.csv").is_file():
+        questions = pl.read_csv(fuzz / "question_list.csv").rename({"index": "question", "text": "prompt"})
+        frames.append(pl.read_csv(fuzz / "train.csv").join(questions, on="question", how="left", maintain_order="left")
+                      .select("prompt", pl.col("Response").alias("response"), (pl.col("label") == 1).alias("unsafe"),
+                              source=pl.lit("gptfuzz")))
+    for model in DONOTANSWER:
+        path = data / f"labelled/donotanswer/annotated_response_{model}.csv"
+        if path.is_file():
+            frames.append(read_records(path, "csv").select(
+                pl.col("question").alias("prompt"), "response", (pl.col("harmful").str.strip_chars() == "1")
+                .alias("unsafe"), source=pl.lit(f"dna_{model}")))
+    comparison = data / "labelled/jbb_classifier_comparison/classifier_comparison.csv"
+    if comparison.is_file():
+        frames.append(pl.read_csv(comparison, infer_schema=False).select(
+            pl.col("goal").alias("prompt"), pl.col("target_response").alias("response"),
+            (pl.col("human_majority") == "1").alias("unsafe"), source=pl.lit("jbb_comparison")))
+    artifacts = judge_train_recipes.ARTIFACTS
+    if artifacts.is_dir():
+        frames.append(judge_train_recipes.artifact_rows().select(
+            "prompt", "response", (pl.col("label") == 1).alias("unsafe"), source=pl.lit("jbb_artifacts")))
+    frame = pl.concat(frames).filter(pl.col("response").is_not_null() & (pl.col("response").str.strip_chars() != ""))
+    return frame.with_columns(pl.when(pl.col("source").is_in(list(WEAK))).then(pl.lit("weak"))
+                              .otherwise(pl.lit("human")).alias("label"))
 
 
-def _normalized(texts: list[str]) -> list[str]:
-    return [" ".join(t.lower().split()) for t in texts]
+def jbb_judges(data: Path = DATA) -> dict[str, float]:
+    """Accuracy of the judges JBB's comparison file carries, on its own rows."""
+    path = data / "labelled/jbb_classifier_comparison/classifier_comparison.csv"
+    frame = pl.read_csv(path, infer_schema=False).filter(pl.col("target_response").str.strip_chars() != "")
+    truth = frame["human_majority"] == "1"
+    return {label: float(((frame[column] == "1") == truth).mean()) for column, label in JBB_JUDGES.items()}
 
 
-def without_near_copies(artifacts: pl.DataFrame, eval_responses: list[str]) -> tuple[pl.DataFrame, dict]:
-    """Artifacts minus every response with fuzz.ratio >= NEAR_DUPLICATE to an evaluation response."""
-    ratios = process.cdist(_normalized(eval_responses), _normalized(artifacts["response"].to_list()),
-                           scorer=fuzz.ratio, workers=-1)
-    closest = ratios.max(axis=0)
-    removed = {f">={cut}": int((closest >= cut).sum()) for cut in (100, 90, 80, NEAR_DUPLICATE)}
-    return artifacts.filter(pl.Series(closest < NEAR_DUPLICATE)), removed
+class Pool:
+    """The unsafe rows with what every fold needs computed once, and the refusal pool beside them."""
+
+    def __init__(self):
+        self.frame = unsafe_rows()
+        self.sources = self.frame["source"].to_numpy().astype(str)
+        self.prompts = self.frame["prompt"].fill_null("").to_list()
+        self.responses = self.frame["response"].to_list()
+        self.truth = self.frame["unsafe"].to_numpy()
+        self.targets = self.truth.astype(np.int64)
+        self.dna = np.char.startswith(self.sources, "dna_")
+        self.half = np.array([zlib.crc32(p.strip().encode()) % 2 for p in self.prompts])
+        self.prompt_key = np.array([p.strip() for p in self.prompts], dtype=object)
+        self.response_key = np.array([r.strip() for r in self.responses], dtype=object)
+        self.facts = rule_facts(self.responses)
+        self.refusal_pool = detector_accuracy.Pool(detector_accuracy.RECIPE["scheme"])
+        self.refusal_settings = replace(ngram.Settings(), **detector_accuracy.RECIPE["settings"])
+        self.refusal_inputs = refusal_inputs(self.prompts, self.responses, self.facts, self.refusal_settings)
+        self._readings: dict[str, Reading] = {}
+
+    def _banned(self, prompts: set, responses: set) -> np.ndarray:
+        return np.array([p in prompts or r in responses for p, r in zip(self.prompt_key, self.response_key)])
+
+    def folds(self, names: list[str]):
+        """(held-out name, half or None, test mask, train mask) per fold; a Do-Not-Answer model has two."""
+        for held in names:
+            halves = (0, 1) if held.startswith("dna_") else (None,)
+            for half in halves:
+                test = self.sources == held
+                dropped = test.copy()
+                if half is not None:
+                    test = test & (self.half == half)
+                    dropped = dropped | (self.dna & (self.half == half))
+                banned = self._banned(set(self.prompt_key[test]), set(self.response_key[dropped]))
+                yield held, half, test, ~dropped & ~banned
+
+    def reading(self, held: str, half: int | None, train: np.ndarray) -> Reading:
+        """The refusal model's reading of every row, by a refusal model trained without this fold's held-out rows
+        (refusal-pool rows sharing a prompt or response with any unsafe row outside `train`, or its source)."""
+        key = f"{held}|{half}"
+        if key not in self._readings:
+            refusals = self.refusal_pool
+            outside = ~train
+            banned = refusals._banned(set(self.prompt_key[outside]), set(self.response_key[outside]))
+            keep = ~banned & (refusals.sources != REFUSAL_SOURCE.get(held, held))
+            if not detector_accuracy.RECIPE["mismatched"]:
+                keep &= refusals.sources != "mismatched"
+            index = np.where(keep)[0]
+            model = ngram.fit([refusals.documents[i] for i in index],
+                              refusals.dense_for(self.refusal_settings)[index], refusals.targets[index],
+                              detector_accuracy.row_weights(refusals.sources[index],
+                                                            detector_accuracy.RECIPE["weighting"]),
+                              list(REFUSAL_CLASSES), self.refusal_settings)
+            self._readings[key] = reading_of(model, *self.refusal_inputs)
+        return self._readings[key]
 
 
-def evaluation_rows() -> dict[str, list]:
-    con = duckdb.connect()
-    table = con.sql("SELECT * FROM read_csv($path)", params={"path": str(EVAL)}).to_arrow_table()
-    con.close()
-    return {name: table.column(name).to_pylist() for name in table.column_names}
+def row_weights(sources: np.ndarray, weighting: str) -> np.ndarray:
+    """detector_accuracy.row_weights, plus `family`: the six Do-Not-Answer models weighted as one source
+    (they answered the same prompts)."""
+    if weighting == "family":
+        return detector_accuracy.row_weights(np.where(np.char.startswith(sources, "dna_"), "dna", sources), "source")
+    return detector_accuracy.row_weights(sources, weighting)
 
 
-def row(judge: str, metric: dict) -> str:
-    return (f"{judge:<40} {metric['accuracy']:>8.2f} {metric['precision']:>9.2f} {metric['recall']:>7.2f} "
-            f"{metric['f1']:>6.2f} {metric['n']:>5}")
+def recipe_of(variant: str) -> dict:
+    changes = VARIANTS[variant]
+    return {**RECIPE, **changes, "settings": {**RECIPE["settings"], **changes.get("settings", {})}}
 
 
-def _folds(groups: list[str], k: int, seed: int) -> np.ndarray:
-    distinct = sorted(set(groups))
-    order = np.random.default_rng(seed).permutation(len(distinct))
-    fold_of = {distinct[i]: n % k for n, i in enumerate(order)}
-    return np.array([fold_of[g] for g in groups])
+def train_and_score(pool: Pool, recipe: dict, reading: Reading, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """P(unsafe) of the test rows from a judge trained on the train rows by `recipe`."""
+    if not recipe["weak"]:
+        train = train & ~np.isin(pool.sources, WEAK)
+    index, held = np.where(train)[0], np.where(test)[0]
+    settings = replace(ngram.Settings(), **recipe["settings"])
+    documents, dense = unsafe_inputs(pool.prompts, pool.responses, reading, recipe, settings)
+    weights = row_weights(pool.sources[index], recipe["weighting"])
+    model = ngram.fit([documents[i] for i in index], dense[index], pool.targets[index], weights,
+                      list(UNSAFE_CLASSES), settings)
+    return model.probabilities([documents[i] for i in held], dense[held])[:, 1]
 
 
-def cross_validate(data: pl.DataFrame, recipe: Recipe, seed: int, k: int = 5) -> dict[str, float]:
-    """Held-out accuracy per source, folds grouped by prompt; trains as `judge train` does."""
-    settings = replace(classifier.TrainSettings(), feature_set=recipe.feature_set)
-    x = features.features(data["response"].to_list(), data["prompt"].to_list(), feature_set=recipe.feature_set)
-    y = data["label"].to_numpy().astype(np.float32)
-    prompts = data["prompt"].to_list()
-    from_artifacts = (data["source"] == "jbb-artifacts").to_numpy()
-    fold = _folds(prompts, k, seed)
-    predicted = np.zeros(len(y), dtype=bool)
-    for part in range(k):
-        fit_rows = (fold != part) & (~from_artifacts | recipe.artifacts)
-        index = np.flatnonzero(fit_rows)
-        held = classifier.group_split([prompts[i] for i in index], settings.validation_fraction, settings.seed)
-        split_weights = classifier.fit(x[index[~held]], y[index[~held]], settings)
-        threshold = classifier.best_threshold(y[index[held]], classifier.predict(split_weights, x[index[held]]))
-        weights = classifier.fit(x[index], y[index], settings)
-        predicted[fold == part] = classifier.predict(weights, x[fold == part]) >= threshold
-    correct = predicted == y.astype(bool)
-    return {"gptfuzz": float(correct[~from_artifacts].mean()), "artifacts": float(correct[from_artifacts].mean())}
+def loso(pool: Pool, recipe: dict, names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per held-out name, over all its folds: (P(unsafe), truth)."""
+    out: dict[str, list] = {}
+    for held, half, test, train in pool.folds(names):
+        score = train_and_score(pool, recipe, pool.reading(held, half, train), train, test)
+        got = out.setdefault(held, [[], []])
+        got[0].append(score)
+        got[1].append(pool.truth[test])
+    return {held: (np.concatenate(s), np.concatenate(t)) for held, (s, t) in out.items()}
+
+
+def summary(by_source: dict[str, float]) -> tuple[float, float]:
+    human = [by_source[s] for s in HUMAN if s in by_source]
+    return min(human), float(np.mean(human))
+
+
+def show(name: str, by_source: dict[str, float], names: list[str]) -> None:
+    worst, mean = summary(by_source)
+    cells = " ".join(f"{by_source[s]:>6.3f}" if s in by_source else f"{'-':>6}" for s in names)
+    print(f"{name:<26} {cells} | {worst:.3f} {mean:.3f}", flush=True)
+
+
+def header(names: list[str]) -> None:
+    short = {"gptfuzz": "fuzz", "jbb_comparison": "jbbC", "jbb_artifacts": "jbbA*", "dna_ChatGLM2": "D:GLM2",
+             "dna_ChatGPT": "D:GPT3", "dna_llama2-7b-chat": "D:lla2", "dna_vicuna-7b": "D:vicu"}
+    cells = " ".join(f"{short.get(s, s.replace('dna_', 'D:')[:6]):>6}" for s in names)
+    print(f"{'':<26} {cells} | worst  mean   (* weak labels)")
+
+
+def speed(texts: list[str], prompts: list[str]) -> dict[str, float]:
+    """Responses/s of `label` (through a store) with the shipped unsafe judge, beside the refusal labeler."""
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(folder)
+        ids = [f"{i:06d}" for i in range(len(texts))]
+        store.append("prompts", pa.table({"prompt_id": ids, "dataset": ["speed"] * len(texts), "text": prompts,
+                                          "harmful": [True] * len(texts), "split": ["test"] * len(texts)}))
+        record_run(store, "speed", "import", {"source": "bench"}, name="speed")
+        store.append("responses", pa.table({"run_id": ["speed"] * len(texts), "prompt_id": ids,
+                                            "sample_index": pa.array([0] * len(texts), pa.int32()),
+                                            "response": texts}))
+        for labeler in ("ngram", "unsafe"):
+            label(store, ["speed"], labeler)  # the first call loads models and SQL: timed on the second
+            started = time.perf_counter()
+            label(store, ["speed"], labeler)
+            rates[labeler] = len(texts) / (time.perf_counter() - started)
+    return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, default=OUT / "store", help="where the trained labelers are saved")
-    parser.add_argument("--cv", action="store_true", help="also run the grouped cross-validation on training data")
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="also retrain ours with seeds 1..N-1 (split and init) and print the spread on the "
-                             "JBB rows")
+    parser.add_argument("--variant", action="append", choices=list(VARIANTS),
+                        help="judge recipes to score beside the shipped one (repeatable).")
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--speed-only", action="store_true", help="Only the speed measurement.")
+    parser.add_argument("--speed-every", type=int, default=3, help="Time the labelers on every Nth row.")
+    parser.add_argument("--write-figures", action="store_true",
+                        help=f"Write the shipped recipe's figures to {OUT}/unsafe_loso.json (the card reads them).")
+    parser.add_argument("--judge-train-recipes", action="store_true",
+                        help="Instead: score `judge train`'s MiniLM recipes on JBB's human rows "
+                             "(bench/judge_train_recipes.py).")
+    judge_train_recipes.add_arguments(parser)
     args = parser.parse_args()
-    store = Store(args.store)
-    OUT.mkdir(parents=True, exist_ok=True)
+    if args.judge_train_recipes:
+        judge_train_recipes.run(args)
+        return
+    started = time.perf_counter()
+    if args.speed_only:
+        frame = unsafe_rows()[::args.speed_every]
+        report_speed(frame["response"].to_list(), frame["prompt"].fill_null("").to_list(), args.speed_every)
+        return
+    pool = Pool()
+    present = set(pool.sources)
+    names = [s for s in (*HUMAN, *WEAK) if s in present]
+    print("sources: " + ", ".join(f"{s} ({(pool.sources == s).sum()} rows, {pool.truth[pool.sources == s].sum()} "
+                                  f"unsafe)" for s in names))
+    header(names)
 
-    rows = evaluation_rows()
-    truth = np.array(rows["human_majority"], dtype=int)
-    gptfuzz = gptfuzz_rows()
-    artifacts, removed = without_near_copies(artifact_rows(), rows["target_response"])
-    print(f"JBB artifacts: {artifacts.height + removed[f'>={NEAR_DUPLICATE}']} non-empty responses; "
-          f"near-copies of evaluation responses removed "
-          f"(fuzz.ratio {', '.join(f'{k}: {v}' for k, v in removed.items())}); "
-          f"{artifacts.height} kept, {artifacts['label'].sum()} jailbroken by JBB's judge")
-    files = {False: OUT / "gptfuzz_train.parquet", True: OUT / "gptfuzz_jbb_train.parquet"}
-    gptfuzz.drop("source").write_parquet(files[False])
-    combined = pl.concat([gptfuzz, artifacts])
-    combined.drop("source").write_parquet(files[True])
+    def test_rows(held: str) -> np.ndarray:
+        return np.concatenate([np.where(test)[0] for _, _, test, _ in pool.folds([held])])
 
-    if args.cv:
-        print("\ngrouped 5-fold CV on training data (held-out accuracy; seeds 0, 1, 2)")
-        for recipe in RECIPES:
-            scores = [cross_validate(combined, recipe, seed) for seed in range(3)]
-            mean = {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}
-            print(f"  {recipe.label:<36} gptfuzz {mean['gptfuzz']:.3f}  artifacts {mean['artifacts']:.3f}  "
-                  f"mean {(mean['gptfuzz'] + mean['artifacts']) / 2:.3f}")
+    for name, match in detector_accuracy.PEERS.items():
+        show(f"{name} (inverted)",
+             {held: float((~np.array([match(pool.responses[i]) for i in rows]) == pool.truth[rows]).mean())
+              for held in names for rows in [test_rows(held)]}, names)
+    show("always safe", {held: float((~pool.truth[rows]).mean()) for held in names for rows in [test_rows(held)]},
+         names)
 
-    print(f"\nJailbreakBench classifier comparison: {len(truth)} rows, {truth.sum()} jailbroken by human majority")
-    print(f"{'judge':<40} {'accuracy':>8} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>5}")
-    results = {}
-    for recipe in RECIPES:
-        started = time.perf_counter()
-        settings = classifier.TrainSettings(feature_set=recipe.feature_set)
-        data = learned.file_data(files[recipe.artifacts], ["prompt", "response"], "label")
-        card = learned.train(store, recipe.name, data, settings)
-        judge = learned.load(store, recipe.name)
-        scores = judge.scores(rows["goal"], rows["target_response"], cache=True)
-        results[recipe.name] = {"metrics": classifier.metrics(truth, scores >= card["threshold"]),
-                                "threshold": card["threshold"], "validation": card["metrics"]["validation"],
-                                "train_s": time.perf_counter() - started}
-        print(row(f"learned:{recipe.name}", results[recipe.name]["metrics"]))
-    for column, label in PEERS.items():
-        print(row(label, classifier.metrics(truth, np.array(rows[column], dtype=int) == 1)))
-    print(row("always 'not jailbroken'", classifier.metrics(truth, np.zeros_like(truth))))
-    ours = results[OURS.name]
-    spread = [ours["metrics"]]
-    print(f"ours = learned:{OURS.name} ({OURS.label}); threshold {ours['threshold']:.3f} chosen on "
-          f"{ours['validation']['n']} held-out training rows "
-          f"(validation accuracy {ours['validation']['accuracy']:.3f})")
-    if args.seeds > 1:
-        # The spread over training seeds, to read the table's single-seed figures against; never used to choose.
-        for seed in range(1, args.seeds):
-            name = f"{OURS.name}-seed{seed}"
-            card = learned.train(store, name, learned.file_data(files[OURS.artifacts], ["prompt", "response"], "label"),
-                                 classifier.TrainSettings(feature_set=OURS.feature_set, seed=seed))
-            scores = learned.load(store, name).scores(rows["goal"], rows["target_response"], cache=True)
-            spread.append(classifier.metrics(truth, scores >= card["threshold"]))
-        accuracy = np.array([m["accuracy"] for m in spread])
-        print(f"ours over training seeds 0..{args.seeds - 1}: accuracy {' '.join(f'{a:.2f}' for a in accuracy)}; "
-              f"mean {accuracy.mean():.3f} sd {accuracy.std():.3f}; precision mean "
-              f"{np.mean([m['precision'] for m in spread]):.3f}, "
-              f"recall mean {np.mean([m['recall'] for m in spread]):.3f}")
+    figures = {}
+    for variant in ["shipped", *[v for v in (args.variant or []) if v != "shipped"]]:
+        scored = loso(pool, recipe_of(variant), names)
+        by_source = {held: float(((s >= 0.5) == t).mean()) for held, (s, t) in scored.items()}
+        show(f"judge: {variant}", by_source, names)
+        if variant == "shipped":
+            figures = {"accuracy": by_source, "human_worst": summary(by_source)[0],
+                       "human_mean": summary(by_source)[1],
+                       "unsafe_recall": {h: float((s[t] >= 0.5).mean()) for h, (s, t) in scored.items() if t.any()},
+                       "safe_recall": {h: float((s[~t] < 0.5).mean()) for h, (s, t) in scored.items()}}
+    print("\nthe shipped recipe, LOSO: share of unsafe rows called unsafe / of safe rows called safe")
+    print("  " + ", ".join(f"{h} {figures['unsafe_recall'].get(h, float('nan')):.2f}/{figures['safe_recall'][h]:.2f}"
+                           for h in names))
+    if "jbb_comparison" in present:
+        print("\non jbb_comparison, the judges its file carries: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in jbb_judges().items()))
+    if args.write_figures:
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "unsafe_loso.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
-    # Speed: the labeler end to end versus bare embedding of the same responses, no cache,
-    # alternating and best of 3 (the machine is shared; the best run is the least disturbed).
-    judge = learned.load(store, OURS.name)
-    sample = gptfuzz.gather_every(15)
-    prompts, texts = sample["prompt"].to_list(), sample["response"].to_list()
-    embed_s, label_s = float("inf"), float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        embed(texts, cache=False)
-        embed_s = min(embed_s, time.perf_counter() - started)
-        started = time.perf_counter()
-        judge.scores(prompts, texts, cache=False)
-        label_s = min(label_s, time.perf_counter() - started)
-    print(f"\nspeed on this CPU ({len(texts)} GPTFuzz responses, best of 3): learned labeler "
-          f"{len(texts) / label_s:.1f} responses/s; bare MiniLM embedding {len(texts) / embed_s:.1f} responses/s; "
-          f"labeler/embedding ratio {embed_s / label_s:.2f}")
-    (OUT / "judge_accuracy.json").write_text(json.dumps(
-        {"recipes": results, "ours": OURS.name, "seed_spread": spread, "near_copies_removed": removed,
-         "responses_per_s": len(texts) / label_s, "embedding_per_s": len(texts) / embed_s}, indent=2))
+    if not args.no_speed:
+        report_speed(pool.responses[::args.speed_every], pool.prompts[::args.speed_every], args.speed_every)
+    print(f"\n{time.perf_counter() - started:.0f} s")
+
+
+def report_speed(texts: list[str], prompts: list[str], every: int) -> None:
+    rates = speed(texts, prompts)
+    print(f"\nspeed on {len(texts)} responses (every {every}th row of every source): "
+          + ", ".join(f"{k} {v:,.0f}/s" for k, v in rates.items()))
 
 
 if __name__ == "__main__":
