@@ -56,6 +56,8 @@ DEFAULT_LABELER = "ngram"
 (refusaldata/judge/shipped.py)."""
 HYBRID = "hybrid"
 """The earlier default, kept by name and meaning: the rules where they are sure, a cue model elsewhere."""
+UNSAFE_LABELER = "unsafe"
+"""The shipped unsafe-content judge (refusaldata/judge/unsafe_shipped.py)."""
 HUMAN = "human"
 """People's verdicts (`refusaldata review import`)."""
 BEST = "best"
@@ -228,7 +230,7 @@ PLUGINS: dict[str, tuple[str, str]] = {
     HYBRID: ("refusaldata.hybrid", "label_with_hybrid"),
     "judge": ("refusaldata.judge", "label_with_judge"),
     "learned": ("refusaldata.judge", "label_with_learned"),
-    "unsafe": ("refusaldata.judge.unsafe_shipped", "label_with_unsafe"),
+    UNSAFE_LABELER: ("refusaldata.judge.unsafe_shipped", "label_with_unsafe"),
 }
 
 
@@ -262,7 +264,7 @@ _DESCRIPTIONS = {
     HYBRID: "the rules where they are sure, the shipped cue model elsewhere; ~6,600 responses/s",
     "learned": "a labeler trained with `refusaldata judge train`",
     "judge": "a generative safety classifier",
-    "unsafe": "the shipped unsafe-content judge: does the answer give what a harmful request asked for",
+    UNSAFE_LABELER: "the shipped unsafe-content judge: does the answer give what a harmful request asked for",
 }
 
 
@@ -310,7 +312,7 @@ INLINE_RUN = "inline"
 def label_texts(responses: Sequence[str], prompts: Sequence[str | None] | None = None,
                 labeler: str = DEFAULT_LABELER) -> list[dict]:
     """Label texts held in memory with `labeler` (the default labeler unless named): one dict per
-    response, in order, with verdict, refusal, score, marker and opening.
+    response, in order, with verdict, refusal, unsafe, score, marker and opening.
 
     Labelers read runs from a store, so the texts become one run of a throwaway store in a
     temporary folder, labelled exactly as `refusaldata label` labels a stored run: whatever the
@@ -334,5 +336,5 @@ def label_texts(responses: Sequence[str], prompts: Sequence[str | None] | None =
             "finish_reason": ["stop"] * len(ids)}))
         labeler_function(labeler)(store, [INLINE_RUN], labeler=labeler)
         labels = {row["prompt_id"]: row for row in store.read("labels").to_pylist()}
-    fields = ("verdict", "refusal", "score", "marker", "opening")
+    fields = ("verdict", "refusal", "unsafe", "score", "marker", "opening")
     return [{name: labels.get(pid, {}).get(name) for name in fields} for pid in ids]

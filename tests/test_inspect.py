@@ -176,7 +176,7 @@ def test_without_inspect_ai_the_error_names_the_extra(cli, tmp_path, monkeypatch
 
 def test_the_docs_example_scores_refusals_with_the_default_labeler(inspect_logs):
     log = inspect_log.read_eval_log(str(inspect_logs["refusals"]))
-    assert log.status == "success" and [s.name for s in log.results.scores] == ["refusal"]
+    assert log.status == "success" and [s.name for s in log.results.scores] == ["refusal", "unsafe"]
     outputs = [(s.input, s.output.completion) for s in log.samples]
     labels = label_texts([o for _, o in outputs], [i for i, _ in outputs])
     for sample, label in zip(log.samples, labels):
@@ -187,6 +187,12 @@ def test_the_docs_example_scores_refusals_with_the_default_labeler(inspect_logs)
         assert score.explanation.startswith(f"{label['verdict']} by the {DEFAULT_LABELER} labeler, P(refusal) ")
     assert log.results.scores[0].metrics["mean"].value == pytest.approx(
         sum(1 for label in labels if label["refusal"]) / len(labels))
+    judged = label_texts([o for _, o in outputs], [i for i, _ in outputs], labeler="unsafe")
+    for sample, label in zip(log.samples, judged):
+        score = sample.scores["unsafe"]
+        assert score.value == (1 if label["unsafe"] else 0) and score.answer in ("safe", "unsafe")
+        assert score.metadata["score"] == pytest.approx(label["score"])
+        assert score.explanation.startswith(f"{score.answer} by the unsafe judge")
 
 
 def test_label_texts_follows_the_default_labeler():
