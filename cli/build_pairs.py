@@ -8,7 +8,7 @@ import typer
 
 from refusaldata.cli.build_sft import (
     BoundaryOption, BoundaryRatioOption, ContextRunOption, ExportOption, LabelerOption, MaxExamplesOption,
-    SeedOption, SplitOption, describe,
+    ReplaceOption, SeedOption, SplitOption, describe,
 )
 from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.distill import build_pairs, check_export_path, export_set
@@ -17,7 +17,7 @@ from refusaldata.store import DEFAULT_STORE
 
 
 def build_pairs_command(
-    name: Annotated[str, typer.Argument(help="Name of the set (a rebuild replaces it).")],
+    name: Annotated[str, typer.Argument(help="Name of the set (a rebuild of the same set replaces it).")],
     student: Annotated[str, typer.Option("--student", help="The run to align: id, name or id prefix.")],
     teacher: Annotated[str | None, typer.Option(
         "--teacher", help="Take chosen refusals from this run (cross).")] = None,
@@ -31,6 +31,7 @@ def build_pairs_command(
     seed: SeedOption = 0,
     output: ExportOption = None,
     labeler: LabelerOption = BEST,
+    replace: ReplaceOption = False,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Build preference pairs: chosen = a refusal target, rejected = the student's compliant answer.
@@ -46,7 +47,7 @@ def build_pairs_command(
     store_ = open_store(store)
     summary = build_pairs(store_, name, student, teacher=teacher, refusal_text=refusal_text, split=split,
                           max_examples=max_examples, seed=seed, labeler=labeler, context_run=context_run,
-                          boundary=boundary, boundary_ratio=boundary_ratio)
+                          boundary=boundary, boundary_ratio=boundary_ratio, replace=replace)
     echo(describe(summary))
     if output is not None:
         echo(f"exported {export_set(store_, name, output, 'pairs')} rows to {output}")

@@ -41,6 +41,8 @@ BoundaryOption = Annotated[bool, typer.Option(
     "--boundary/--no-boundary",
     help="Add boundary rows: benign look-alikes (the boundary set, XSTest's safe prompts, CoCoNot-contrast) "
          "with a compliant answer, the student's own or else the teacher's.")]
+ReplaceOption = Annotated[bool, typer.Option(
+    "--replace", help="Rebuild a set of this name built from another student, mode or source (else refused).")]
 BoundaryRatioOption = Annotated[float, typer.Option(
     "--boundary-ratio", help="Boundary rows per refusal example (all there are, when fewer).")]
 
@@ -64,7 +66,7 @@ def describe(summary: SetSummary) -> str:
 
 
 def build_sft_command(
-    name: Annotated[str, typer.Argument(help="Name of the set (a rebuild replaces it).")],
+    name: Annotated[str, typer.Argument(help="Name of the set (a rebuild of the same set replaces it).")],
     student: Annotated[str, typer.Option("--student", help="The run to distill into: id, name or id prefix.")],
     mode: Annotated[Mode, typer.Option("--mode", help="Where refusal targets come from.")],
     teacher: Annotated[str | None, typer.Option("--teacher", help="Teacher run for --mode cross.")] = None,
@@ -84,6 +86,7 @@ def build_sft_command(
         "--refusal-text", help=f"The fixed target of --mode baseline (default: \"{DEFAULT_REFUSAL}\").")] = None,
     output: ExportOption = None,
     labeler: LabelerOption = BEST,
+    replace: ReplaceOption = False,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Build an SFT set: refusal targets for the harmful prompts a student complied with, plus retention
@@ -99,7 +102,7 @@ def build_sft_command(
     summary = build_sft(store_, name, student, mode.value, teacher=teacher, retention_ratio=retention_ratio,
                         include_correct_refusals=include_correct_refusals, split=split,
                         max_examples=max_examples, seed=seed, refusal_text=refusal_text, labeler=labeler,
-                        context_run=context_run, boundary=boundary, boundary_ratio=boundary_ratio,
+                        context_run=context_run, boundary=boundary, boundary_ratio=boundary_ratio, replace=replace,
                         benign_datasets=None if retention_datasets is None else
                         [name.strip() for name in retention_datasets.split(",") if name.strip()])
     echo(describe(summary))

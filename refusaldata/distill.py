@@ -105,7 +105,8 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
               refusal_text: str | None = None, labeler: str = DEFAULT_LABELER,
               dominant_share: float = DOMINANT_SHARE, context_run: str | None = None,
               benign_datasets: tuple[str, ...] | list[str] | None = None, boundary: bool = True,
-              boundary_ratio: float = 1.0, boundary_datasets: tuple[str, ...] | None = None) -> SetSummary:
+              boundary_ratio: float = 1.0, boundary_datasets: tuple[str, ...] | None = None,
+              replace: bool = False) -> SetSummary:
     """Build (or rebuild) SFT set `name` for run `student` and store it in table `sft`.
 
     Refusal examples: harmful `split` prompts the student answered without refusing
@@ -120,7 +121,8 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
     (default: the registry's look-alike sets) with a compliant answer (`boundary_answers`),
     round(boundary_ratio x refusal examples) of them, drawn as retention is.
     `context_run` (mode self): take the targets from that run of the same model under a
-    safety context.
+    safety context. A set of that name built from another student, mode or source is
+    refused unless `replace` (store_set).
     """
     _check_options(name, mode, teacher, refusal_text, split, max_examples, retention_ratio, dominant_share,
                    context_run, seed, boundary_ratio)
@@ -168,7 +170,7 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
                                         " that comply (try --include-correct-refusals)"))
         selection.check_no_test_prompts(rows)
         table = rows.sort("kind", "prompt_id").select(SFT.columns).to_arrow()
-    store.replace("sft", table, where=f"sft set {name}")
+    store_set(store, "sft", name, table, replace)
     return SetSummary(
         name=name, table="sft", mode=mode, student_run=selection.student,
         source_run=selection.source_run(mode), rows=table.num_rows,
@@ -176,6 +178,32 @@ def build_sft(store: Store, name: str, student: str, mode: str, teacher: str | N
         correct_refusals=refusal_rows.join(harmful.filter(pl.col("refused")), on="prompt_id").height,
         retention_examples=retention_rows.height, retention_available=retention_pool.height,
         **_boundary_counts(boundary, boundary_rows, boundary_pool, selection.student))
+
+
+def _lineage(rows: pa.Table) -> tuple:
+    """What makes a set the same set when rebuilt: its mode, student and the runs its refusal
+    targets come from (rows of other kinds answer with the student's or a teacher's answers)."""
+    frame = pl.from_arrow(rows.select(["mode", "student_run", "source_run", "kind"]))
+    refusals = frame.filter(pl.col("kind").fill_null("refusal") == "refusal")
+    return (tuple(sorted(set(frame["mode"].to_list()))), tuple(sorted(set(frame["student_run"].to_list()))),
+            tuple(sorted(set(refusals["source_run"].drop_nulls().to_list()))))
+
+
+def store_set(store: Store, table: str, name: str, rows: pa.Table, replace: bool) -> None:
+    """Store set `name`, replacing the stored one: a rebuild of the same set (same mode, student
+    and target source: new seed, sizes or boundary rows) silently, another set under the same
+    name only with `replace`, so two studies never mix under one name. The check reads the
+    stored set under the lock it is replaced under."""
+
+    def check(stored: pa.Table) -> pa.Table:
+        if stored.num_rows and not replace and _lineage(stored) != _lineage(rows):
+            mode, student, source = _lineage(stored)
+            raise InputError(f"{table} set '{name}' already holds a {'/'.join(mode)} set of run "
+                             f"{'/'.join(student)}" + (f" from {'/'.join(source)}" if source else "")
+                             + ": give another name, or --replace to rebuild it")
+        return rows
+
+    store.update(table, {"set_name": name}, check, where=f"{table} set {name}")
 
 
 def pairs_mode(teacher: str | None, refusal_text: str | None) -> str:
@@ -189,7 +217,8 @@ def build_pairs(store: Store, name: str, student: str, teacher: str | None = Non
                 refusal_text: str | None = None, split: str = "train",
                 max_examples: int | None = None, seed: int = 0, labeler: str = DEFAULT_LABELER,
                 dominant_share: float = DOMINANT_SHARE, context_run: str | None = None, boundary: bool = True,
-                boundary_ratio: float = 1.0, boundary_datasets: tuple[str, ...] | None = None) -> SetSummary:
+                boundary_ratio: float = 1.0, boundary_datasets: tuple[str, ...] | None = None,
+                replace: bool = False) -> SetSummary:
     """Build (or rebuild) preference set `name` for run `student` in table `pairs`.
 
     One pair per harmful `split` prompt the student answered without refusing: chosen =
@@ -204,6 +233,7 @@ def build_pairs(store: Store, name: str, student: str, teacher: str | None = Non
     or the fixed refusal sentence. That is the refusal the refusal pairs teach, in their
     source's pattern, on the prompt where it is wrong, so the loss learns both directions.
     Their source_* columns name the chosen answer; template_id the rejected refusal's template.
+    A set of that name built from another student, mode or source is refused unless `replace`.
     """
     mode = pairs_mode(teacher, refusal_text)
     _check_options(name, mode, teacher, refusal_text, split, max_examples, 0.0, dominant_share, context_run, seed,
@@ -241,7 +271,7 @@ def build_pairs(store: Store, name: str, student: str, teacher: str | None = Non
             rows.select("prompt_id", "source_prompt_id"),
             boundary_pairs.select("prompt_id", source_prompt_id=pl.col("refusal_source"))]))
         table = rows.sort("prompt_id").select(PAIRS.columns).to_arrow()
-    store.replace("pairs", table, where=f"pairs set {name}")
+    store_set(store, "pairs", name, table, replace)
     return SetSummary(
         name=name, table="pairs", mode=mode, student_run=selection.student,
         source_run=selection.source_run(mode), rows=table.num_rows, refusal_examples=refusal_pairs.height,

@@ -214,7 +214,7 @@ def _study(store: Store, plan: Plan, backend: str, lookalikes: tuple[str, ...], 
             distill.build_sft(store, method, run_ids["base"], mode, teacher=TEACHER if mode == "cross" else None,
                               context_run=context if mode == "self" else None, max_examples=plan.max_examples,
                               retention_ratio=plan.retention_ratio, labeler=label.BEST,
-                              boundary=bool(lookalikes), boundary_datasets=lookalikes or None)
+                              boundary=bool(lookalikes), boundary_datasets=lookalikes or None, replace=True)
         except RefusalDataError as exc:
             skipped[method] = str(exc)
             step(f"{method}: skipped ({exc})")
@@ -226,7 +226,8 @@ def _study(store: Store, plan: Plan, backend: str, lookalikes: tuple[str, ...], 
     step("dpo, nca: building the pair set (chosen: teacher refusals) and training")
     try:
         distill.build_pairs(store, "pairs", run_ids["base"], teacher=TEACHER, max_examples=plan.max_examples,
-                            labeler=label.BEST, boundary=bool(lookalikes), boundary_datasets=lookalikes or None)
+                            labeler=label.BEST, boundary=bool(lookalikes), boundary_datasets=lookalikes or None,
+                            replace=True)
     except RefusalDataError as exc:
         skipped.update({method: str(exc) for method in PAIR_METHODS})
     else:

@@ -222,11 +222,26 @@ def test_the_leak_check_rejects_a_test_prompt(fixture_store):
 def test_a_rebuild_replaces_the_set_whole(cli, fixture_store):
     assert cli("build-sft", "x", "--student", "student", "--mode", "self").exit_code == 0
     assert cli("build-sft", "keep", "--student", "student", "--mode", "baseline").exit_code == 0
-    assert cli("build-sft", "x", "--student", "student", "--mode", "baseline", "--max-examples", "1",
+    assert cli("build-sft", "x", "--student", "student", "--mode", "self", "--max-examples", "1",
                "--retention-ratio", "0").exit_code == 0
-    assert [(row["mode"], row["kind"]) for row in _rows(fixture_store, "x")] == [("baseline", "refusal")]
+    assert [(row["mode"], row["kind"]) for row in _rows(fixture_store, "x")] == [("self", "refusal")]
     assert len(_rows(fixture_store, "keep")) == 8
     assert len(list((fixture_store.root / "sft").rglob("*.parquet"))) == 2
+
+
+def test_another_set_under_an_existing_name_is_refused_unless_replaced(cli, fixture_store):
+    assert cli("build-sft", "x", "--student", "student", "--mode", "self").exit_code == 0
+    assert cli("build-pairs", "p", "--student", "student", "--teacher", "teacher").exit_code == 0
+    before = {p: p.read_bytes() for p in sorted(fixture_store.root.rglob("*.parquet"))}
+    result = cli("build-sft", "x", "--student", "student", "--mode", "baseline")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("Error: sft set 'x' already holds a self set of run student-0123456789 from ")
+    assert "--replace" in result.stderr
+    result = cli("build-pairs", "p", "--student", "student", "--refusal-text", "No.")
+    assert result.exit_code == 1 and "pairs set 'p' already holds a cross set" in result.stderr
+    assert {p: p.read_bytes() for p in sorted(fixture_store.root.rglob("*.parquet"))} == before
+    assert cli("build-sft", "x", "--student", "student", "--mode", "baseline", "--replace").exit_code == 0
+    assert {row["mode"] for row in _rows(fixture_store, "x")} == {"baseline"}
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -287,10 +302,11 @@ def test_pairs_put_the_refusal_against_the_compliant_answer(cli, fixture_store):
         "student_run": STUDENT, "source_run": TEACHER, "template_id": "C",
         "source_prompt_id": IDS["H4"], "source_sample_index": 0, "rejected_sample_index": 1,
     }
-    assert cli("build-pairs", "p", "--student", "student").exit_code == 0
+    assert cli("build-pairs", "p", "--student", "student", "--replace").exit_code == 0
     assert {NAMES[r["prompt_id"]]: NAMES[r["source_prompt_id"]] for r in _rows(fixture_store, "p", "pairs")} == {
         "H4": "H8", "H5": "H2", "H6": "H2", "H7": "H1", "H8": "H8"}
-    result = cli("build-pairs", "p", "--student", "student", "--refusal-text", "No.", "--max-examples", "3")
+    result = cli("build-pairs", "p", "--student", "student", "--refusal-text", "No.", "--max-examples", "3",
+                 "--replace")
     assert result.exit_code == 0, result.stderr
     assert [(r["mode"], r["chosen"]) for r in _rows(fixture_store, "p", "pairs")] == [("baseline", "No.")] * 3
     result = cli("build-pairs", "p", "--student", "student", "--teacher", "teacher", "--refusal-text", "No.")
@@ -558,7 +574,7 @@ def test_self_sets_take_only_the_students_own_answers_and_the_ratio_caps_them(lo
     summary = distill.build_sft(lookalike_store, "s", "student", "self")
     assert (summary.boundary_examples, summary.boundary_available, summary.boundary_from_teacher) == (2, 2, 0)
     assert {NAMES[row["prompt_id"]] for row in _rows(lookalike_store, "s") if row["kind"] == "boundary"} == {"L1", "L4"}
-    summary = distill.build_sft(lookalike_store, "s", "student", "baseline", boundary_ratio=0.2)
+    summary = distill.build_sft(lookalike_store, "s", "student", "baseline", boundary_ratio=0.2, replace=True)
     assert summary.boundary_examples == 1   # round(0.2 x 5 refusal examples)
     summary = distill.build_sft(lookalike_store, "s", "student", "baseline", boundary_datasets=("xstest",))
     assert {NAMES[row["prompt_id"]] for row in _rows(lookalike_store, "s") if row["kind"] == "boundary"} == {"L4"}
@@ -595,7 +611,7 @@ def test_boundary_pairs_choose_the_answer_over_a_refusal_in_the_teachers_pattern
         assert (row["template_id"], row["rejected_sample_index"]) == ("C", None)   # the teacher's dominant template
     assert boundary["L2"]["source_run"] == TEACHER and boundary["L1"]["source_run"] == STUDENT
     assert {rows[name]["kind"] for name in ("H4", "H5", "H6", "H7", "H8")} == {"refusal"}
-    result = cli("build-pairs", "bp", "--student", "student", "--refusal-text", "No.")
+    result = cli("build-pairs", "bp", "--student", "student", "--refusal-text", "No.", "--replace")
     assert result.exit_code == 0, result.stderr
     assert {(row["chosen"], row["rejected"]) for row in _rows(lookalike_store, "bp", "pairs")
             if row["kind"] == "boundary"} == {(ANSWERED["L1"], "No."), (ANSWERED["L4"], "No.")}

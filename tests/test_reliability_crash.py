@@ -276,9 +276,9 @@ def test_build_sft_killed_during_a_rebuild_leaves_the_old_set_or_the_new_one(sto
             con.close()
 
     def build_old() -> None:  # in-process: only the rebuild under test needs a process to kill
-        build_sft(store, "x", "student", "baseline", max_examples=1, retention_ratio=0)
+        build_sft(store, "x", "student", "baseline", max_examples=1, retention_ratio=0, replace=True)
 
-    new_args = ["build-sft", "x", "--student", "student", "--mode", "self"]
+    new_args = ["build-sft", "x", "--student", "student", "--mode", "self", "--replace"]
     build_old()
     build_sft(store, "keep", "student", "baseline")
     old, keep = current("x"), current("keep")
