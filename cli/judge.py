@@ -40,6 +40,9 @@ def train(
         "--features", help="Feature set of an unsafe labeler (default minilm; minilm-head adds the opening, "
                            "for data that includes the target domain).")
     ] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Train anew a judge of this name that has another target or source of labels "
+                          "(else refused).")] = False,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Train a learned labeler and save its weights and card under <store>/judges/NAME/."""
@@ -65,7 +68,7 @@ def train(
             raise InputError("--data needs --text-columns and --label-column")
         rows = file_data(data, [c.strip() for c in text_columns.split(",") if c.strip()], label_column)
     settings = TrainSettings(feature_set=features.value if features else DEFAULT_FEATURE_SET)
-    card = train_learned(opened, name, rows, settings, target=target.value)
+    card = train_learned(opened, name, rows, settings, target=target.value, replace=replace)
     validation = card["metrics"]["validation"]
     echo(f"trained '{name}' on {card['data']['rows']} rows (target {card['target']}); "
          f"threshold {card['threshold']:.3f}; "

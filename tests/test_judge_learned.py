@@ -79,6 +79,18 @@ def test_train_then_label_writes_card_and_scored_labels(store, cli, gptfuzz_samp
     assert rates["unsafe"] == flagged
     assert rates["unsafe_rate"] == pytest.approx(flagged / 3)
 
+    # Another judge under the same name (another target) is refused; --replace trains it anew.
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = cli("judge", "train", "tiny", "--data", gptfuzz_sample, "--text-columns", "prompt,response",
+                 "--label-column", "label", "--target", "refusal")
+    assert result.exit_code == 1 and result.stderr.startswith(
+        f"Error: judge 'tiny' already holds a labeler of target unsafe trained on {gptfuzz_sample.resolve()}: ")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    result = cli("judge", "train", "tiny", "--data", gptfuzz_sample, "--text-columns", "prompt,response",
+                 "--label-column", "label", "--target", "refusal", "--replace")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((folder / "card.json").read_text())["target"] == "refusal"
+
 
 @pytest.mark.slow
 def test_bad_inputs_are_one_line_errors_and_change_nothing(store, cli, gptfuzz_sample, tmp_path):

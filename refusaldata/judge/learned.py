@@ -117,16 +117,38 @@ def store_data(store: Store, source: str) -> TrainingData:
                         f"the store's {source} labels")
 
 
+def _lineage(target: str, provenance: dict, text_columns, label_column) -> tuple:
+    """What makes a judge the same judge when retrained: its target and where its labels come
+    from (a file's path, or the store's labeler), whatever rows they hold today."""
+    source = provenance.get("path") or f"the store's {provenance.get('labeler')} labels"
+    return target, source, tuple(text_columns or ()), label_column
+
+
+def _check_replace(store: Store, name: str, target: str, data: TrainingData, replace: bool) -> None:
+    """Refuse to overwrite another judge of that name (its labels in the store would then
+    be read as the new one's) unless `replace`; retraining the same one refreshes it."""
+    if replace or name not in cards.known_judges(store):
+        return
+    card, _ = cards.read(store, name)
+    stored = _lineage(card.get("target", UNSAFE), card.get("data") or {}, card.get("text_columns"),
+                      card.get("label_column"))
+    if stored != _lineage(target, data.provenance, data.text_columns, data.label_column):
+        raise InputError(f"judge '{name}' already holds a labeler of target {stored[0]} trained on {stored[1]}: "
+                         "give another name, or --replace to train it anew")
+
+
 def train(store: Store, name: str, data: TrainingData, settings: TrainSettings | None = None,
-          target: str = UNSAFE) -> dict:
+          target: str = UNSAFE, replace: bool = False) -> dict:
     """Train the labeler `name` on `data` and save it; returns its card.
 
     `target` is what the labels say: unsafe content, or refusal (refusal.py's features;
-    `label` then writes the refusal column).
+    `label` then writes the refusal column). Another judge of that name (another target or
+    source of labels) is refused unless `replace`.
     """
     settings = settings or TrainSettings()
     cards.check_name(name)
     check_target(target)
+    _check_replace(store, name, target, data, replace)
     feature_set = check_feature_set(settings.feature_set) if target == UNSAFE else None
     prompts, responses, y = data.prompts, data.responses, data.y
     if len(y) < 10 or y.min() == y.max():
