@@ -21,13 +21,23 @@ def stored(store) -> list[tuple]:
         con.close()
 
 
-@pytest.mark.parametrize("shard", ["2/2", "a/b", "0/0", "-1/2", "1", "1/2/3", ""])
+@pytest.mark.parametrize("shard", ["2/2", "a/b", "0/0", "-1/2", "1", "1/2/3"])
 def test_a_bad_shard_is_a_one_line_error(cli, store, shard):
     add_prompts(store)
     result = cli(*GENERATE, "--shard", shard)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         f"Error: --shard must be I/N with 0 <= I < N (0/4 is the first of four shards), not '{shard}'"]
+    assert store.count("runs") == 0
+
+
+def test_an_empty_shard_is_refused_as_an_empty_value(cli, store):
+    add_prompts(store)
+    result = cli(*GENERATE, "--shard", "")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: Invalid value for '--shard': is empty; give a value, or leave it out for the default "
+        "(see `refusaldata generate --help`)"]
     assert store.count("runs") == 0
 
 
