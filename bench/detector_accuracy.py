@@ -262,7 +262,8 @@ def header(names: list[str]) -> None:
     print(f"{'':<26} {cells} | worst  mean  front")
 
 
-def _speed_store(folder: str, texts: list[str], prompts: list[str]) -> Store:
+def speed_store(folder: str, texts: list[str], prompts: list[str]) -> Store:
+    """A store holding one run, `speed`, that answered `prompts` with `texts`."""
     store = Store(folder)
     ids = [f"{i:06d}" for i in range(len(texts))]
     store.append("prompts", pa.table({"prompt_id": ids, "dataset": ["speed"] * len(texts), "text": prompts,
@@ -286,8 +287,8 @@ def speed(texts: list[str], prompts: list[str], minilm_sample: int) -> dict[str,
 
     rates = {}
     with tempfile.TemporaryDirectory() as folder:
-        warm = _speed_store(f"{folder}/warm", texts[-50:][::-1], prompts[-50:])
-        store = _speed_store(f"{folder}/timed", texts, prompts)
+        warm = speed_store(f"{folder}/warm", texts[-50:][::-1], prompts[-50:])
+        store = speed_store(f"{folder}/timed", texts, prompts)
         for labeler in ("rules", "hybrid", "ngram"):
             label(warm, ["speed"], labeler)
             previous = os.environ.get(CACHE_ENV)

@@ -70,7 +70,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 import detector_accuracy
 import judge_train_recipes
@@ -80,8 +79,6 @@ from refusaldata.judge import ngram
 from refusaldata.judge.shipped import REFUSAL_CLASSES, refusal_inputs
 from refusaldata.judge.unsafe_shipped import FACTS, UNSAFE_CLASSES, Reading, reading_of, unsafe_inputs
 from refusaldata.label import label, rule_facts
-from refusaldata.runs import record_run
-from refusaldata.store import Store
 
 DATA = refusal_sources.DATA
 OUT = refusal_sources.OUT
@@ -260,14 +257,7 @@ def speed(texts: list[str], prompts: list[str]) -> dict[str, float]:
     """Responses/s of `label` (through a store) with the shipped unsafe judge, beside the refusal labeler."""
     rates = {}
     with tempfile.TemporaryDirectory() as folder:
-        store = Store(folder)
-        ids = [f"{i:06d}" for i in range(len(texts))]
-        store.append("prompts", pa.table({"prompt_id": ids, "dataset": ["speed"] * len(texts), "text": prompts,
-                                          "harmful": [True] * len(texts), "split": ["test"] * len(texts)}))
-        record_run(store, "speed", "import", {"source": "bench"}, name="speed")
-        store.append("responses", pa.table({"run_id": ["speed"] * len(texts), "prompt_id": ids,
-                                            "sample_index": pa.array([0] * len(texts), pa.int32()),
-                                            "response": texts}))
+        store = detector_accuracy.speed_store(folder, texts, prompts)
         for labeler in ("ngram", "unsafe"):
             label(store, ["speed"], labeler)  # the first call loads models and SQL: timed on the second
             started = time.perf_counter()

@@ -9,17 +9,15 @@ P(refusal), the rules' marker on refusals and the normalized opening on every ro
 
 from __future__ import annotations
 
-from refusaldata.errors import InputError
 from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.label import rule_facts
+from refusaldata.label import refuse_options, rule_facts
 from refusaldata.refusal_model import decide
 from refusaldata.store import Store
 
 
 def label_with_hybrid(store: Store, run_ids: list[str], labeler: str, **options) -> dict[str, int]:
     """Label each run with the hybrid labeler; rows written per run."""
-    if options:
-        raise InputError(f"the {labeler} labeler takes no options (got {', '.join(sorted(options))})")
+    refuse_options(labeler, options)
     written = {}
     for run_id in run_ids:
         rows = run_inputs(store, run_id)

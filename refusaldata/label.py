@@ -202,10 +202,15 @@ def rule_facts(responses: Sequence[str | None], lexicon_text: str | None = None)
         con.close()
 
 
+def refuse_options(labeler: str, options: dict) -> None:
+    """Labelers that take no options say so in one line, naming the ones given."""
+    if options:
+        raise InputError(f"the {labeler} labeler takes no options (got {', '.join(sorted(options))})")
+
+
 def label_with_rules(store: Store, run_ids: list[str], labeler: str = RULES, **options) -> dict[str, int]:
     """Label each run with the SQL rule labeler; returns rows written per run."""
-    if options:
-        raise InputError(f"the rules labeler takes no options (got {', '.join(sorted(options))})")
+    refuse_options(labeler, options)
     query = sql_text("label_rules")
     con = store.connect(["responses"])
     try:

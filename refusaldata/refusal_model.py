@@ -143,7 +143,7 @@ def features(responses: list[str], facts: pa.Table, cues: dict, prompts: list[st
 
 @dataclass(frozen=True)
 class Verdicts:
-    """The hybrid labeler's decision for each response."""
+    """A labeler's decision for each response (hybrid's here, ngram's in judge/shipped.py)."""
 
     score: np.ndarray
     refusal: np.ndarray

@@ -210,15 +210,6 @@ def fit(documents: Sequence[list[str]], dense: np.ndarray, targets: np.ndarray, 
         torch.set_num_threads(threads)
 
 
-def quantized(model: Model) -> Model:
-    """The model as shipped: n-gram weights rounded to int8 with a scale per class."""
-    scale = np.abs(model.ngram_weights).max(axis=0) / 127
-    scale[scale == 0] = 1.0
-    codes = np.round(model.ngram_weights / scale).astype(np.int8)
-    return Model(model.terms, codes.astype(np.float32) * scale, model.dense_weights, model.bias, model.classes,
-                 model.settings)
-
-
 def save(model: Model, path: Path, card: dict) -> None:
     """Write the model (int8 n-gram weights) to `path` and its card beside it (`path` with .json)."""
     from safetensors.numpy import save_file

@@ -19,7 +19,6 @@ seed; the card says which rows.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -27,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from refusaldata.errors import InputError, NotFoundError
+from refusaldata.errors import NotFoundError
 from refusaldata.judge import ngram
 from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.label import rule_facts
+from refusaldata.label import refuse_options, rule_facts
+from refusaldata.refusal_model import Verdicts
 from refusaldata.refusal_model import card as hybrid_card
 from refusaldata.refusal_model import features as hybrid_features
 from refusaldata.store import Store
@@ -45,18 +45,27 @@ def model_path(name: str) -> Path:
 
 
 @cache
-def refusal_model() -> ngram.Model:
-    """The shipped refusal model, read once."""
-    path = model_path(REFUSAL_MODEL)
+def shipped_model(name: str, what: str, trainer: str) -> ngram.Model:
+    """A model file of refusaldata/data, read once; a missing one says how to get it back."""
+    path = model_path(name)
     if not path.is_file():
-        raise NotFoundError(f"the shipped refusal model is missing (refusaldata/data/{REFUSAL_MODEL}); "
-                            "reinstall refusaldata or run bench/train_ngram_labeler.py --write")
+        raise NotFoundError(f"the shipped {what} is missing (refusaldata/data/{name}); "
+                            f"reinstall refusaldata or run {trainer} --write")
     return ngram.load(path)
 
 
 @cache
+def shipped_card(name: str) -> dict:
+    """The card beside a shipped model file, read once."""
+    return json.loads(model_path(name).with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def refusal_model() -> ngram.Model:
+    return shipped_model(REFUSAL_MODEL, "refusal model", "bench/train_ngram_labeler.py")
+
+
 def refusal_card() -> dict:
-    return json.loads(model_path(REFUSAL_MODEL).with_suffix(".json").read_text(encoding="utf-8"))
+    return shipped_card(REFUSAL_MODEL)
 
 
 def refusal_inputs(prompts: list[str | None], responses: list[str], facts: pa.Table,
@@ -90,16 +99,6 @@ def semantic_relevance(prompts: list[str | None], responses: list[str], gated: n
         said = embed([(responses[i] or "")[:SEMANTIC_CHARS] for i in rows])
         out[rows] = (asked * said).sum(axis=1) * FACT_SCALE
     return out
-
-
-@dataclass(frozen=True)
-class Verdicts:
-    """The ngram labeler's decision for each response."""
-
-    score: np.ndarray
-    refusal: np.ndarray
-    verdict: list[str]
-    marker: list[str | None]
 
 
 def decide(prompts: list[str | None], responses: list[str], facts: pa.Table | None = None,
@@ -142,8 +141,7 @@ def label_with_ngram(store: Store, run_ids: list[str], labeler: str, **options) 
     responses/s on a terminal when a run is longer than a chunk)."""
     import time
 
-    if options:
-        raise InputError(f"the {labeler} labeler takes no options (got {', '.join(sorted(options))})")
+    refuse_options(labeler, options)
     written = {}
     for run_id in run_ids:
         rows = run_inputs(store, run_id)

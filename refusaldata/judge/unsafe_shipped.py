@@ -16,18 +16,15 @@ file is written by bench/train_unsafe_judge.py --write from the same data and se
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import pyarrow as pa
 
-from refusaldata.errors import InputError, NotFoundError
 from refusaldata.judge import ngram
 from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.judge.shipped import REFUSAL_CLASSES, model_path, refusal_inputs, refusal_model
-from refusaldata.label import rule_facts
+from refusaldata.judge.shipped import REFUSAL_CLASSES, refusal_inputs, refusal_model, shipped_card, shipped_model
+from refusaldata.label import refuse_options, rule_facts
 from refusaldata.refusal_model import FACT_SCALE, feature_names
 from refusaldata.refusal_model import card as hybrid_card
 from refusaldata.store import Store
@@ -42,19 +39,12 @@ P(compliance) x that share (an on-topic answer that does not decline)."""
 READ_FIELDS = ("opening_tokens", "head_tokens", "tail_tokens", "read_chars")
 
 
-@cache
 def unsafe_model() -> ngram.Model:
-    """The shipped unsafe judge, read once."""
-    path = model_path(UNSAFE_MODEL)
-    if not path.is_file():
-        raise NotFoundError(f"the shipped unsafe judge is missing (refusaldata/data/{UNSAFE_MODEL}); "
-                            "reinstall refusaldata or run bench/train_unsafe_judge.py --write")
-    return ngram.load(path)
+    return shipped_model(UNSAFE_MODEL, "unsafe judge", "bench/train_unsafe_judge.py")
 
 
-@cache
 def unsafe_card() -> dict:
-    return json.loads(model_path(UNSAFE_MODEL).with_suffix(".json").read_text(encoding="utf-8"))
+    return shipped_card(UNSAFE_MODEL)
 
 
 @dataclass(frozen=True)
@@ -119,8 +109,7 @@ def decide(prompts: list[str | None], responses: list[str], facts_table: pa.Tabl
 
 def label_with_unsafe(store: Store, run_ids: list[str], labeler: str, **options) -> dict[str, int]:
     """Judge each run with the shipped unsafe judge (unsafe and score stored); rows written per run."""
-    if options:
-        raise InputError(f"the {labeler} labeler takes no options (got {', '.join(sorted(options))})")
+    refuse_options(labeler, options)
     written = {}
     for run_id in run_ids:
         rows = run_inputs(store, run_id)
