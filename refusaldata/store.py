@@ -221,6 +221,10 @@ class Store:
         entries = [name for name, _ in listed if not name.startswith(".") and not name.lower().startswith("readme")]
         if not entries:
             return None
+        if FORMAT_FILE in entries:
+            # Another process created the store between the two looks (store.json lands by one
+            # rename, so it is whole once listed): read it.
+            return self.format_version()
         if any(name in TABLES and is_dir for name, is_dir in listed):
             return 1
         shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")

@@ -76,3 +76,20 @@ def test_read_merge_replace_writers_lose_no_update(store: Store):
     con = store.connect(["labels"])
     counts = dict(con.sql("SELECT reviewer, count(*) FROM labels GROUP BY ALL").fetchall())
     assert counts == {reviewer: 10 for reviewer in reviewers}
+
+
+def test_a_store_created_by_another_process_between_two_looks_opens(store: Store, monkeypatch):
+    """format_version looks for store.json, then lists the folder: a writer that creates the store
+    in between leaves store.json in the listing, which is the store's, not a foreign file."""
+    store.create()
+    version = store.format_version()
+    fresh = Store(store.root)
+    real_is_file = fresh._files.is_file
+    looks = []
+
+    def not_yet_the_first_time(path):
+        looks.append(path)
+        return False if len(looks) == 1 else real_is_file(path)
+
+    monkeypatch.setattr(fresh._files, "is_file", not_yet_the_first_time)
+    assert fresh.format_version() == version >= 1
