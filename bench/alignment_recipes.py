@@ -2,7 +2,7 @@
 
     python bench/alignment_recipes.py setup --store DIR      # imports, student and context runs, validation
     python bench/alignment_recipes.py run NAME... --store DIR # build the set, train, answer, score
-    python bench/alignment_recipes.py table --store DIR       # every recipe scored so far
+    python bench/alignment_recipes.py table --store DIR       # every recipe scored so far; with vs without
     python bench/alignment_recipes.py list                    # the recipes and what they change
     python bench/alignment_recipes.py rescore --store DIR     # every recipe's answers labelled again
 
@@ -15,6 +15,15 @@ quickstart's test-split runs; every run shares one engine, so all use the same s
 seed). Capability during selection: the first
 24 prompts of the embedded suite (one per instruction kind). The quickstart then reports the
 chosen recipe on the test split and the whole suite.
+
+Boundary rows: every recipe's set has them (the shipped `boundary` look-alikes, all in train,
+with the student's compliant answers, else the teacher's), at boundary_ratio x the refusal
+examples, unless it says `boundary: False`. Each of baseline, self, cross, dpo and nca has a
+twin without them, NAME-no-boundary, trained alike, and self-ctx and dpo have share variants
+(boundary_ratio 0.5 and 2). `table` prints each boundary recipe against its twin without,
+with the paired difference (same validation prompts, one bootstrap) of refusal, over-refusal
+and capability. The validation look-alikes (XSTest-safe, CoCoNot-contrast) are written by
+others, so they measure whether the line learned from the shipped set carries over.
 
 The student is SmolLM2-135M-Instruct exactly as the quickstart runs it (greedy, 96 tokens,
 fp32); its context run answers the UncensorBench train prompts under the safety system
@@ -57,10 +66,15 @@ SETUP = "recipes-setup.json"  # the run ids setup made, in the store's folder
 MAX_TOKENS = 96
 CAPABILITY_LIMIT = 24
 STUDENT_EXTRA_LIMIT = 120  # answers of the student to the extra benign train prompts (bounded CPU)
+# Boundary rows come from the shipped look-alikes only (the quickstart's default), so the
+# validation's XSTest-safe and CoCoNot-contrast prompts stay look-alikes no set drew on.
+BOUNDARY_DATASETS = (distill.BOUNDARY,)
+BOUNDARY_LIMIT = 160  # look-alikes the student answers, as the quickstart's full plan
 
 # name -> (set kind: sft mode or "pairs"; set options; train options). Defaults are the
 # quickstart's full plan before this issue: 20 SFT steps of 8 at lr 1e-3, 12 pair steps of
-# 4 at 5e-4, r = 8 on q/v, 120 examples, retention ratio 1.
+# 4 at 5e-4, r = 8 on q/v, 120 examples, retention ratio 1, boundary rows at ratio 1.
+NO_BOUNDARY = {"boundary": False}
 SFT = {"loss": "sft", "max_steps": 20, "lr": 1e-3, "batch_size": 8}
 PAIR = {"max_steps": 12, "lr": 5e-4, "batch_size": 4, "beta": 0.1}
 RECIPES: dict[str, tuple[str, dict, dict]] = {
@@ -84,7 +98,25 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
     "ipo-s40-lr2e-3": ("pairs", {}, {**PAIR, "loss": "ipo", "max_steps": 40, "lr": 2e-3}),
     "simpo-s40-lr2e-3": ("pairs", {}, {**PAIR, "loss": "simpo", "max_steps": 40, "lr": 2e-3, "beta": 2.0}),
     "orpo-s40-lr2e-3": ("pairs", {}, {**PAIR, "loss": "orpo", "max_steps": 40, "lr": 2e-3}),
+    "self-ctx-b0.5": ("self", {"boundary_ratio": 0.5}, SFT),
+    "self-ctx-b2": ("self", {"boundary_ratio": 2.0}, SFT),
+    "dpo-b0.5": ("pairs", {"boundary_ratio": 0.5}, {**PAIR, "loss": "dpo"}),
+    "dpo-b2": ("pairs", {"boundary_ratio": 2.0}, {**PAIR, "loss": "dpo"}),
 }
+# Each method's twin without boundary rows, named as the report pairs runs (M-no-boundary).
+RECIPES |= {f"{name}{evaluate.NO_BOUNDARY_SUFFIX}": (kind, {**options, **NO_BOUNDARY}, train)
+            for name, (kind, options, train) in dict(RECIPES).items()
+            if name in ("baseline", "self-ctx", "cross", "dpo", "nca")}
+
+
+def without_boundary(name: str) -> str | None:
+    """The recipe that trains as `name` does but without boundary rows, or None (it has none itself)."""
+    kind, options, train = RECIPES[name]
+    if options.get("boundary", True) is False:
+        return None
+    twin = ({key: value for key, value in options.items() if key != "boundary_ratio"} | NO_BOUNDARY, train)
+    return next((other for other, (other_kind, *rest) in RECIPES.items()
+                 if other_kind == kind and tuple(rest) == twin), None)
 
 
 def _options(name: str, datasets: tuple[str, ...], split: str, adapter: str | None = None,
@@ -130,6 +162,15 @@ def shared_engine():
     return SharedVllm(lora_rank=8)
 
 
+def answer_boundary(store: Store, shared, ids: dict) -> None:
+    """The shipped look-alikes (all train) and the student's labelled answers to them: the pool
+    of boundary rows. Marked in the setup file, so a store set up before gets them once."""
+    prompts.import_builtin(store, distill.BOUNDARY, test_fraction=0.0)
+    generate(store, _options("base", BOUNDARY_DATASETS, "train", limit=BOUNDARY_LIMIT), shared=shared)
+    label.label(store, [ids["student"]], LABELER)
+    (store.root / SETUP).write_text(json.dumps({**ids, "boundary": True}))
+
+
 def setup(store: Store, shared) -> None:
     prompts.import_builtin(store, "uncensorbench")
     prompts.import_builtin(store, "benign-controls", test_fraction=0.5)
@@ -150,24 +191,27 @@ def setup(store: Store, shared) -> None:
     label.label(store, runs, LABELER)
     mine.templates(store, runs, labeler=LABELER)
     capability.evaluate(store, [ids["reference"]], limit=CAPABILITY_LIMIT, shared=shared)
-    (store.root / SETUP).write_text(json.dumps(ids))
+    answer_boundary(store, shared, ids)
 
 
 def run_recipe(store: Store, name: str, shared) -> dict:
     ids = json.loads((store.root / SETUP).read_text())
+    if not ids.get("boundary"):
+        answer_boundary(store, shared, ids)
     kind, set_options, train_options = RECIPES[name]
     set_options = dict(set_options)
     benign = set_options.pop("benign", None)
+    boundary = {"boundary": set_options.pop("boundary", True), "boundary_ratio": set_options.pop("boundary_ratio", 1.0)}
     started = time.perf_counter()
     if kind == "pairs":
         distill.build_pairs(store, name, ids["student"], teacher="uncensorbench-refusals", max_examples=120,
-                            labeler=label.BEST)
+                            labeler=label.BEST, boundary_datasets=BOUNDARY_DATASETS, **boundary)
     else:
         extra = {"teacher": "uncensorbench-refusals"} if kind == "cross" else {}
         if kind == "self":
             extra["context_run"] = ids["context"]
         distill.build_sft(store, name, ids["student"], kind, max_examples=120, benign_datasets=benign, **extra,
-                          labeler=label.BEST, **set_options)
+                          labeler=label.BEST, boundary_datasets=BOUNDARY_DATASETS, **boundary, **set_options)
     options = dict(train_options)
     loss = options.pop("loss")
     adapter = train_adapter(store, name, EMBEDDED_MODEL, store.root / "trained" / name, loss=loss, lora_r=8,
@@ -179,7 +223,7 @@ def run_recipe(store: Store, name: str, shared) -> dict:
     capability.evaluate(store, [run_id], limit=CAPABILITY_LIMIT, shared=shared)
     row = evaluate.compare_runs(store, [ids["reference"], run_id], bootstrap=1000, labeler=label.BEST).to_pylist()[1]
     result = {"recipe": name, "set": kind, "set_options": set_options | ({"benign": benign} if benign else {}),
-              "train": train_options, "train_s": round(trained, 1), "run_id": run_id,
+              **boundary, "train": train_options, "train_s": round(trained, 1), "run_id": run_id,
               **{key: row[key] for key in ("refusal_rate", "refusal_rate_low", "refusal_rate_high",
                                             "over_refusal_rate", "over_refusal_rate_low", "over_refusal_rate_high",
                                             "capability", "capability_diff", "capability_diff_low",
@@ -215,14 +259,41 @@ def _cell(row: dict, key: str) -> str:
     return f"{row[key]:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None else "")
 
 
-def table() -> None:
+def table(store: Store) -> None:
     rows = [json.loads(line) for line in OUT.read_text().splitlines()] if OUT.exists() else []
-    print("| recipe | set | train | refusal (val) | over-refusal (val) | capability Δ (24) | KL |")
-    print("|---|---|---|---|---|---|---|")
+    print("| recipe | set | boundary | train | refusal (val) | over-refusal (val) | capability Δ (24) | KL |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['recipe']} | {row['set']} {row['set_options'] or ''} | {row['train']} | "
+        boundary = ("—" if "boundary" not in row else
+                    f"x{row['boundary_ratio']:g}" if row["boundary"] else "none")
+        print(f"| {row['recipe']} | {row['set']} {row['set_options'] or ''} | {boundary} | {row['train']} | "
               f"{_cell(row, 'refusal_rate')} | {_cell(row, 'over_refusal_rate')} | "
               f"{_cell(row, 'capability_diff')} | {row['kl_to_base']:.4f} |")
+    boundary_table(store, rows)
+
+
+def boundary_table(store: Store, rows: list[dict]) -> None:
+    """Each recipe with boundary rows against its twin without, paired on the validation prompts
+    (the latest scored run of each; rows scored before recipes recorded `boundary` are left out)."""
+    latest = {row["recipe"]: row["run_id"] for row in rows if "boundary" in row}
+    pairs = [(latest[name], latest[twin]) for name in RECIPES
+             if name in latest and (twin := without_boundary(name)) in latest]
+    if not pairs or not (store.root / SETUP).exists():
+        print("\nno recipe with boundary rows has its twin without them scored in this store yet")
+        return
+    effects = evaluate.paired_effects(store, pairs, labeler=label.BEST, bootstrap=1000)
+    names = {run_id: name for name, run_id in latest.items()}
+    cells = evaluate.boundary_cells(effects)
+    cells = {"recipe": [names[run_id] for run_id in effects.column("run_id").to_pylist()],
+             "without": [names[run_id] for run_id in effects.column("no_boundary_run_id").to_pylist()],
+             **{name: values for name, values in cells.items() if name != "method"}}
+    print("\nBoundary rows on the validation prompts, each recipe against its twin without them "
+          "(Δ = with − without, 95% paired bootstrap over the prompts both answered):\n")
+    print("| " + " | ".join(cells) + " |")
+    print("|" + "---|" * len(cells))
+    for row in zip(*cells.values()):
+        print("| " + " | ".join(str(value) for value in row) + " |")
+    print("\n" + evaluate.boundary_sentence(effects))
 
 
 def main() -> None:
@@ -243,12 +314,13 @@ def main() -> None:
             if shared is not None:
                 shared.close()
     elif args.command == "table":
-        table()
+        table(store)
     elif args.command == "rescore":
         rescore(store)
     else:
         for name, recipe in RECIPES.items():
-            print(name, *recipe)
+            twin = without_boundary(name)
+            print(name, *recipe, *([f"(without boundary rows: {twin})"] if twin else []))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,10 @@ from refusaldata.cli.common import (
     write_output,
 )
 from refusaldata.errors import NotFoundError
-from refusaldata.evaluate import PLAIN, as_text, attack_cells, compare_attacks, compare_runs, format_comparison
+from refusaldata.evaluate import (
+    NO_BOUNDARY_SUFFIX, PLAIN, as_text, attack_cells, boundary_cells, boundary_effects, boundary_sentence,
+    compare_attacks, compare_runs, format_comparison,
+)
 from refusaldata.capability import SUITES
 from refusaldata.generate import SPLITS
 from refusaldata.label import BEST
@@ -56,6 +60,11 @@ def compare(
         "--by", help="attack: refusal rate per run and attack, with the paired difference to the unattacked "
                      "source prompts (the --k and --unsafe-labeler statistics are not computed).")] = None,
     capability_suite: CapabilitySuiteOption = "embedded",
+    boundary_effect: Annotated[bool, typer.Option(
+        "--boundary-effect", help=f"What boundary rows do: for each method M whose run without them (named "
+                                  f"M{NO_BOUNDARY_SUFFIX}) is given too, refusal, over-refusal and capability "
+                                  "with and without, and the difference with a paired bootstrap interval over "
+                                  "the prompts both runs answered.")] = False,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -65,10 +74,16 @@ def compare(
     Each with a seeded 95% bootstrap interval over prompts and its difference to the first
     run (paired where both runs answered the same prompts). Capability is the share of
     `evaluate capability` prompts whose every instruction was followed; KL to base the
-    adapter's mean per-token divergence from its base there. The table format prints each
-    value with its interval in one cell; csv, json and parquet give every number its column.
+    adapter's mean per-token divergence from its base there. With --boundary-effect: one
+    row per method M given beside its run without boundary rows (M-no-boundary) instead.
+    The table format prints each value with its interval in one cell; csv, json and parquet
+    give every number its column.
     """
     split = split.value
+    if boundary_effect:
+        refuse(ctx, ("by", "unsafe_labeler", "k"), "does not apply to --boundary-effect")
+        _compare_boundary(runs, labeler, bootstrap, seed, split, capability_suite.value, fmt, output, store)
+        return
     if by is CompareGrouping.attack:
         refuse(ctx, ("unsafe_labeler", "k", "capability_suite"),
                "does not apply to --by attack (it compares refusal rates)")
@@ -112,6 +127,28 @@ def _compare_attacks(runs: list[str], labeler: str, bootstrap: int, seed: int, s
                    f"seed {seed}); Δ: attacked minus its unattacked source, paired")
     else:
         emit(comparison, fmt, output)
+
+
+def _compare_boundary(runs: list[str], labeler: str, bootstrap: int, seed: int, split: str, suite: str,
+                      fmt: OutputFormat, output: Path | None, store: Path) -> None:
+    effects = boundary_effects(open_store(store), runs, labeler=labeler, bootstrap=bootstrap, seed=seed, split=split,
+                               capability_suite=suite)
+    if not effects.num_rows:
+        raise NotFoundError(f"no run named M{NO_BOUNDARY_SUFFIX} is given beside its method M; give both, e.g. "
+                            f"`refusaldata compare dpo dpo{NO_BOUNDARY_SUFFIX} --boundary-effect`")
+    if fmt is not OutputFormat.table:
+        emit(effects, fmt, output)
+        return
+    cells = as_text(boundary_cells(effects))
+    groups = [["harmful prompts", "refusal with", "refusal without", "Δ refusal"],
+              ["benign prompts", "over-refusal with", "over-refusal without", "Δ over-refusal"],
+              [name for name in cells.column_names if name == "Δ capability"]]
+    title = (f"boundary rows: {split} split, labeler {labeler}, 95% paired bootstrap CIs (B={bootstrap}, seed "
+             f"{seed}) over the prompts both runs answered; Δ: with minus without")
+    tables = [render_table(cells.select(["method", *group]), title if index == 0 else None, TERMINAL_WIDTH)
+              for index, group in enumerate(groups) if group]
+    sentence = textwrap.fill(boundary_sentence(effects), TERMINAL_WIDTH, break_on_hyphens=False)
+    write_output("\n".join(tables) + sentence + "\n", output)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,8 +32,14 @@ from refusaldata.queries import sql_text
 from refusaldata.store import Store
 
 CONFIDENCE = 0.95
-# The study's methods, in the order every table and chart shows them.
-METHOD_ORDER = ("base", "baseline-sft", "self-distill", "cross-distill", "dpo", "nca")
+# A run named M + NO_BOUNDARY_SUFFIX is method M trained without boundary rows (look-alikes
+# with compliant answers); the run named M is the same method with them.
+NO_BOUNDARY_SUFFIX = "-no-boundary"
+STUDY_METHODS = ("base", "baseline-sft", "self-distill", "cross-distill", "dpo", "nca")
+# The study's methods, in the order every table and chart shows them: each trained method
+# followed by its run without boundary rows.
+METHOD_ORDER = tuple(name for method in STUDY_METHODS
+                     for name in ((method,) if method == "base" else (method, f"{method}{NO_BOUNDARY_SUFFIX}")))
 # Resamples held at once are a (resamples x prompts) matrix: 20,000 keeps it within memory
 # for thousands of prompts, far past where the 95% percentiles stop moving.
 MAX_BOOTSTRAP = 20_000
@@ -407,10 +413,12 @@ def top_openings(store: Store, runs: Sequence[str], *, labeler: str = "rules", k
 
 
 def default_runs(store: Store, labeler: str = "rules") -> list[str]:
-    """Every labelled run: the study's methods first in METHOD_ORDER, then the rest oldest first."""
+    """Every labelled run: the study's methods first in METHOD_ORDER, then the rest oldest first;
+    a run without boundary rows (M-no-boundary) right after its method's."""
     con = store.connect(["runs", "labels"])
     try:
-        found = _query(con, "compare_default_runs", {"labeler": labeler, "order": list(METHOD_ORDER)})
+        found = _query(con, "compare_default_runs",
+                       {"labeler": labeler, "order": list(METHOD_ORDER), "suffix": NO_BOUNDARY_SUFFIX})
     finally:
         con.close()
     return found.column("run_id").to_pylist()
@@ -496,6 +504,186 @@ def as_text(columns: dict[str, list]) -> pa.Table:
 def format_comparison(comparison: pa.Table) -> pa.Table:
     """The comparison as text cells, `value [low,high]`, for terminals (see `comparison_cells`)."""
     return as_text(comparison_cells(comparison))
+
+
+# -- boundary rows: each method with against without ----------------------------------------
+
+# What boundary_effects compares, and the sides of each: with boundary rows, without, with − without.
+BOUNDARY_STATISTICS = ("refusal_rate", "over_refusal_rate", "capability")
+BOUNDARY_SIDES = ("with", "without", "diff")
+
+
+def boundary_pairs(methods: Sequence[str]) -> list[tuple[int, int]]:
+    """(index of M, index of M-no-boundary) for each method M of `methods` whose run without
+    boundary rows is there too, in the order the M runs come."""
+    position = {method: index for index, method in enumerate(methods)}
+    return [(index, position[f"{method}{NO_BOUNDARY_SUFFIX}"]) for index, method in enumerate(methods)
+            if f"{method}{NO_BOUNDARY_SUFFIX}" in position]
+
+
+def boundary_schema() -> pa.Schema:
+    fields = [pa.field("method", pa.string()), pa.field("run_id", pa.string()),
+              pa.field("no_boundary_run_id", pa.string()), pa.field("harmful_prompts", pa.int64()),
+              pa.field("benign_prompts", pa.int64()), pa.field("capability_prompts", pa.int64())]
+    for statistic in BOUNDARY_STATISTICS:
+        fields += [pa.field(f"{statistic}_{side}{suffix}", pa.float64())
+                   for side in BOUNDARY_SIDES for suffix in ("", "_low", "_high")]
+    return pa.schema(fields)
+
+
+def _shared(keys: Sequence[np.ndarray], *values: tuple[np.ndarray, ...]) -> tuple[np.ndarray, list]:
+    """The keys both runs have (sorted) and each run's value arrays restricted to them, in that order."""
+    shared = np.intersect1d(keys[0], keys[1])
+    return shared, [tuple(array[np.searchsorted(run_keys, shared)] for array in arrays)
+                    for run_keys, arrays in zip(keys, values)]
+
+
+def _pair_rng(seed: int, with_run: str, without_run: str, statistic: str) -> np.random.Generator:
+    """A generator per (seed, pair, statistic): no pair's intervals depend on the other runs compared."""
+    return np.random.default_rng([seed, *(zlib.crc32(text.encode("utf-8")) for text in (with_run, without_run,
+                                                                                          statistic))])
+
+
+def _paired_columns(statistic: str, with_counts: tuple[np.ndarray, np.ndarray],
+                    without_counts: tuple[np.ndarray, np.ndarray], bootstrap: int,
+                    rng: np.random.Generator) -> dict:
+    """`statistic` (numerator / denominator summed over prompts) with, without and their
+    difference, each with its 95% interval; every resample draws the same prompts for both
+    runs, so the difference's interval holds only what the two runs disagree on."""
+    size = len(with_counts[0])
+    one, weights = np.ones((1, size)), resample_weights(size, bootstrap, rng)
+    estimates = {"with": _value(_rate_draws(one, *with_counts)), "without": _value(_rate_draws(one, *without_counts))}
+    draws = {"with": _rate_draws(weights, *with_counts), "without": _rate_draws(weights, *without_counts)}
+    draws["diff"] = draws["with"] - draws["without"]
+    estimates["diff"] = (None if estimates["with"] is None or estimates["without"] is None
+                         else estimates["with"] - estimates["without"])
+    row = {}
+    for side in BOUNDARY_SIDES:
+        name = f"{statistic}_{side}"
+        row[name] = estimates[side]
+        row[f"{name}_low"], row[f"{name}_high"] = (None, None) if estimates[side] is None else _interval(draws[side])
+    return row
+
+
+def boundary_effects(store: Store, runs: Sequence[str], *, labeler: str = "rules", bootstrap: int = 1000,
+                     seed: int = 0, split: str = "test", capability_suite: str = CAPABILITY_SUITE) -> pa.Table:
+    """What boundary rows do: one row per method M among `runs` whose run without them
+    (named M-no-boundary, see NO_BOUNDARY_SUFFIX) is among `runs` too, as `paired_effects`
+    computes it. No pair: no rows."""
+    run_ids = resolve_runs(store, runs)
+    con = store.connect(["runs", "templates"])
+    try:
+        run_rows = {row["run_id"]: row for row in _query(
+            con, "compare_runs", {"runs": run_ids, "labeler": labeler, "k": 1}).to_pylist()}
+    finally:
+        con.close()
+    methods = _method_names(run_ids, run_rows)
+    pairs = [(run_ids[with_index], run_ids[without_index])
+             for with_index, without_index in boundary_pairs([methods[run_id] for run_id in run_ids])]
+    return paired_effects(store, pairs, labeler=labeler, bootstrap=bootstrap, seed=seed, split=split,
+                          capability_suite=capability_suite)
+
+
+def paired_effects(store: Store, pairs: Sequence[tuple[str, str]], *, labeler: str = "rules",
+                   bootstrap: int = 1000, seed: int = 0, split: str = "test",
+                   capability_suite: str = CAPABILITY_SUITE) -> pa.Table:
+    """One row per (with, without) pair of runs, the same training with and without boundary
+    rows; `method` is the first run's.
+
+    Each statistic is measured on the prompts both runs answered, so the two differ only in
+    training: refusal_rate on the harmful prompts of `split`, over_refusal_rate on its
+    benign prompts (both as `compare` defines them), capability on the `capability_suite`
+    prompts both were scored on (NULL unless both were). Each comes with boundary rows
+    (_with), without (_without) and as with − without (_diff), each with a 95% interval of a
+    paired bootstrap: a resample draws the same prompts for both runs. harmful_prompts,
+    benign_prompts and capability_prompts count the shared prompts.
+    """
+    _check_resampling(bootstrap, seed)
+    pairs = [(with_run, without_run) for with_run, without_run in
+             (resolve_runs(store, pair) for pair in pairs)]
+    paired = list(dict.fromkeys(run_id for pair in pairs for run_id in pair))
+    con = store.connect(["prompts", "runs", "responses", "labels", "templates", "capability"])
+    prepare(con)
+    try:
+        run_rows = {row["run_id"]: row for row in _query(
+            con, "compare_runs", {"runs": paired, "labeler": labeler, "k": 1}).to_pylist()}
+        prompt_rows = _query(con, "compare_prompts",
+                             {"runs": paired, "labeler": labeler, "split": split, "unsafe_labeler": None})
+        capability_rows = _query(con, "compare_capability", {"runs": paired, "suite": capability_suite})
+    finally:
+        con.close()
+    methods = _method_names(paired, run_rows)
+    no_openings = pa.table({})
+    rows = []
+    for with_run, without_run in pairs:
+        row = {"method": methods[with_run], "run_id": with_run, "no_boundary_run_id": without_run}
+        for statistic, harmful in (("refusal_rate", True), ("over_refusal_rate", False)):
+            both = [_group_prompts(prompt_rows, no_openings, run_id, harmful) for run_id in (with_run, without_run)]
+            shared, counts = _shared([run.prompt_ids for run in both],
+                                     *[(run.refusals, run.responses) for run in both])
+            row["harmful_prompts" if harmful else "benign_prompts"] = len(shared)
+            rng = _pair_rng(seed, with_run, without_run, statistic)
+            row.update(_paired_columns(statistic, *counts, bootstrap, rng))
+        (with_keys, with_strict, _), (without_keys, without_strict, _) = (
+            _capability(capability_rows, run_id) for run_id in (with_run, without_run))
+        shared, counts = _shared([with_keys, without_keys], (with_strict, np.ones(len(with_keys))),
+                                 (without_strict, np.ones(len(without_keys))))
+        row["capability_prompts"] = len(shared) if len(with_keys) and len(without_keys) else None
+        rng = _pair_rng(seed, with_run, without_run, "capability")
+        row.update(_paired_columns("capability", *counts, bootstrap, rng))
+        rows.append(row)
+    metadata = {"labeler": labeler, "bootstrap": str(bootstrap), "seed": str(seed), "split": split,
+                "capability_suite": capability_suite}
+    return pa.Table.from_pylist(rows, schema=boundary_schema().with_metadata(metadata))
+
+
+BOUNDARY_LABELS = {"refusal_rate": "refusal", "over_refusal_rate": "over-refusal", "capability": "capability"}
+
+
+def boundary_cells(effects: pa.Table) -> dict[str, list]:
+    """The paired table as tables show it: per method, refusal and over-refusal with and without
+    boundary rows and the paired difference, and the capability difference where both runs were
+    scored (see `comparison_cells`)."""
+    rows = effects.to_pylist()
+    columns: dict[str, list] = {"method": [row["method"] for row in rows],
+                                "harmful prompts": [row["harmful_prompts"] for row in rows],
+                                "benign prompts": [row["benign_prompts"] for row in rows]}
+    for statistic in ("refusal_rate", "over_refusal_rate"):
+        label = BOUNDARY_LABELS[statistic]
+        for side, title in (("with", f"{label} with"), ("without", f"{label} without"), ("diff", f"Δ {label}")):
+            name = f"{statistic}_{side}"
+            columns[title] = [Estimate(row[name], row[f"{name}_low"], row[f"{name}_high"], signed=side == "diff")
+                              for row in rows]
+    if any(row["capability_diff"] is not None for row in rows):
+        columns["Δ capability"] = [Estimate(row["capability_diff"], row["capability_diff_low"],
+                                            row["capability_diff_high"], signed=True) for row in rows]
+    return columns
+
+
+def boundary_sentence(effects: pa.Table) -> str:
+    """One sentence on which paired differences' intervals exclude 0, read off the numbers."""
+    excludes, includes = [], []
+    for row in effects.to_pylist():
+        for statistic, label in BOUNDARY_LABELS.items():
+            diff, low, high = (row[f"{statistic}_diff{suffix}"] for suffix in ("", "_low", "_high"))
+            if diff is None or low is None or high is None:
+                continue
+            text = f"{row['method']} {label} {Estimate(diff, low, high, signed=True)}"
+            if low > 0 or high < 0:
+                excludes.append(f"{text} ({'higher' if low > 0 else 'lower'} with boundary rows)")
+            else:
+                includes.append(text)
+    if not excludes and not includes:
+        return "No paired difference could be measured (the runs share no labelled prompt)."
+    parts = []
+    if excludes:
+        parts.append("The 95% interval of the paired difference (with − without boundary rows) excludes 0 for "
+                     + "; ".join(excludes))
+    if includes:
+        parts.append(("it includes 0 for " if excludes else
+                      "No 95% interval of a paired difference (with − without boundary rows) excludes 0: ")
+                     + "; ".join(includes))
+    return ", and ".join(parts) + "."
 
 
 # -- refusal under attack -------------------------------------------------------------------

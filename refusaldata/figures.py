@@ -7,13 +7,15 @@
 3. refusal rate per attack and method as grouped bars with intervals (safety under attack);
 4. the trade-off, when `evaluate capability` ran: refusal against over-refusal per
    method (the target corner shaded) beside each method's capability against the
-   reference's, so a method that buys refusal with over-refusal or lost ability shows it.
+   reference's, so a method that buys refusal with over-refusal or lost ability shows it;
+   where a method's run without boundary rows (M-no-boundary) is there too, an arrow on
+   each panel goes from it to the method's run with them.
 
 Each figure is sized for print (a page's text width) and drawn once; its SVG, PNG and PDF
 are renderings of the same figure, so they carry the same numbers and intervals. In the
 SVG, text is drawn as paths (`svg.fonttype` 'path': no font is named or fetched), every
 id is prefixed with the chart's id (several charts share one page) and the marks carry
-classes (`point`, `bar`, `ci`, `reference`, `target`) and tooltips with their values.
+classes (`point`, `bar`, `ci`, `reference`, `target`, `arrow`) and tooltips with their values.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from dataclasses import dataclass, field
 
 import matplotlib
 import pyarrow as pa
+from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
+
+from refusaldata.evaluate import boundary_pairs
 
 # Tableau 10: distinguishable, and readable by most colour-blind viewers.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
@@ -40,7 +45,7 @@ TICKS = [i / 5 for i in range(6)]
 LABEL_CHARS = 34  # longer run names are cut (the full name stays in each mark's tooltip)
 WIDTH, HEIGHT = 6.5, 3.6  # inches: a page's text width
 PNG_DPI = 300
-MARK_CLASSES = ("point", "bar", "ci", "reference", "target")
+MARK_CLASSES = ("point", "bar", "ci", "reference", "target", "arrow")
 STYLE = {
     "svg.fonttype": "path", "svg.hashsalt": "refusaldata", "pdf.fonttype": 42, "font.family": "DejaVu Sans",
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
@@ -148,6 +153,17 @@ def _whisker(chart: Chart, axis, x: float, y: float, low: float, high: float, co
     container = axis.errorbar([x], [y], **{"xerr" if horizontal else "yerr": error}, fmt="none", ecolor=color,
                               elinewidth=1, capsize=2.5, capthick=1, zorder=3)
     container.lines[2][0].set_gid(chart.gid("ci"))
+
+
+def _arrow(chart: Chart, axis, start: tuple[float, float], end: tuple[float, float], color: str,
+           tooltip: str) -> None:
+    """An arrow from `start` to `end` (data coordinates), stopping short of the marks at both ends;
+    outlined in white, so it shows over a bar of its own colour; whiskers and points stay on top."""
+    arrow = FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9, linewidth=1.2, color=color,
+                            shrinkA=4, shrinkB=4, zorder=2.5,
+                            path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
+    arrow.set_gid(chart.gid("arrow", tooltip))
+    axis.add_patch(arrow)
 
 
 def _legend(axis, handles: list, title: str | None = None) -> None:
@@ -301,6 +317,8 @@ def tradeoff_chart(comparison: pa.Table) -> Chart:
 
     Whiskers are 95% bootstrap intervals; the shaded corner on the left and the band on
     the right (the reference's capability less 0.05) mark where a method meets the target.
+    A method whose run without boundary rows (M-no-boundary) is a row too gets an arrow
+    on each panel from that run's mark to its own, so what boundary rows move shows.
     """
     rows = comparison.to_pylist()
     chart, (left, right) = _new("chart-tradeoff", "The trade-off: refusal, over-refusal and capability per method",
@@ -326,6 +344,19 @@ def tradeoff_chart(comparison: pa.Table) -> Chart:
         left.plot([x], [y], linestyle="none", marker=shape, markersize=6, color=color, markeredgecolor="#222",
                   markeredgewidth=0.6, zorder=4, gid=chart.gid("point", f"{row['method']}: refusal {y:.3f}, "
                                                                f"over-refusal {x:.3f}"))
+    pairs = boundary_pairs([row["method"] for row in rows])
+    arrows = 0
+    for with_index, without_index in pairs:
+        after, before = rows[with_index], rows[without_index]
+        if None in (after["refusal_rate"], after["over_refusal_rate"], before["refusal_rate"],
+                    before["over_refusal_rate"]):
+            continue
+        _arrow(chart, left, (before["over_refusal_rate"], before["refusal_rate"]),
+               (after["over_refusal_rate"], after["refusal_rate"]), _run_style(with_index)[0],
+               f"{after['method']}: without boundary rows → with: refusal {before['refusal_rate']:.3f} → "
+               f"{after['refusal_rate']:.3f}, over-refusal {before['over_refusal_rate']:.3f} → "
+               f"{after['over_refusal_rate']:.3f}")
+        arrows += 1
     # Right panel: capability per method, the reference's level dashed and the allowed drop shaded.
     _bar_axis(right, "capability (IFEval strict)")
     reference = rows[0]["capability"]
@@ -339,12 +370,24 @@ def tradeoff_chart(comparison: pa.Table) -> Chart:
         _bars(chart, right, index, 0.6, row["capability"], row["capability_low"], row["capability_high"],
               _run_style(index)[0],
               None if row["capability"] is None else f"{row['method']}: capability {row['capability']:.3f}")
+    for with_index, without_index in pairs:
+        after, before = rows[with_index], rows[without_index]
+        if after["capability"] is None or before["capability"] is None:
+            continue
+        _arrow(chart, right, (without_index, before["capability"]), (with_index, after["capability"]),
+               _run_style(with_index)[0], f"{after['method']}: without boundary rows → with: capability "
+                                          f"{before['capability']:.3f} → {after['capability']:.3f}")
+        arrows += 1
     right.set_xlim(-0.6, len(rows) - 0.4)
     right.set_xticks([])
     right.grid(False, axis="x")
     right.set_xlabel(f"method (shaded: within {TARGET_CAPABILITY_DROP} of the first)")
-    _legend(right, [Line2D([], [], linestyle="none", marker=_run_style(index)[1], color=_run_style(index)[0],
-                           markeredgecolor="#222", markeredgewidth=0.6, label=_short(row["method"]))
-                    for index, row in enumerate(rows)])
+    handles = [Line2D([], [], linestyle="none", marker=_run_style(index)[1], color=_run_style(index)[0],
+                      markeredgecolor="#222", markeredgewidth=0.6, label=_short(row["method"]))
+               for index, row in enumerate(rows)]
+    if arrows:
+        handles.append(Line2D([], [], color="#555", linewidth=1.1, marker=">", markersize=4, markevery=[-1],
+                              label="without → with boundary rows"))
+    _legend(right, handles)
     left.set_title(WHISKERS, fontsize=7, color="#555")
     return chart

@@ -1,6 +1,7 @@
 """The study's report: one self-contained HTML page and its Markdown twin.
 
-The page carries the comparison table, the figures of `figures` (matplotlib) as inline SVG
+The page carries the comparison table, what boundary rows do (when a method's run without
+them, M-no-boundary, is compared too), the figures of `figures` (matplotlib) as inline SVG
 (refusal under attack too, when the runs answered attacked prompts), the top refusal
 openings per run and the runs. Tables are built from the comparison's numbers
 (`evaluate.comparison_cells`), so an estimate and its interval are laid out separately
@@ -22,8 +23,8 @@ import pyarrow as pa
 from refusaldata import io
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.evaluate import (
-    PLAIN, Estimate, attack_cells, compare_attacks, compare_runs, comparison_cells, default_runs, resolve_runs,
-    top_openings,
+    PLAIN, Estimate, attack_cells, boundary_cells, boundary_effects, boundary_sentence, compare_attacks, compare_runs,
+    comparison_cells, default_runs, resolve_runs, top_openings,
 )
 from refusaldata.figures import Chart, attacks_chart, rates_chart, tradeoff_chart, uniformity_chart
 from refusaldata.store import Store
@@ -124,6 +125,12 @@ TRADEOFF_CAPTION = ("Left: each method's refusal rate on harmful prompts against
                     "capability, the share of instruction-following prompts whose every instruction was followed "
                     "(IFEval's checkers); the dashed line is the first run, the band what stays within 0.05 of it. "
                     "Whiskers: 95% bootstrap intervals.")
+TRADEOFF_ARROWS = (" Arrows go from each method trained without boundary rows (M-no-boundary) to the same "
+                   "method trained with them.")
+BOUNDARY_TEXT = ("Each method trained with boundary rows (benign look-alikes with compliant answers) against the "
+                 "same method trained without them (M-no-boundary), on the prompts both runs answered: Δ is with "
+                 "minus without, its 95% interval from a paired bootstrap (each resample draws the same prompts "
+                 "for both runs).")
 RATES_CAPTION = ("Refusal rate on harmful prompts and over-refusal on benign ones per method; dashed lines mark "
                  "the reference run (before), bars each method (after).")
 
@@ -132,8 +139,10 @@ def _figure_file(stem: str, figure: Figure, fmt: str = "svg") -> str:
     return f"{stem}-{figure.key}.{fmt}"
 
 
-def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], stem: str) -> tuple[str, str]:
-    """The HTML page and the Markdown text for one comparison; the Markdown links FILE-<key>.svg."""
+def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], stem: str,
+           boundary: pa.Table | None = None) -> tuple[str, str]:
+    """The HTML page and the Markdown text for one comparison; the Markdown links FILE-<key>.svg.
+    `boundary` (`evaluate.boundary_effects`), when it has rows, gets its section after the comparison."""
     meta = {key.decode(): value.decode() for key, value in (comparison.schema.metadata or {}).items()}
     settings = (f"Prompts of split '{meta.get('split')}', refusal labeler '{meta.get('labeler')}', openings of "
                 f"k = {meta.get('k')} words, 95% percentile bootstrap intervals over prompts (B = "
@@ -143,6 +152,13 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
     table = comparison_cells(comparison)
     openings_table = _openings_table(openings, comparison)
     runs_table = _runs_table(comparison)
+    boundary_parts: list[str] = []
+    html_boundary = ""
+    if boundary is not None and boundary.num_rows:
+        boundary_table, sentence = boundary_cells(boundary), boundary_sentence(boundary)
+        boundary_parts = ["## Boundary rows", f"{BOUNDARY_TEXT} {sentence}", _markdown_table(boundary_table)]
+        html_boundary = (f"<h2>Boundary rows</h2>\n<p>{_text(BOUNDARY_TEXT)} {_text(sentence)}</p>\n"
+                         f"{_html_table(boundary_table)}\n")
     html_figures = "".join(f"""<h2>{_text(figure.heading)}</h2>
 <figure>
 {figure.svg}
@@ -163,7 +179,7 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
 <p class="settings">{_text(settings)}</p>
 <h2>Comparison</h2>
 {_html_table(table)}
-{html_figures}<h2>Top refusal openings per run</h2>
+{html_boundary}{html_figures}<h2>Top refusal openings per run</h2>
 {_html_table(openings_table)}
 <h2>Runs</h2>
 {_html_table(runs_table)}
@@ -178,6 +194,7 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
         settings,
         "## Comparison",
         _markdown_table(table),
+        *boundary_parts,
         *markdown_figures,
         "## Top refusal openings per run",
         _markdown_table(openings_table),
@@ -194,7 +211,9 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
     """Write the report to `out_html` and FILE.md (charts also as FILE-*.svg); return both paths.
 
     `runs` defaults to every labelled run, the study's methods first in their order; the
-    first run is the reference of every difference. The trade-off chart appears when some
+    first run is the reference of every difference. Each method whose run without boundary
+    rows (M-no-boundary) is among the runs gets a row in a "Boundary rows" section: the paired
+    effect of those rows (`evaluate.boundary_effects`). The trade-off chart appears when some
     run's capability was evaluated on `capability_suite`. With `figures_dir`, every figure
     is also written there as FILE-<key>.png and FILE-<key>.pdf, at print size.
     """
@@ -222,11 +241,13 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
     if any(attack != PLAIN for attack in by_attack.column("attack").to_pylist()):
         figures.append(Figure("attacks", "Refusal under attack", "Refusal per attack and method",
                               attacks_chart(by_attack), ATTACKS_CAPTION, attack_cells(by_attack)))
+    boundary = boundary_effects(store, run_ids, labeler=labeler, bootstrap=bootstrap, seed=seed, split=split,
+                                capability_suite=capability_suite)
     if any(value is not None for value in comparison.column("capability").to_pylist()):
         figures.append(Figure("tradeoff", "The trade-off: refusal, over-refusal and capability",
                               "Refusal, over-refusal and capability per method", tradeoff_chart(comparison),
-                              TRADEOFF_CAPTION))
-    page, markdown = render(comparison, openings, figures, out_html.stem)
+                              TRADEOFF_CAPTION + (TRADEOFF_ARROWS if boundary.num_rows else "")))
+    page, markdown = render(comparison, openings, figures, out_html.stem, boundary)
     md_path = out_html.with_suffix(".md")
     files: list[tuple[Path, str | bytes]] = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg)
                                              for figure in figures]
