@@ -22,6 +22,7 @@ tokenizer, which needs no data. No file is fetched at run time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -34,7 +35,8 @@ import pyarrow as pa
 from refusaldata.io import read_records
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.fetch import fetch_builtin, package_data
-from refusaldata.generate import GenerateOptions, Prompt, SharedEngine, make_backend, resolve_backend
+from refusaldata.generate import (GenerateOptions, Prompt, SharedEngine, make_backend, mixable, open_mixed,
+                                  resolve_backend)
 from refusaldata.queries import sql_text
 from refusaldata.registry import Builtin, ColumnMap, HubDataset, PackageFile
 from refusaldata.runs import now
@@ -225,23 +227,47 @@ def run_model(store: Store, run: str, model: str | None = None, backend: str | N
     return RunModel(run_id, options, resolve_backend(options.backend), adapter)
 
 
-def answer(model: RunModel, items: list[InstructionPrompt], shared: SharedEngine | None = None,
-           chunk_size: int = 128) -> list[tuple[str | None, int]]:
-    """(answer, reply tokens) per prompt from the run's model; a prompt too long for it gets None."""
-    backend = make_backend(model.options, model.backend)
+def answer(models: list[RunModel], items: list[InstructionPrompt], shared: SharedEngine | None = None,
+           chunk_size: int = 128) -> list[list[tuple[str | None, int]]]:
+    """(answer, reply tokens) per prompt from each run's model; a prompt too long for it gets None.
+
+    Runs whose models differ only in their adapter answer in one pass (each chunk's prompts
+    under every adapter in one batch; see generate.generate_many); others one by one.
+    """
+    backends = [make_backend(model.options, model.backend) for model in models]
     asked = [Prompt(item.key, item.prompt) for item in items]
-    answers: dict[str, tuple[str | None, int]] = {}
-    engine = backend.open() if shared is None else shared.attach(backend)
+    answers: list[dict[str, tuple[str | None, int]]] = [{} for _ in models]
+    engine = open_mixed(backends, shared) if len(models) > 1 else \
+        backends[0].open() if shared is None else shared.attach(backends[0])
     try:
         for start in range(0, len(asked), chunk_size):
             chunk = asked[start:start + chunk_size]
-            too_long = backend.too_long(chunk)
-            for completion in engine.generate([p for p in chunk if p.prompt_id not in too_long]):
-                if completion.sample_index == 0:
-                    answers[completion.prompt_id] = (completion.response, completion.n_output_tokens or 0)
+            too_long = backends[0].too_long(chunk)
+            fits = [p for p in chunk if p.prompt_id not in too_long]
+            if len(models) == 1:
+                rows, completions = [(p, 0) for p in fits], engine.generate(fits)
+            else:
+                rows = [(p, index) for p in fits for index in range(len(models))]
+                completions = engine.generate([p for p, _ in rows], [backends[i].local.adapter for _, i in rows])
+            completions = [c for c in completions if c.sample_index == 0]
+            for (_, index), completion in zip(rows, completions, strict=True):
+                answers[index][completion.prompt_id] = (completion.response, completion.n_output_tokens or 0)
     finally:
         engine.close()
-    return [answers.get(item.key, (None, 0)) for item in items]
+    return [[run_answers.get(item.key, (None, 0)) for item in items] for run_answers in answers]
+
+
+def answer_groups(models: list[RunModel]) -> list[list[int]]:
+    """Indexes of `models`, grouped so each group can answer in one pass (see `answer`)."""
+    groups: dict[object, list[int]] = {}
+    for index, model in enumerate(models):
+        try:
+            mixable([model.options])
+            key: object = dataclasses.replace(model.options, adapter=None, name=None)
+        except InputError:
+            key = index  # a remote or sampled run answers on its own
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
 
 
 @dataclass(frozen=True)
@@ -276,10 +302,14 @@ def evaluate(store: Store, runs: list[str], suite: str = "embedded", path: str |
         raise InputError(f"--limit must be at least 1 (got {limit})")
     items = load_suite(suite, path)[:limit]
     models = [run_model(store, run, model, backend, max_tokens) for run in runs]
+    answered: dict[int, list[tuple[str | None, int]]] = {}
+    for group in answer_groups(models):
+        names = ", ".join(models[index].run_id for index in group)
+        progress(f"{names}: answering {len(items)} {suite} prompts" + (" in one pass" if len(group) > 1 else ""))
+        answered.update(zip(group, answer([models[index] for index in group], items, shared)))
     summaries = []
-    for run in models:
-        progress(f"{run.run_id}: answering {len(items)} {suite} prompts")
-        answers = answer(run, items, shared)
+    for position, run in enumerate(models):
+        answers = answered[position]
         divergences = [0.0] * len(items) if run.adapter is None else [None] * len(items)
         if kl and run.adapter is not None and run.backend in LOCAL_BACKENDS:
             from refusaldata import divergence

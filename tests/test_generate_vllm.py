@@ -124,3 +124,38 @@ def test_shared_engine_switches_adapters_between_runs(store, embedded_model, tmp
         assert compared(responses(store, run_id)) == compared(responses(store, reference.run_id))
         answers.append([row["response"] for row in responses(store, run_id)])
     assert answers[0] != answers[1]
+
+
+MANY_SCRIPT = """
+import sys
+from refusaldata.generate import GenerateOptions, generate_many
+from refusaldata.store import Store
+
+if __name__ == "__main__":
+    store = Store(sys.argv[1])
+    runs = [GenerateOptions(model="smollm2-135m-instruct", datasets=("tiny",), backend="vllm", max_tokens=16,
+                            dtype="float32", adapter=adapter or None) for adapter in sys.argv[2:]]
+    for summary in generate_many(store, runs):
+        print("run_id:", summary.run_id)
+"""
+
+
+def test_one_pass_sends_a_lora_request_per_prompt(store, embedded_model, tmp_path):
+    """generate_many on vLLM: the base model and two adapters in one engine call give each run
+    the answers transformers gives it alone."""
+    add_prompts(store, PROMPTS)
+    adapters = [random_lora(embedded_model, tmp_path / f"lora-{seed}", seed) for seed in (1, 2)]
+    script = tmp_path / "many.py"
+    script.write_text(MANY_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(store.root), "", *adapters], capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_ids = [line.removeprefix("run_id: ") for line in result.stdout.splitlines() if line.startswith("run_id: ")]
+    assert len(run_ids) == 3
+    answers = []
+    for adapter, run_id in zip([None, *adapters], run_ids):
+        reference = generate(store, GenerateOptions(model="smollm2-135m-instruct", datasets=("tiny",),
+                                                    backend="transformers", max_tokens=16, adapter=adapter))
+        assert compared(responses(store, run_id)) == compared(responses(store, reference.run_id))
+        answers.append([row["response"] for row in responses(store, run_id)])
+    assert len({tuple(a) for a in answers}) == 3

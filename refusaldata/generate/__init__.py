@@ -15,10 +15,12 @@ hands the pending prompts to Ray Data workers running the vllm or transformers e
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -94,7 +96,8 @@ class Completion:
 
 
 class Engine(Protocol):
-    """A loaded backend: answers a chunk of prompts, n samples each."""
+    """A loaded backend: answers a chunk of prompts, n samples each. The local engines also
+    take `adapters`, one per prompt (None: the base model), to answer them in one batch."""
 
     def generate(self, prompts: list[Prompt]) -> list[Completion]: ...
 
@@ -393,9 +396,7 @@ def generate(store: Store, options: GenerateOptions, progress: Progress | None =
     validate(options)
     check_datasets(store, options.datasets)
     backend = make_backend(options, resolve_backend(options.backend))
-    identity = backend.identity()
-    config = run_config(options, backend)
-    run_id = keys.run_id(identity["label"], config)
+    run_id = backend_run_id(options, backend)
     via_ray = resolve_backend(options.backend) == "ray"
     summary = GenerationSummary(run_id=run_id, backend=f"ray/{backend.name}" if via_ray else backend.name,
                                 shard=options.shard)
@@ -403,21 +404,8 @@ def generate(store: Store, options: GenerateOptions, progress: Progress | None =
     # whatever happens: the store's append holds that). So it covers one shard of the run:
     # one process per (run, shard) at a time, a second one waits here, then finds nothing
     # pending; the other shards run alongside.
-    shard = "" if options.shard is None else f"-shard-{options.shard[0]}-of-{options.shard[1]}"
-    with store.lock(f"generate-{run_id}{shard}"):
-        selection, summary.selected, pending = pending_prompts(store, options, run_id)
-        if not selection:
-            raise NotFoundError(f"no prompts in dataset(s) {', '.join(options.datasets)} with split "
-                                f"'{options.split}'")
-        summary.pending = len(pending)
-        check_run_name(store, run_id, options.name)
-        summary.new_run = record_run(
-            store, run_id, backend.name, {**config, "prompts": list(options.datasets), "split": options.split},
-            name=options.name, model=identity["model"], adapter=identity.get("adapter"),
-            system_prompt=options.system_prompt,
-            chat_template_sha=identity.get("chat_template_sha"), dtype=identity.get("dtype"),
-            temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_tokens,
-            n=options.n, seed=options.seed, prompts=",".join(options.datasets), split=options.split)
+    with store.lock(_lock_name(run_id, options)):
+        pending = _start_run(store, options, backend, run_id, summary)
         if on_start is not None:
             on_start(summary)
         if not pending:
@@ -438,6 +426,146 @@ def generate(store: Store, options: GenerateOptions, progress: Progress | None =
         finally:
             engine.close()
     return summary
+
+
+def backend_run_id(options: GenerateOptions, backend: Backend) -> str:
+    """The run id: the model's label and a hash of the config that shapes output."""
+    return keys.run_id(backend.identity()["label"], run_config(options, backend))
+
+
+def _lock_name(run_id: str, options: GenerateOptions) -> str:
+    shard = "" if options.shard is None else f"-shard-{options.shard[0]}-of-{options.shard[1]}"
+    return f"generate-{run_id}{shard}"
+
+
+def _start_run(store: Store, options: GenerateOptions, backend: Backend, run_id: str,
+               summary: GenerationSummary) -> list[Prompt]:
+    """Under the run's lock: record its runs row and return its pending prompts (this shard's)."""
+    selection, summary.selected, pending = pending_prompts(store, options, run_id)
+    if not selection:
+        raise NotFoundError(f"no prompts in dataset(s) {', '.join(options.datasets)} with split "
+                            f"'{options.split}'")
+    summary.pending = len(pending)
+    check_run_name(store, run_id, options.name)
+    identity = backend.identity()
+    config = run_config(options, backend)
+    summary.new_run = record_run(
+        store, run_id, backend.name, {**config, "prompts": list(options.datasets), "split": options.split},
+        name=options.name, model=identity["model"], adapter=identity.get("adapter"),
+        system_prompt=options.system_prompt,
+        chat_template_sha=identity.get("chat_template_sha"), dtype=identity.get("dtype"),
+        temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_tokens,
+        n=options.n, seed=options.seed, prompts=",".join(options.datasets), split=options.split)
+    return pending
+
+
+MIXABLE_BACKENDS = ("transformers", "vllm")
+
+
+def mixable(runs: Sequence[GenerateOptions]) -> str:
+    """The local engine that can answer `runs` in one pass, or an InputError saying why not:
+    they must differ only in adapter and name, and answer one sample per prompt."""
+    plain = {dataclasses.replace(options, adapter=None, name=None) for options in runs}
+    if len(plain) > 1:
+        raise InputError("runs answered in one pass may differ only in their adapter and name")
+    first = runs[0]
+    engine = resolve_backend(first.backend)
+    if engine not in MIXABLE_BACKENDS:
+        raise InputError(f"several adapters in one pass need a local engine ({', '.join(MIXABLE_BACKENDS)}), "
+                         f"not {first.backend}")
+    if first.n != 1:
+        raise InputError("several adapters in one pass answer one sample per prompt (--n 1)")
+    return engine
+
+
+def open_mixed(backends: Sequence[Backend], shared: SharedEngine | None) -> Engine:
+    """One engine for backends that differ only in their adapter: each `generate` call names
+    the adapter of every row."""
+    if shared is not None:
+        return shared.attach(backends[0])
+    return backends[0].open(adapters=[backend.local.adapter for backend in backends])
+
+
+def generate_many(store: Store, runs: Sequence[GenerateOptions], progress: Progress | None = None,
+                  shared: SharedEngine | None = None) -> list[GenerationSummary]:
+    """Answer one prompt selection under several adapters in one pass (one summary per run).
+
+    The runs differ only in adapter and name (several methods of one study, say). Each
+    chunk of prompts goes to the engine once, every pending (prompt, adapter) row of it in
+    one batch: PEFT's mixed-adapter batches on transformers, a LoRA request per prompt on
+    vLLM. Each run keeps the id, runs row and rows that `generate` gives it alone, and the
+    same greedy answers (tests/test_generate_many.py); one run's resume does not redo another's.
+    `chunk_size` bounds the rows of a batch, as for one run: a chunk holds that many prompts
+    divided by the number of runs (on a CPU, batches past about a hundred rows run slower
+    per row; bench/generate_many.py).
+    """
+    if not runs:
+        return []
+    for options in runs:
+        validate(options)
+    engine_name = mixable(runs)
+    first = runs[0]
+    check_datasets(store, first.datasets)
+    backends = [make_backend(options, engine_name) for options in runs]
+    run_ids = [backend_run_id(options, backend) for options, backend in zip(runs, backends)]
+    if len(set(run_ids)) < len(run_ids):
+        raise InputError("two of the runs answered in one pass are the same run (the same adapter twice)")
+    summaries = [GenerationSummary(run_id=run_id, backend=backend.name, shard=first.shard)
+                 for run_id, backend in zip(run_ids, backends)]
+    with contextlib.ExitStack() as locks:
+        for run_id in sorted(run_ids):  # one order everywhere: two such passes never deadlock
+            locks.enter_context(store.lock(_lock_name(run_id, first)))
+        pending = [_start_run(store, options, backend, run_id, summary)
+                   for options, backend, run_id, summary in zip(runs, backends, run_ids, summaries)]
+        wanted = [{prompt.prompt_id for prompt in run_pending} for run_pending in pending]
+        union = sorted({prompt.prompt_id: prompt for run_pending in pending for prompt in run_pending}.values(),
+                       key=lambda prompt: prompt.prompt_id)
+        if not union:
+            return summaries
+        engine = open_mixed(backends, shared)
+        try:
+            for chunk in chunks(union, max(1, first.chunk_size // len(runs))):
+                results = answer_mixed_chunk(store, backends, engine, run_ids, chunk, wanted)
+                for summary, result in zip(summaries, results):
+                    if result is not None:
+                        summary.add(result)
+                        if progress is not None:
+                            progress(summary)
+        finally:
+            engine.close()
+    return summaries
+
+
+def answer_mixed_chunk(store: Store, backends: Sequence[Backend], engine: Engine, run_ids: Sequence[str],
+                       chunk: list[Prompt], wanted: Sequence[set[str]]) -> list[ChunkResult | None]:
+    """Answer one chunk for every run that still wants its prompts, in one engine call, and
+    append each run's rows (None for a run that wanted none of them). The batch's time is
+    shared among the runs by their rows."""
+    started = time.perf_counter()
+    too_long = backends[0].too_long(chunk)  # one model, one context: the same for every run
+    rows = [(prompt, index) for prompt in chunk if prompt.prompt_id not in too_long
+            for index in range(len(backends)) if prompt.prompt_id in wanted[index]]
+    completions = engine.generate([prompt for prompt, _ in rows],
+                                  [backends[index].local.adapter for _, index in rows]) if rows else []
+    generate_seconds = time.perf_counter() - started
+    by_run: list[list[Completion]] = [[] for _ in backends]
+    for (_, index), completion in zip(rows, completions, strict=True):
+        by_run[index].append(completion)
+    total = sum(len(wanted[index] & {p.prompt_id for p in chunk}) for index in range(len(backends)))
+    results: list[ChunkResult | None] = []
+    for index, run_id in enumerate(run_ids):
+        mine = [prompt.prompt_id for prompt in chunk if prompt.prompt_id in wanted[index]]
+        if not mine:
+            results.append(None)
+            continue
+        run_rows = by_run[index] + skipped_rows({pid: too_long[pid] for pid in mine if pid in too_long}, 1)
+        written_at = time.perf_counter()
+        written = store.append("responses", to_table(run_id, run_rows), where=f"responses of run {run_id}")
+        results.append(ChunkResult(
+            prompts=len(mine), rows_written=written, skipped=sum(pid in too_long for pid in mine),
+            output_tokens=sum(c.n_output_tokens or 0 for c in run_rows),
+            generate_seconds=generate_seconds * len(mine) / total, write_seconds=time.perf_counter() - written_at))
+    return results
 
 
 @dataclass

@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Sequence
 
 from refusaldata import keys
 from refusaldata.errors import BackendError
 from refusaldata.generate import Completion, GenerateOptions, Prompt
-from refusaldata.generate.chat import LocalModel, resolve_dtype
+from refusaldata.generate.chat import Adapter, LocalModel, resolve_dtype
 
 THREADS_ENV = "REFUSALDATA_THREADS"
 
@@ -75,7 +76,8 @@ class TransformersBackend:
     def too_long(self, prompts: list[Prompt]) -> dict[str, int]:
         return self.local.too_long(prompts, self.options.max_tokens)
 
-    def open(self) -> TransformersEngine:
+    def open(self, adapters: Sequence[Adapter | None] = ()) -> TransformersEngine:
+        """The engine; the adapters a pass names per prompt load when first named."""
         return TransformersEngine(self.local, self.options, self.dtype)
 
 
@@ -96,11 +98,10 @@ class TransformersEngine:
                 local.path, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=False)
         except OSError as exc:
             raise BackendError(f"cannot load model '{local.name}': {exc}") from None
-        if local.adapter is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(local.adapter.path), use_safetensors=True)
         self.model = model.to(self.device).eval()
+        self._adapter_names: dict[str, str] = {}  # adapter folder -> its name in the PEFT model
+        if local.adapter is not None:
+            self._adapter_name(local.adapter)
         tokenizer = local.tokenizer
         tokenizer.padding_side = "left"
         if tokenizer.pad_token_id is None:
@@ -115,14 +116,49 @@ class TransformersEngine:
             max_new_tokens=options.max_tokens, do_sample=not options.greedy, num_return_sequences=options.n,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=self.stop_ids, **sampling)
 
-    def generate(self, prompts: list[Prompt]) -> list[Completion]:
+    def _adapter_name(self, adapter: Adapter | None) -> str:
+        """The PEFT name `adapter` answers under, loading it on first use; BASE for none."""
+        if adapter is None:
+            return BASE
+        key = str(adapter.path)
+        if key not in self._adapter_names:
+            from peft import PeftModel
+
+            name = f"adapter{len(self._adapter_names)}"
+            try:
+                if self._adapter_names:
+                    self.model.load_adapter(key, adapter_name=name, use_safetensors=True)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, key, adapter_name=name,
+                                                           use_safetensors=True).eval()
+            except (OSError, ValueError) as exc:
+                raise BackendError(f"cannot load adapter {key}: {exc}") from None
+            self._adapter_names[key] = name
+            if len(self._adapter_names) == 1:
+                self.model.set_adapter(name)
+        return self._adapter_names[key]
+
+    def generate(self, prompts: list[Prompt], adapters: list[Adapter | None] | None = None) -> list[Completion]:
+        """Answer `prompts`; with `adapters` (one per prompt, None for the base model), each row
+        under its own adapter in one batch (PEFT's mixed-adapter inference), else all under
+        the run's adapter."""
         torch = self.torch
-        batch = self._batch(self.local.render(prompts))
+        names = None
+        if adapters is None and len(self._adapter_names) > (self.local.adapter is not None):
+            adapters = [self.local.adapter] * len(prompts)  # other adapters are loaded: name the run's
+        if adapters is not None:
+            if self.options.n != 1:
+                raise BackendError("several adapters in one batch answer one sample per prompt (n = 1)")
+            names = [self._adapter_name(adapter) for adapter in adapters]
+            if not self._adapter_names:  # every row on the base model: a plain batch
+                names = None
+        batch = self._batch(self.local.render(prompts), names)
         prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
         if not self.options.greedy:
             torch.manual_seed(self.options.seed ^ int(keys.digest(prompts[0].prompt_id, 8), 16))
+        extra = {} if names is None else {"adapter_names": names}
         with torch.inference_mode():
-            output = self.model.generate(**batch, generation_config=self.generation_config)
+            output = self.model.generate(**batch, generation_config=self.generation_config, **extra)
         new_tokens = output[:, batch["input_ids"].shape[1]:]
         stops = torch.isin(new_tokens, torch.tensor(self.stop_ids, device=new_tokens.device))
         stopped = stops.any(dim=1)
@@ -138,7 +174,7 @@ class TransformersEngine:
             for index, prompt in ((i, prompts[i // n]) for i in range(len(texts)))
         ]
 
-    def _batch(self, texts: list[str]) -> dict:
+    def _batch(self, texts: list[str], adapter_names: list[str] | None = None) -> dict:
         """The model's inputs for one chunk, left-padded, its shared prefix computed once.
 
         Every prompt of a chunk starts with the same tokens (the chat template's system
@@ -149,7 +185,8 @@ class TransformersEngine:
         what it does for a left-padded batch (the same greedy tokens on the quickstart's
         test split, 1.41x sooner; bench/generate_prefix.py). Without such a prefix (or with
         several samples per prompt, whose rows are expanded after the cache is built) the
-        prefix is empty: a plain left-padded batch.
+        prefix is empty: a plain left-padded batch. With `adapter_names` (one per row), the
+        prefix runs once per adapter and each row gets its adapter's cache.
         """
         torch = self.torch
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -169,9 +206,17 @@ class TransformersEngine:
             from transformers import DynamicCache
 
             cache = DynamicCache(config=self.model.config)
-            with torch.inference_mode():
-                self.model(input_ids=batch["input_ids"][:1, :shared], past_key_values=cache, use_cache=True)
-            cache.batch_repeat_interleave(len(ids))
+            if adapter_names is None:
+                with torch.inference_mode():
+                    self.model(input_ids=batch["input_ids"][:1, :shared], past_key_values=cache, use_cache=True)
+                cache.batch_repeat_interleave(len(ids))
+            else:
+                distinct = list(dict.fromkeys(adapter_names))
+                with torch.inference_mode():
+                    self.model(input_ids=batch["input_ids"][:1, :shared].expand(len(distinct), -1),
+                               past_key_values=cache, use_cache=True, adapter_names=distinct)
+                cache.batch_select_indices(torch.tensor([distinct.index(name) for name in adapter_names],
+                                                        device=self.device))
             batch["past_key_values"] = cache
         return batch
 
@@ -181,6 +226,8 @@ class TransformersEngine:
 
 PREFIX_MIN_TOKENS = 8
 """A shared prefix shorter than this is run with the rest (copying its cache costs more)."""
+BASE = "__base__"
+"""PEFT's name for "no adapter" in a mixed-adapter batch."""
 
 
 def _shared_prefix(ids: list[list[int]]) -> int:

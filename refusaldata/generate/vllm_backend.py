@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Sequence
 
 from refusaldata.errors import BackendError, InputError
 from refusaldata.generate import Completion, GenerateOptions, Prompt
-from refusaldata.generate.chat import LocalModel, resolve_dtype
+from refusaldata.generate.chat import Adapter, LocalModel, resolve_dtype
 from refusaldata.models import cache_dir
 
 # The ranks vLLM's LoRA kernels accept for max_lora_rank.
@@ -56,18 +57,25 @@ class VllmBackend:
     def too_long(self, prompts: list[Prompt]) -> dict[str, int]:
         return self.local.too_long(prompts, self.options.max_tokens)
 
-    def open(self) -> VllmEngine:
-        return VllmEngine(self.local, self.options, self.dtype)
+    def open(self, adapters: Sequence[Adapter | None] = ()) -> VllmEngine:
+        """The engine; `adapters`: those one pass will name per prompt (LoRA sized for them all)."""
+        loaded = {str(adapter.path): adapter for adapter in adapters if adapter is not None}
+        return VllmEngine(self.local, self.options, self.dtype,
+                          lora_rank=max((adapter.rank for adapter in loaded.values()), default=0),
+                          max_loras=max(1, len(loaded)))
 
 
 class VllmEngine:
-    """One vLLM engine; `lora_rank` > 0 enables LoRA for adapters up to that rank.
+    """One vLLM engine; `lora_rank` > 0 enables LoRA for adapters up to that rank, up to
+    `max_loras` of them in one batch.
 
     The adapter a chunk is answered with is `self.lora_request`: the run's own adapter, or
-    whichever `SharedVllm` binds, so one engine can serve several runs of one base model.
+    whichever `SharedVllm` binds, so one engine can serve several runs of one base model;
+    or, per prompt, the adapters `generate` is given.
     """
 
-    def __init__(self, local: LocalModel, options: GenerateOptions, dtype: str, lora_rank: int = 0):
+    def __init__(self, local: LocalModel, options: GenerateOptions, dtype: str, lora_rank: int = 0,
+                 max_loras: int = 1):
         import torch
 
         on_gpu = torch.cuda.is_available()
@@ -87,7 +95,7 @@ class VllmEngine:
         if local.adapter is not None:
             lora_rank = max(lora_rank, local.adapter.rank)
         if lora_rank:
-            engine_args.update(enable_lora=True, max_loras=1, max_lora_rank=max_lora_rank(lora_rank))
+            engine_args.update(enable_lora=True, max_loras=max_loras, max_lora_rank=max_lora_rank(lora_rank))
         self._lora_class = LoRARequest
         self.use_adapter(local.adapter)
         try:
@@ -97,18 +105,22 @@ class VllmEngine:
         self.sampling = SamplingParams(n=options.n, temperature=options.temperature, top_p=options.top_p,
                                        max_tokens=options.max_tokens, seed=options.seed)
 
-    def use_adapter(self, adapter) -> None:
-        """Answer the next chunks with `adapter` (a chat.Adapter), or with the base model for None."""
+    def use_adapter(self, adapter: Adapter | None) -> None:
+        """Answer the next chunks with `adapter`, or with the base model for None."""
+        self.lora_request = self._request(adapter)
+
+    def _request(self, adapter: Adapter | None):
+        """The LoRA request of `adapter` (one id per folder for the engine's life), None for the base."""
         if adapter is None:
-            self.lora_request = None
-            return
+            return None
         key = str(adapter.path)
         lora_id = self._lora_ids.setdefault(key, len(self._lora_ids) + 1)
-        self.lora_request = self._lora_class(f"{adapter.path.name}-{lora_id}", lora_id, key)
+        return self._lora_class(f"{adapter.path.name}-{lora_id}", lora_id, key)
 
-    def generate(self, prompts: list[Prompt]) -> list[Completion]:
+    def generate(self, prompts: list[Prompt], adapters: list[Adapter | None] | None = None) -> list[Completion]:
+        requests = self.lora_request if adapters is None else [self._request(adapter) for adapter in adapters]
         outputs = self.llm.chat([self.local.messages(p.text) for p in prompts], self.sampling,
-                                use_tqdm=False, lora_request=self.lora_request)
+                                use_tqdm=False, lora_request=requests)
         return [
             Completion(prompt.prompt_id, sample.index, sample.text, len(output.prompt_token_ids),
                        len(sample.token_ids), sample.finish_reason)
@@ -130,8 +142,9 @@ class SharedVllm:
     backend (its conversation and adapter) and returns the engine to answer with.
     """
 
-    def __init__(self, lora_rank: int):
+    def __init__(self, lora_rank: int, max_loras: int = 1):
         self.lora_rank = lora_rank
+        self.max_loras = max_loras
         self.engine: VllmEngine | None = None
         self._sampling_key: tuple | None = None
 
@@ -140,7 +153,7 @@ class SharedVllm:
         key = (backend.local.path, backend.dtype, options.n, options.temperature, options.top_p,
                options.max_tokens, options.seed)
         if self.engine is None:
-            self.engine = VllmEngine(backend.local, options, backend.dtype, self.lora_rank)
+            self.engine = VllmEngine(backend.local, options, backend.dtype, self.lora_rank, self.max_loras)
             self._sampling_key = key
         elif key != self._sampling_key:
             raise InputError("runs sharing a vLLM engine must differ only in their adapter, system prompt "
@@ -161,8 +174,8 @@ class _AttachedEngine:
     def __init__(self, engine: VllmEngine):
         self.engine = engine
 
-    def generate(self, prompts: list[Prompt]) -> list[Completion]:
-        return self.engine.generate(prompts)
+    def generate(self, prompts: list[Prompt], adapters: list[Adapter | None] | None = None) -> list[Completion]:
+        return self.engine.generate(prompts, adapters)
 
     def close(self) -> None:
         """The SharedVllm's owner closes the engine."""
