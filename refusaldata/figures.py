@@ -148,10 +148,13 @@ def _rate_axis(axis, label: str, which: str = "y", pad: float = 0.0) -> None:
 
 
 def _whisker(chart: Chart, axis, x: float, y: float, low: float, high: float, color: str, horizontal: bool) -> None:
-    """A 95% interval as a whisker with caps around (x, y)."""
-    error = [[(x if horizontal else y) - low], [high - (x if horizontal else y)]]
-    container = axis.errorbar([x], [y], **{"xerr" if horizontal else "yerr": error}, fmt="none", ecolor=color,
-                              elinewidth=1, capsize=2.5, capthick=1, zorder=3)
+    """A 95% interval as a whisker with caps from `low` to `high`, across (x, y). Drawn from its
+    middle: a bias-corrected interval need not hold its estimate (a uniformity whose resamples
+    all look more uniform), and is drawn as computed."""
+    middle, half = (low + high) / 2, max(0.0, high - low) / 2
+    x, y = (middle, y) if horizontal else (x, middle)
+    container = axis.errorbar([x], [y], **{"xerr" if horizontal else "yerr": [[half], [half]]}, fmt="none",
+                              ecolor=color, elinewidth=1, capsize=2.5, capthick=1, zorder=3)
     container.lines[2][0].set_gid(chart.gid("ci"))
 
 

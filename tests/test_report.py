@@ -338,3 +338,19 @@ def test_charts_render_in_chromium(store, tmp_path):
     png = base64.b64decode(shot["data"])
     (tmp_path / "report.png").write_bytes(png)
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
+
+
+def test_an_interval_that_misses_its_estimate_is_drawn_as_computed():
+    """A bias-corrected uniformity interval can lie beside its estimate (the quickstart's store
+    had one); the whisker spans the interval itself, never a negative error bar."""
+    import pyarrow as pa
+
+    from refusaldata.evaluate import comparison_schema
+    from refusaldata.figures import uniformity_chart
+
+    schema = comparison_schema()
+    row = {name: None for name in schema.names}
+    row.update(run_id="r1", method="base", refusal_rate=0.5, uniformity=0.05, uniformity_low=0.10,
+               uniformity_high=0.30)
+    svg = uniformity_chart(pa.Table.from_pylist([row], schema=schema), 5).svg()
+    assert 'id="chart-uniformity-ci-0"' in svg
