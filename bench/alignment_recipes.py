@@ -25,7 +25,7 @@ with the paired difference (same validation prompts, one bootstrap) of refusal, 
 and capability. The validation look-alikes (XSTest-safe, CoCoNot-contrast) are written by
 others, so they measure whether the line learned from the shipped set carries over.
 
-The student is SmolLM2-135M-Instruct exactly as the quickstart runs it (greedy, 96 tokens,
+The student is SmolLM2-135M-Instruct exactly as the full quickstart runs it (greedy, its answer length,
 fp32); its context run answers the UncensorBench train prompts under the safety system
 prompt and few-shot refusal turns the quickstart uses. XSTest and CoCoNot-contrast come
 from ../shared/data. Results are appended to bench/out/recipes.jsonl.
@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from refusaldata import capability, distill, evaluate, imports, label, mine, prompts  # noqa: E402
 from refusaldata.generate import GenerateOptions, generate, read_few_shot, resolve_backend  # noqa: E402
 from refusaldata.models import EMBEDDED_MODEL  # noqa: E402
-from refusaldata.quickstart import LABELER, SAFETY_FEW_SHOT, SAFETY_SYSTEM_PROMPT  # noqa: E402
+from refusaldata.quickstart import FULL, LABELER, SAFETY_FEW_SHOT, SAFETY_SYSTEM_PROMPT  # noqa: E402
 from refusaldata.runs import now  # noqa: E402
 from refusaldata.store import Store  # noqa: E402
 from refusaldata.train import train_adapter  # noqa: E402
@@ -63,7 +63,7 @@ RATE_KEYS = ("refusal_rate", "refusal_rate_low", "refusal_rate_high", "over_refu
 BENIGN_EXTRA = ("xstest-safe", "coconot-contrast")
 VALIDATION = "validation"
 SETUP = "recipes-setup.json"  # the run ids setup made, in the store's folder
-MAX_TOKENS = 96
+MAX_TOKENS = FULL.max_tokens
 CAPABILITY_LIMIT = 24
 STUDENT_EXTRA_LIMIT = 120  # answers of the student to the extra benign train prompts (bounded CPU)
 # Boundary rows come from the shipped look-alikes only (the quickstart's default), so the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from refusaldata.cli.common import StoreOption, choice, echo, open_store, refuse
 from refusaldata.errors import InputError
 from refusaldata.generate import (
     BACKENDS, DEFAULT_BASE_URL, DTYPES, RAY_ENGINES, SPLITS, GenerateOptions, GenerationSummary,
-    generate as run_generate, parse_shard, read_few_shot, run_status, status_line,
+    generate as run_generate, generate_many, parse_shard, read_few_shot, run_status, status_line,
 )
 from refusaldata.store import DEFAULT_STORE
 
@@ -41,7 +42,9 @@ def generate(
         "--system-prompt", help="A system turn before each prompt.")] = None,
     few_shot: Annotated[Path | None, typer.Option(
         "--few-shot", help="A JSON/JSONL file of example user/assistant turns placed before each prompt.")] = None,
-    adapter: Annotated[Path | None, typer.Option("--adapter", help="A PEFT LoRA adapter folder (safetensors).")] = None,
+    adapter: Annotated[list[Path] | None, typer.Option(
+        "--adapter", help="A PEFT LoRA adapter folder (safetensors). Give several to answer under each in one "
+                          "pass: one run per adapter, every chunk's prompts under all of them in one batch.")] = None,
     dtype: Annotated[Dtype, typer.Option("--dtype", help="auto is float32 on CPU, bfloat16 on a GPU.")] = "auto",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N prompts (by prompt_id).")] = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Prompts per stored chunk.")] = 32,
@@ -50,9 +53,9 @@ def generate(
     api_key_env: Annotated[str, typer.Option(
         "--api-key-env", help="openai backend: the variable holding the API key.")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option("--concurrency", help="openai backend: requests in flight.")] = 8,
-    name: Annotated[str | None, typer.Option(
+    name: Annotated[list[str] | None, typer.Option(
         "--name", help="A readable name for a new run (compare and report show it); a run's name is fixed "
-                       "once it exists.")] = None,
+                       "once it exists. With several --adapter, one --name per adapter, in order.")] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="I/N: answer only shard I of N of the run's prompts "
                                                               "(split by prompt_id hash); same run id.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="Print how much of run RUN (id, name or prefix) "
@@ -80,13 +83,19 @@ def generate(
     if backend.value != "ray":
         refuse(ctx, RAY_ONLY, "applies only to --backend ray")
     datasets = tuple(dataset.strip() for dataset in prompts.split(",") if dataset.strip())
+    adapters = list(adapter or [None])
+    names = list(name or [])
+    if len(names) > 1 and len(names) != len(adapters) or len(adapters) > 1 and len(names) == 1:
+        raise InputError(f"--name was given {len(names)} time(s) for {len(adapters)} adapter(s); "
+                         "give one --name per adapter")
     options = GenerateOptions(
         model=model, datasets=datasets, split=split.value,
         backend=backend.value, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
         system_prompt=system_prompt, few_shot=read_few_shot(few_shot) if few_shot else (),
-        adapter=str(adapter) if adapter else None, dtype=dtype.value, limit=limit,
+        adapter=str(adapters[0]) if adapters[0] else None, dtype=dtype.value, limit=limit,
         chunk_size=chunk_size, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-        name=name, shard=parse_shard(shard) if shard is not None else None, ray_engine=ray_engine.value,
+        name=names[0] if len(names) == 1 else None, shard=parse_shard(shard) if shard is not None else None,
+        ray_engine=ray_engine.value,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker)
     console = Console(stderr=True)
     bar = Progress(TextColumn("generate", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
@@ -104,6 +113,13 @@ def generate(
         bar.update(state["task"], completed=summary.prompts_done,
                    rate=f"{summary.output_tokens_per_s:.1f} output tokens/s")
 
+    if len(adapters) > 1:
+        runs = [dataclasses.replace(options, adapter=str(folder), name=names[index] if names else None)
+                for index, folder in enumerate(adapters)]
+        for summary in generate_many(open_store(store), runs):
+            echo(f"run_id: {summary.run_id}")
+            echo(summary.line())
+        return
     try:
         summary = run_generate(open_store(store), options, progress=on_progress, on_start=on_start)
     finally:

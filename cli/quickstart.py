@@ -24,13 +24,17 @@ def quickstart(
         "--boundary/--no-boundary",
         help="Give every set boundary rows: the shipped look-alikes (safe requests with risky words) with the "
              "student's compliant answers.")] = True,
+    boundary_ablation: Annotated[bool, typer.Option(
+        "--boundary-ablation",
+        help="Also train every method without boundary rows (runs named METHOD-no-boundary), so the report "
+             "shows what the look-alikes change, as paired differences with intervals.")] = False,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Import, generate, label, mine, distill, train, regenerate, compare and report, on SmolLM2-135M-Instruct."""
     from refusaldata.quickstart import run  # torch loads only when the study runs
 
     result = run(open_store(store), fast=fast, backend=backend.value, log=lambda line: echo(line, err=True),
-                 boundary=boundary)
+                 boundary=boundary, boundary_ablation=boundary_ablation)
     write_output(comparison_text(result.comparison, "refusal before and after, per method (95% bootstrap CIs)"),
                  None)
     for method, reason in result.skipped.items():

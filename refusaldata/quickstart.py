@@ -12,6 +12,12 @@ adapter for each (SFT x3, DPO, NCA); regenerate the test split with each adapter
 every method's capability (instruction following, KL from the base); compare and write
 the report. Every method is a row, baselines included. Labels are the default labeler's
 (ngram); sets, the comparison and the report read `best` as the CLI does.
+
+The adapters answer the test split in one pass, and every method's capability is asked in
+one pass (generate.generate_many): each chunk of prompts goes to the engine once, under
+every adapter. `boundary_ablation` also builds each set without boundary rows and trains
+an adapter on it, named `<method>-no-boundary`, so the report shows what the look-alikes
+do, method by method, as paired differences on the same test prompts.
 """
 from __future__ import annotations
 
@@ -24,7 +30,9 @@ import pyarrow as pa
 
 from refusaldata import capability, distill, evaluate, imports, label, mine, prompts, report
 from refusaldata.errors import InputError, RefusalDataError
-from refusaldata.generate import GenerateOptions, SharedEngine, generate, read_few_shot, resolve_backend
+from refusaldata.evaluate import NO_BOUNDARY_SUFFIX
+from refusaldata.generate import (GenerateOptions, SharedEngine, generate, generate_many, read_few_shot,
+                                  resolve_backend)
 from refusaldata.models import EMBEDDED_MODEL
 from refusaldata.store import Store
 from refusaldata.train import train_adapter
@@ -75,9 +83,10 @@ class Plan:
     boundary_limit: int | None = None
 
 
-FULL = Plan(max_tokens=96, sft_steps=20, pair_steps=12, batch_size=8, max_examples=120, boundary_limit=160)
-FAST = Plan(max_tokens=24, sft_steps=10, pair_steps=6, batch_size=4, max_examples=40, max_length=160,
-            lr=2e-3, pair_lr=1e-3, capability_limit=12, context_limit=48, boundary_limit=48)
+FULL = Plan(max_tokens=64, sft_steps=20, pair_steps=12, batch_size=8, max_examples=120, capability_limit=48,
+            context_limit=64, boundary_limit=96)
+FAST = Plan(max_tokens=20, sft_steps=10, pair_steps=6, batch_size=4, max_examples=40, max_length=160,
+            lr=2e-3, pair_lr=1e-3, capability_limit=8, context_limit=32, boundary_limit=40)
 
 # method name -> the SFT set's mode, or the pair loss
 SFT_METHODS = {"baseline-sft": "baseline", "self-distill": "self", "cross-distill": "cross"}
@@ -128,22 +137,28 @@ def study_backend(backend: str) -> str:
     return resolve_backend("auto") if torch.cuda.is_available() else "transformers"
 
 
-def _shared_engine(backend: str, plan: Plan) -> SharedEngine | None:
+def _shared_engine(backend: str, plan: Plan, adapters: int) -> SharedEngine | None:
     """One vLLM engine for every run of the study: base, the safety context, each adapter and
-    every capability run differ only in conversation and adapter (one engine start, not three)."""
+    every capability run differ only in conversation and adapter (one engine start, not three);
+    room for all `adapters` in one batch."""
     if resolve_backend(backend) != "vllm":
         return None
     from refusaldata.generate.vllm_backend import SharedVllm
 
-    return SharedVllm(lora_rank=plan.lora_r)
+    return SharedVllm(lora_rank=plan.lora_r, max_loras=adapters)
 
 
 def run(store: Store, fast: bool = False, backend: str = "auto",
-        log: Callable[[str], None] = lambda message: None, boundary: bool = True) -> QuickstartResult:
+        log: Callable[[str], None] = lambda message: None, boundary: bool = True,
+        boundary_ablation: bool = False) -> QuickstartResult:
     """Run the study end to end into `store`; `log` hears one line per step. `boundary`: give every
-    set boundary rows (look-alikes with compliant answers); without, the sets hold none."""
+    set boundary rows (look-alikes with compliant answers); without, the sets hold none.
+    `boundary_ablation`: also every method without them (`<method>-no-boundary`)."""
     if backend not in QUICKSTART_BACKENDS:  # before the first import writes to the store
         raise InputError(f"--backend must be one of {', '.join(QUICKSTART_BACKENDS)}, not '{backend}'")
+    if boundary_ablation and not boundary:
+        raise InputError("--boundary-ablation compares every method with and without boundary rows; "
+                         "it cannot be combined with --no-boundary")
     plan = FAST if fast else FULL
     backend = study_backend(backend)
     started = time.perf_counter()
@@ -161,15 +176,16 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
         lookalikes = (BOUNDARY, *_present(store, EXTRA_BENIGN))
     imports.import_responses(store, "uncensorbench", "uncensorbench")
 
-    shared = _shared_engine(backend, plan)
+    variants = ("", NO_BOUNDARY_SUFFIX) if boundary_ablation else ("",)
+    shared = _shared_engine(backend, plan, adapters=len(variants) * (len(SFT_METHODS) + len(PAIR_METHODS)))
     try:
-        run_ids, skipped = _study(store, plan, backend, lookalikes, shared, step)
+        run_ids, skipped = _study(store, plan, backend, lookalikes, variants, shared, step)
         methods = [m for m in evaluate.METHOD_ORDER if m in run_ids]
         ordered = [run_ids[m] for m in methods]
         done = _capability_done(store, ordered, plan)
         pending = [run_id for run_id in ordered if run_id not in done]
         if pending:
-            step(f"capability: {len(pending)} run(s) answer the embedded instruction-following prompts")
+            step(f"capability: {len(pending)} run(s) answer the embedded instruction-following prompts in one pass")
             capability.evaluate(store, pending, limit=plan.capability_limit, shared=shared, progress=step)
     finally:
         if shared is not None:
@@ -186,10 +202,11 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
                             skipped=skipped, seconds=time.perf_counter() - started)
 
 
-def _study(store: Store, plan: Plan, backend: str, lookalikes: tuple[str, ...], shared: SharedEngine | None,
-           step: Callable[[str], None]) -> tuple[dict[str, str], dict[str, str]]:
+def _study(store: Store, plan: Plan, backend: str, lookalikes: tuple[str, ...], variants: tuple[str, ...],
+           shared: SharedEngine | None, step: Callable[[str], None]) -> tuple[dict[str, str], dict[str, str]]:
     """Generate, label, build, train and answer with every adapter: (run id per method, skipped methods).
-    With `lookalikes` (the look-alike datasets), the sets get boundary rows; without, none."""
+    With `lookalikes` (the look-alike datasets), the sets get boundary rows; without, none. Each of
+    `variants` is a suffix of the methods' names: "" with boundary rows, NO_BOUNDARY_SUFFIX without."""
     step(f"generating the student's answers (base, {EMBEDDED_MODEL}, backend {backend})")
     run_ids = {"base": generate(store, _options(plan, backend, "base", (HARMFUL, BENIGN), "all"),
                                 shared=shared).run_id}
@@ -207,41 +224,56 @@ def _study(store: Store, plan: Plan, backend: str, lookalikes: tuple[str, ...], 
 
     skipped: dict[str, str] = {}
     adapters: dict[str, Path] = {}
+    for suffix in variants:
+        with_rows = lookalikes if suffix != NO_BOUNDARY_SUFFIX else ()
+        adapters.update(_train_methods(store, plan, run_ids["base"], context, with_rows, suffix, skipped, step))
+
+    step(f"{', '.join(adapters)}: answering the test split, every adapter in one pass")
+    summaries = generate_many(store, [_options(plan, backend, method, (HARMFUL, BENIGN), "test", adapter)
+                                      for method, adapter in adapters.items()], shared=shared)
+    run_ids.update((method, summary.run_id) for method, summary in zip(adapters, summaries))
+    return run_ids, skipped
+
+
+def _train_methods(store: Store, plan: Plan, base: str, context: str, lookalikes: tuple[str, ...], suffix: str,
+                   skipped: dict[str, str], step: Callable[[str], None]) -> dict[str, Path]:
+    """Build every method's set (boundary rows from `lookalikes`, none without) and train its adapter,
+    each named `<method><suffix>`: method name -> adapter folder; a method that cannot be built goes
+    into `skipped`."""
+    adapters: dict[str, Path] = {}
     trained = store.local_folder("trained")  # quickstart's own: a rerun with other settings trains over them
     for method, mode in SFT_METHODS.items():
-        step(f"{method}: building the SFT set and training an adapter")
+        name = f"{method}{suffix}"
+        step(f"{name}: building the SFT set and training an adapter")
         try:
-            distill.build_sft(store, method, run_ids["base"], mode, teacher=TEACHER if mode == "cross" else None,
+            distill.build_sft(store, name, base, mode, teacher=TEACHER if mode == "cross" else None,
                               context_run=context if mode == "self" else None, max_examples=plan.max_examples,
                               retention_ratio=plan.retention_ratio, labeler=label.BEST,
                               boundary=bool(lookalikes), boundary_datasets=lookalikes or None, replace=True)
         except RefusalDataError as exc:
-            skipped[method] = str(exc)
-            step(f"{method}: skipped ({exc})")
+            skipped[name] = str(exc)
+            step(f"{name}: skipped ({exc})")
             continue
-        adapters[method] = train_adapter(
-            store, method, EMBEDDED_MODEL, trained / method, loss="sft", lora_r=plan.lora_r,
+        adapters[name] = train_adapter(
+            store, name, EMBEDDED_MODEL, trained / name, loss="sft", lora_r=plan.lora_r,
             lora_alpha=2 * plan.lora_r, max_steps=plan.sft_steps, lr=plan.lr, batch_size=plan.batch_size,
             max_length=plan.max_length, retention_weight=plan.retention_weight, replace=True).adapter_dir
-    step("dpo, nca: building the pair set (chosen: teacher refusals) and training")
+    pair_set = f"pairs{suffix}"
+    names = [f"{method}{suffix}" for method in PAIR_METHODS]
+    step(f"{', '.join(names)}: building the pair set (chosen: teacher refusals) and training")
     try:
-        distill.build_pairs(store, "pairs", run_ids["base"], teacher=TEACHER, max_examples=plan.max_examples,
+        distill.build_pairs(store, pair_set, base, teacher=TEACHER, max_examples=plan.max_examples,
                             labeler=label.BEST, boundary=bool(lookalikes), boundary_datasets=lookalikes or None,
                             replace=True)
     except RefusalDataError as exc:
-        skipped.update({method: str(exc) for method in PAIR_METHODS})
-    else:
-        for method, loss in PAIR_METHODS.items():
-            adapters[method] = train_adapter(
-                store, "pairs", EMBEDDED_MODEL, trained / method, loss=loss, beta=plan.beta,
-                lora_r=plan.lora_r, lora_alpha=2 * plan.lora_r, max_steps=plan.pair_steps, lr=plan.pair_lr,
-                batch_size=max(1, plan.batch_size // 2), max_length=plan.max_length, replace=True).adapter_dir
-
-    for method, adapter in adapters.items():
-        step(f"{method}: answering the test split with its adapter")
-        run_ids[method] = generate(store, _options(plan, backend, method, (HARMFUL, BENIGN), "test", adapter),
-                                   shared=shared).run_id
-    return run_ids, skipped
+        skipped.update({name: str(exc) for name in names})
+        return adapters
+    for name, loss in zip(names, PAIR_METHODS.values()):
+        adapters[name] = train_adapter(
+            store, pair_set, EMBEDDED_MODEL, trained / name, loss=loss, beta=plan.beta,
+            lora_r=plan.lora_r, lora_alpha=2 * plan.lora_r, max_steps=plan.pair_steps, lr=plan.pair_lr,
+            batch_size=max(1, plan.batch_size // 2), max_length=plan.max_length, replace=True).adapter_dir
+    return adapters
 
 
 def _capability_done(store: Store, run_ids: list[str], plan: Plan) -> set[str]:

@@ -95,3 +95,29 @@ def test_runs_that_cannot_share_a_pass_are_refused_before_anything_is_stored(sto
     with pytest.raises(InputError, match=message):
         generate_many(store, runs)
     assert store.read("responses").num_rows == 0 and store.read("runs").num_rows == 0
+
+
+def test_generate_with_several_adapters_answers_each_in_one_pass(cli, store, adapters):
+    add_prompts(store, PROMPTS)
+    result = cli("generate", "--model", "smollm2-135m-instruct", "--prompts", "tiny", "--backend", "transformers",
+                 "--max-tokens", "12", "--dtype", "float32", "--adapter", adapters[0], "--adapter", adapters[1],
+                 "--name", "first", "--name", "second")
+    assert result.exit_code == 0, result.stderr
+    run_ids = [line.removeprefix("run_id: ") for line in result.stdout.splitlines() if line.startswith("run_id: ")]
+    assert len(run_ids) == 2 and result.stdout.count("4 prompts answered (4 rows") == 2
+    names = {row["run_id"]: row["name"] for row in store.read("runs").to_pylist()}
+    assert names == dict(zip(run_ids, ["first", "second"]))
+    alone_store = Store(store.root.parent / "alone")
+    add_prompts(alone_store, PROMPTS)
+    alone = generate(alone_store, options(adapters[1], name="second"))
+    assert alone.run_id == run_ids[1] and rows(store, run_ids[1]) == rows(alone_store, run_ids[1])
+
+
+@pytest.mark.parametrize("names", [["one"], ["one", "two", "three"]])
+def test_one_name_per_adapter_or_none(cli, store, adapters, names):
+    add_prompts(store, PROMPTS)
+    result = cli("generate", "--model", "smollm2-135m-instruct", "--prompts", "tiny", "--backend", "transformers",
+                 "--adapter", adapters[0], "--adapter", adapters[1], *[f"--name={name}" for name in names])
+    assert result.exit_code != 0
+    assert "give one --name per adapter" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert store.read("runs").num_rows == 0

@@ -16,8 +16,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def _quickstart(store_root):
-    return subprocess.run([sys.executable, "-m", "refusaldata.cli.main", "quickstart", "--fast",
+def _quickstart(store_root, *options):
+    return subprocess.run([sys.executable, "-m", "refusaldata.cli.main", "quickstart", "--fast", *options,
                            "--store", str(store_root)], capture_output=True, text=True, timeout=1800)
 
 
@@ -55,10 +55,10 @@ def test_quickstart_fast_runs_every_method_and_reports(store):
         "JOIN prompts p USING (prompt_id) WHERE p.harmful AND p.split = 'test' AND l.labeler = 'ngram' "
         "AND ru.name IN ('base', 'baseline-sft') GROUP BY ALL").fetchall())
     assert rates["baseline-sft"] > rates["base"]
-    # Every method's capability: the fast plan scores the first 12 prompts (12 instruction kinds).
+    # Every method's capability: the fast plan scores the first 8 prompts (8 instruction kinds).
     scored = dict(con.sql("SELECT run_id, count(*) FROM capability GROUP BY ALL").fetchall())
     assert {run_id: scored.get(run_id) for run_id in (names[m] for m in methods)} == {
-        names[m]: 12 for m in methods}
+        names[m]: 8 for m in methods}
     assert "capability" in first.stdout and "KL to base" in first.stdout
     html = store.root / "report" / "quickstart.html"
     assert html.is_file() and html.with_suffix(".md").is_file()
@@ -70,6 +70,24 @@ def test_quickstart_fast_runs_every_method_and_reports(store):
     assert second.returncode == 0, second.stderr[-3000:]
     assert {path: path.stat().st_mtime_ns for table in ("responses", "capability")
             for path in store.files(table)} == files
+
+    # The ablation adds every method without boundary rows, leaves the first study's rows as they
+    # were, and the report pairs each method with its twin.
+    third = _quickstart(store.root, "--boundary-ablation")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in files.items() if path.exists())
+    con = store.connect()
+    assert con.sql("SELECT count(*) FROM responses r JOIN runs ru USING (run_id) WHERE ru.name = 'dpo'").fetchall() \
+        == [(test_prompts,)]
+    twins = dict(con.sql("SELECT name, run_id FROM runs WHERE name LIKE '%-no-boundary'").fetchall())
+    assert set(twins) == {f"{method}-no-boundary" for method in methods[1:]}
+    assert con.sql("SELECT count(*) FROM sft WHERE set_name LIKE '%-no-boundary' AND kind = 'boundary'").fetchall() \
+        == [(0,)]
+    assert con.sql("SELECT count(*) FROM pairs WHERE set_name = 'pairs-no-boundary' AND kind = 'boundary'"
+                   ).fetchall() == [(0,)]
+    scored = dict(con.sql("SELECT run_id, count(*) FROM capability GROUP BY ALL").fetchall())
+    assert all(scored.get(run_id) == 8 for run_id in twins.values())
+    assert "Boundary rows" in html.read_text() and "dpo-no-boundary" in third.stdout
 
 
 def test_auto_backend_is_transformers_without_a_cuda_gpu_and_a_named_one_is_kept():
