@@ -48,9 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from refusaldata import capability, distill, evaluate, imports, label, mine, prompts  # noqa: E402
-from refusaldata.generate import GenerateOptions, generate, read_few_shot, resolve_backend  # noqa: E402
+from refusaldata.generate import GenerateOptions, generate, read_few_shot  # noqa: E402
 from refusaldata.models import EMBEDDED_MODEL  # noqa: E402
-from refusaldata.quickstart import FULL, LABELER, SAFETY_FEW_SHOT, SAFETY_SYSTEM_PROMPT  # noqa: E402
+from refusaldata.quickstart import FULL, LABELER, SAFETY_FEW_SHOT, SAFETY_SYSTEM_PROMPT, study_backend  # noqa: E402
 from refusaldata.runs import now  # noqa: E402
 from refusaldata.store import Store  # noqa: E402
 from refusaldata.train import train_adapter  # noqa: E402
@@ -64,6 +64,7 @@ BENIGN_EXTRA = ("xstest-safe", "coconot-contrast")
 VALIDATION = "validation"
 SETUP = "recipes-setup.json"  # the run ids setup made, in the store's folder
 MAX_TOKENS = FULL.max_tokens
+BACKEND = study_backend("auto")  # transformers on a CPU, vLLM on a CUDA GPU: the quickstart's choice
 CAPABILITY_LIMIT = 24
 STUDENT_EXTRA_LIMIT = 120  # answers of the student to the extra benign train prompts (bounded CPU)
 # Boundary rows come from the shipped look-alikes only (the quickstart's default), so the
@@ -122,7 +123,8 @@ def without_boundary(name: str) -> str | None:
 def _options(name: str, datasets: tuple[str, ...], split: str, adapter: str | None = None,
              context: bool = False, limit: int | None = None) -> GenerateOptions:
     return GenerateOptions(
-        model=EMBEDDED_MODEL, datasets=datasets, split=split, max_tokens=MAX_TOKENS, dtype="float32", name=name,
+        model=EMBEDDED_MODEL, datasets=datasets, split=split, backend=BACKEND, max_tokens=MAX_TOKENS, dtype="float32",
+        name=name,
         chunk_size=128, adapter=adapter, limit=limit,
         system_prompt=SAFETY_SYSTEM_PROMPT if context else None,
         few_shot=read_few_shot(SAFETY_FEW_SHOT) if context else ())
@@ -154,8 +156,9 @@ def _validation_rows(store: Store, student: str) -> pa.Table:
 
 
 def shared_engine():
-    """One vLLM engine for every run of this process (the quickstart's way), or None without vLLM."""
-    if resolve_backend("auto") != "vllm":
+    """One vLLM engine for every run of this process where the quickstart would use vLLM (a CUDA
+    GPU), else None: transformers, as the quickstart runs on a CPU."""
+    if BACKEND != "vllm":
         return None
     from refusaldata.generate.vllm_backend import SharedVllm
 
