@@ -76,7 +76,9 @@ def test_a_folder_of_logs_imports_one_run_per_task_and_model(store, cli, tmp_pat
     result = cli("responses", "import", folder, "--input-format", "inspect")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "inspect-failing-hf/local" in lines[1] and "1 new of 1 responses, 1 failed skipped" in lines[1]
+    # One line per log, in the order of their file names, which start with the time each was written.
+    [failing] = [line for line in lines if "inspect-failing-hf/local" in line]
+    assert "1 new of 1 responses, 1 failed skipped" in failing
     assert lines[-1] == "imported 3 runs: 8 new of 8 responses, 3 new prompts"
     assert sorted(_rows(store, "SELECT name, model, backend, max_tokens, n FROM runs")) == [
         ("inspect-epochs-hf/local", "hf/local", "import", 8, 2),
