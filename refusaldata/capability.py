@@ -35,8 +35,8 @@ import pyarrow as pa
 from refusaldata.io import read_records
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.fetch import fetch_builtin, package_data
-from refusaldata.generate import (GenerateOptions, Prompt, SharedEngine, make_backend, mixable, open_mixed,
-                                  resolve_backend)
+from refusaldata.generate import (GenerateOptions, Prompt, SharedEngine, answer_mixed, make_backend, mixable,
+                                  open_mixed, resolve_backend)
 from refusaldata.queries import sql_text
 from refusaldata.registry import Builtin, ColumnMap, HubDataset, PackageFile
 from refusaldata.runs import now
@@ -236,22 +236,22 @@ def answer(models: list[RunModel], items: list[InstructionPrompt], shared: Share
     """
     backends = [make_backend(model.options, model.backend) for model in models]
     asked = [Prompt(item.key, item.prompt) for item in items]
+    everything = [{prompt.prompt_id for prompt in asked}] * len(models)
     answers: list[dict[str, tuple[str | None, int]]] = [{} for _ in models]
+    # one run: its own engine (any backend, remote ones too); several: one engine for every adapter
     engine = open_mixed(backends, shared) if len(models) > 1 else \
         backends[0].open() if shared is None else shared.attach(backends[0])
     try:
         for start in range(0, len(asked), chunk_size):
             chunk = asked[start:start + chunk_size]
-            too_long = backends[0].too_long(chunk)
-            fits = [p for p in chunk if p.prompt_id not in too_long]
             if len(models) == 1:
-                rows, completions = [(p, 0) for p in fits], engine.generate(fits)
+                too_long = backends[0].too_long(chunk)
+                by_run = [engine.generate([p for p in chunk if p.prompt_id not in too_long])]
             else:
-                rows = [(p, index) for p in fits for index in range(len(models))]
-                completions = engine.generate([p for p, _ in rows], [backends[i].local.adapter for _, i in rows])
-            completions = [c for c in completions if c.sample_index == 0]
-            for (_, index), completion in zip(rows, completions, strict=True):
-                answers[index][completion.prompt_id] = (completion.response, completion.n_output_tokens or 0)
+                by_run, _ = answer_mixed(backends, engine, chunk, everything)
+            for run_answers, completions in zip(answers, by_run):
+                run_answers.update((c.prompt_id, (c.response, c.n_output_tokens or 0))
+                                   for c in completions if c.sample_index == 0)
     finally:
         engine.close()
     return [[run_answers.get(item.key, (None, 0)) for item in items] for run_answers in answers]

@@ -536,35 +536,44 @@ def generate_many(store: Store, runs: Sequence[GenerateOptions], progress: Progr
     return summaries
 
 
-def answer_mixed_chunk(store: Store, backends: Sequence[Backend], engine: Engine, run_ids: Sequence[str],
-                       chunk: list[Prompt], wanted: Sequence[set[str]]) -> list[ChunkResult | None]:
-    """Answer one chunk for every run that still wants its prompts, in one engine call, and
-    append each run's rows (None for a run that wanted none of them). The batch's time is
-    shared among the runs by their rows."""
-    started = time.perf_counter()
+def answer_mixed(backends: Sequence[Backend], engine: Engine, chunk: list[Prompt],
+                 wanted: Sequence[set[str]]) -> tuple[list[list[Completion]], dict[str, int]]:
+    """One engine call for a chunk under several adapters: each run's completions (of the prompts
+    in its `wanted` set), and the prompts too long for the model (prompt id -> tokens)."""
     too_long = backends[0].too_long(chunk)  # one model, one context: the same for every run
     rows = [(prompt, index) for prompt in chunk if prompt.prompt_id not in too_long
             for index in range(len(backends)) if prompt.prompt_id in wanted[index]]
     completions = engine.generate([prompt for prompt, _ in rows],
                                   [backends[index].local.adapter for _, index in rows]) if rows else []
-    generate_seconds = time.perf_counter() - started
     by_run: list[list[Completion]] = [[] for _ in backends]
     for (_, index), completion in zip(rows, completions, strict=True):
         by_run[index].append(completion)
-    total = sum(len(wanted[index] & {p.prompt_id for p in chunk}) for index in range(len(backends)))
+    return by_run, too_long
+
+
+def answer_mixed_chunk(store: Store, backends: Sequence[Backend], engine: Engine, run_ids: Sequence[str],
+                       chunk: list[Prompt], wanted: Sequence[set[str]]) -> list[ChunkResult | None]:
+    """Answer one chunk for every run that still wants its prompts, in one engine call, and
+    append each run's rows (None for a run that wanted none of them). The batch's time is
+    shared among the runs by their prompts."""
+    started = time.perf_counter()
+    by_run, too_long = answer_mixed(backends, engine, chunk, wanted)
+    generate_seconds = time.perf_counter() - started
+    mine = [[prompt.prompt_id for prompt in chunk if prompt.prompt_id in run_wanted] for run_wanted in wanted]
+    total = sum(map(len, mine))
     results: list[ChunkResult | None] = []
-    for index, run_id in enumerate(run_ids):
-        mine = [prompt.prompt_id for prompt in chunk if prompt.prompt_id in wanted[index]]
-        if not mine:
+    for run_id, completions, run_mine in zip(run_ids, by_run, mine):
+        if not run_mine:
             results.append(None)
             continue
-        run_rows = by_run[index] + skipped_rows({pid: too_long[pid] for pid in mine if pid in too_long}, 1)
+        run_rows = completions + skipped_rows({pid: too_long[pid] for pid in run_mine if pid in too_long}, 1)
         written_at = time.perf_counter()
         written = store.append("responses", to_table(run_id, run_rows), where=f"responses of run {run_id}")
         results.append(ChunkResult(
-            prompts=len(mine), rows_written=written, skipped=sum(pid in too_long for pid in mine),
+            prompts=len(run_mine), rows_written=written, skipped=sum(pid in too_long for pid in run_mine),
             output_tokens=sum(c.n_output_tokens or 0 for c in run_rows),
-            generate_seconds=generate_seconds * len(mine) / total, write_seconds=time.perf_counter() - written_at))
+            generate_seconds=generate_seconds * len(run_mine) / total,
+            write_seconds=time.perf_counter() - written_at))
     return results
 
 
