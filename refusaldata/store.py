@@ -46,8 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refusaldata import migrations, storage
-from refusaldata.errors import InputError, NotFoundError, SchemaError, StoreError
+from refusaldata import migrations, runs, storage
+from refusaldata.errors import SchemaError, StoreError
 from refusaldata.queries import sql_text
 from refusaldata.schemas import TABLES, TableSpec
 
@@ -461,28 +461,10 @@ class Store:
                 con.close()
 
     def resolve_run(self, ref: str) -> str:
-        """A run id from a run id, a run name, or a unique prefix of a run id.
-
-        An empty or blank reference is refused: as a prefix it would match every run, so a
-        store of one run would silently resolve it."""
-        if not ref.strip():
-            raise InputError("an empty run reference names no run; give a run id, name or id prefix")
-        con = self.connect(["runs"])
-        try:
-            rows = con.execute(
-                "SELECT run_id FROM runs WHERE run_id = $ref OR name = $ref "
-                "UNION SELECT run_id FROM runs WHERE starts_with(run_id, $ref) "
-                "AND NOT EXISTS (SELECT 1 FROM runs WHERE run_id = $ref OR name = $ref)",
-                {"ref": ref}).fetchall()
-            if len(rows) == 1:
-                return rows[0][0]
-            known = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 5").fetchall()]
-        finally:
-            con.close()
-        if rows:
-            raise NotFoundError(f"run '{ref}' is ambiguous: it matches {len(rows)} runs; give more of the id")
-        hint = f" (recent: {', '.join(known)})" if known else " (the store has no runs yet)"
-        raise NotFoundError(f"no run '{ref}' in {self.root}{hint}")
+        """The one run id `ref` names: a run id, a run name, a unique prefix of either, or a
+        glob matching one run (`refusaldata.runs.resolve_run`). An empty reference is refused:
+        as a prefix it would match every run, so a store of one run would silently resolve it."""
+        return runs.resolve_run(self, ref)
 
     # -- writing -------------------------------------------------------------------------
 
