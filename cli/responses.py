@@ -48,20 +48,36 @@ def import_responses(
     split: Annotated[str | None, typer.Option(
         "--split", help="hf: the split to import, when the dataset has several (train, test, ...).",
         show_default=False)] = None,
+    model_column: Annotated[str | None, typer.Option(
+        "--model-column", help="csv/jsonl/hf: the column naming each record's model; one run per model, each "
+                               "named import-MODEL (hf-MODEL).", show_default=False)] = None,
+    harmful_column: Annotated[str | None, typer.Option(
+        "--harmful-column", help="csv/jsonl/hf: the column saying whether each prompt is harmful (true/false, "
+                                 "1/0, yes/no, harmful/benign); prompts not yet stored go in as harmful or "
+                                 "benign (default: harmful).", show_default=False)] = None,
+    category_column: Annotated[str | None, typer.Option(
+        "--category-column", help="csv/jsonl/hf: the column holding each prompt's category.",
+        show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="The run's name, for a source of one run (default: named for the format and model).",
+        show_default=False)] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Import responses as runs; prompts link by text, missing ones are added; re-imports add nothing."""
     if fmt not in (SourceFormat.csv, SourceFormat.jsonl, SourceFormat.hf):
-        refuse(ctx, ("prompt_column", "response_column"), "applies only to --input-format csv, jsonl or hf")
+        refuse(ctx, ("prompt_column", "response_column", "model_column", "harmful_column", "category_column"),
+               "applies only to --input-format csv, jsonl or hf")
     if fmt != SourceFormat.hf:
         refuse(ctx, ("split",), "applies only to --input-format hf")
     summaries = imports.import_responses(open_store(store), source, fmt.value, model, dataset, prompt_column,
-                                         response_column, split=split)
+                                         response_column, split=split, model_column=model_column,
+                                         harmful_column=harmful_column, category_column=category_column, name=name)
     for summary in summaries:
         skipped = f", {summary.skipped_empty} empty skipped" if summary.skipped_empty else ""
         skipped += f", {summary.skipped_failed} failed skipped" if summary.skipped_failed else ""
+        benign = f" ({summary.new_benign} benign)" if summary.new_benign else ""
         echo(f"{summary.name} ({summary.run_id}): {summary.new_responses} new of {summary.responses} "
-             f"responses{skipped}, {summary.new_prompts} new prompts")
+             f"responses{skipped}, {summary.new_prompts} new prompts{benign}")
     if len(summaries) > 1:
         echo(f"imported {len(summaries)} runs: {sum(s.new_responses for s in summaries)} new of "
              f"{sum(s.responses for s in summaries)} responses, "

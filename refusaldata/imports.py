@@ -40,10 +40,11 @@ from refusaldata.fetch import offline, package_data
 from refusaldata.keys import canonical_json, prompt_id, run_id
 from refusaldata.queries import sql_text
 from refusaldata.registry import BUILTINS
-from refusaldata.runs import config_text, now, record_run, stored_run_config
+from refusaldata.runs import GLOB_CHARACTERS, config_text, now, record_run, stored_run_config
 from refusaldata.store import Store
 
 FORMATS = ("jbb", "harmbench", "csv", "jsonl", "uncensorbench", "inspect", "garak", "hf")
+TABLE_FORMATS = ("csv", "jsonl", "hf")
 FINISH_REASON = "imported"
 BACKEND = "import"
 JBB_METADATA_FILES = frozenset({"attack-info.json", "evaluation.json", "submission.json"})
@@ -54,7 +55,14 @@ UNCENSORBENCH_RUNS = {"uncensorbench-refusals": "censored_response",
                       "uncensorbench-compliant": "uncensored_response"}
 
 _ROW_COLUMNS = {"text": pl.String, "category": pl.String, "source_ref": pl.String, "response": pl.String,
-                "n_prompt_tokens": pl.Int32, "n_output_tokens": pl.Int32, "source_scores": pl.String}
+                "n_prompt_tokens": pl.Int32, "n_output_tokens": pl.Int32, "source_scores": pl.String,
+                "harmful": pl.Boolean, "attack": pl.String}
+# What a --harmful-column may hold (case and surrounding blanks ignored): each value's meaning.
+HARMFUL_VALUES = {"true": True, "1": True, "1.0": True, "yes": True, "harmful": True,
+                  "false": False, "0": False, "0.0": False, "no": False, "benign": False}
+HARMFUL_SPELLINGS = "true/false, 1/0, yes/no or harmful/benign"
+# JailbreakBench's own per-response verdicts, kept in responses.source_scores.
+JBB_VERDICTS = ("jailbroken", "jailbroken_llama_guard1")
 
 
 @dataclass
@@ -62,7 +70,8 @@ class ImportedRun:
     """One run parsed from a source, not yet stored.
 
     rows: text (the prompt), category, source_ref, response, n_prompt_tokens,
-    n_output_tokens (null where the source does not say), source_scores (JSON or null), and
+    n_output_tokens (null where the source does not say), source_scores (JSON or null),
+    harmful (null: the run's `harmful`), attack (the attack that made the prompt, or null), and
     optionally sample_index, when the source fixes it (otherwise file order among the kept rows).
     skipped_failed: samples the source itself records as failed, left out of rows.
     run_columns: typed columns of the runs row the source states (max_tokens, temperature, ...).
@@ -95,6 +104,7 @@ class RunImportSummary:
     skipped_empty: int
     new_prompts: int
     skipped_failed: int = 0
+    new_benign: int = 0
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -134,7 +144,9 @@ def parse_jbb(path: Path, model: str | None = None) -> ImportedRun:
     its source_ref the JBB behaviour name (the `source_ref` of the built-in `jbb` set), so
     an attacked prompt joins back to its behaviour. The `parameters` block (method, model,
     attack type, defense, attack success rate, method parameters) goes whole into the run
-    config; the per-response judge verdicts are left out (they judge jailbreaks, not refusals).
+    config. `attack` of each prompt is the artifact's method, and the artifact's own verdicts
+    (`jailbroken`, `jailbroken_llama_guard1`) go to source_scores as JSON: they judge
+    jailbreaks, not refusals, so they are kept beside the labels, never as one.
     """
     value = io.read_json(path)
     if not isinstance(value, dict) or not isinstance(value.get("parameters"), dict) or "jailbreaks" not in value:
@@ -149,6 +161,13 @@ def parse_jbb(path: Path, model: str | None = None) -> ImportedRun:
               "sha256": io.sha256_file(path), "parameters": parameters, "model": model_name}
     rows = _rows(frame, path, text="prompt", category="category", source_ref="behavior", response="response",
                  n_prompt_tokens="prompt_tokens", n_output_tokens="response_tokens")
+    verdicts = [name for name in JBB_VERDICTS if name in frame.columns]
+    for name in verdicts:
+        io.check_plain_column(frame, name, path, "a verdict")
+    scores = (frame.select(pl.struct(pl.col(verdicts).cast(pl.Boolean, strict=False)).struct.json_encode())
+              .to_series() if verdicts and frame.height else None)
+    rows = rows.with_columns(attack=pl.lit(str(parameters.get("method") or method_folder)),
+                             **({"source_scores": scores} if scores is not None else {}))
     return ImportedRun(name=f"jbb-{method_folder}-{attack_type}-{model_name}", model=model_name,
                        config=config, dataset=DEFAULT_DATASETS["jbb"], rows=rows,
                        label=f"jbb-{model_name}-{method_folder}-{attack_type}")
@@ -183,17 +202,96 @@ def parse_harmbench(path: Path, model: str | None = None) -> ImportedRun:
                        dataset=DEFAULT_DATASETS["harmbench"], rows=rows)
 
 
+@dataclass(frozen=True)
+class TableColumns:
+    """Which columns of a CSV, JSONL or datasets table hold what; model, harmful and category
+    are optional (None: the file does not say)."""
+
+    prompt: str = "prompt"
+    response: str = "response"
+    model: str | None = None
+    harmful: str | None = None
+    category: str | None = None
+
+    def config(self) -> dict:
+        """What the run config records of the columns: the optional ones only when given, so a
+        file imported without them keeps its run id."""
+        found = {"prompt_column": self.prompt, "response_column": self.response}
+        found.update({f"{kind}_column": column for kind, column in
+                      (("model", self.model), ("harmful", self.harmful), ("category", self.category)) if column})
+        return found
+
+
+def _harmful(frame: pl.DataFrame, column: str, where: str | Path) -> pl.Series:
+    """The --harmful-column as booleans; any value but HARMFUL_VALUES' is an error naming its record."""
+    io.check_plain_column(frame, column, where, "true/false")
+    text = frame[column].cast(pl.String, strict=False).str.strip_chars().str.to_lowercase()
+    parsed = text.replace_strict(HARMFUL_VALUES, default=None, return_dtype=pl.Boolean)
+    bad = parsed.is_null()
+    if bad.any():
+        record = int(bad.arg_true()[0])
+        value = frame[column][record]
+        shown = "empty" if value is None or not str(value).strip() else f"'{excerpt(str(value))}'"
+        raise InputError(f"{where}: record {record + 1}: column '{column}' is {shown}, not one of "
+                         f"{HARMFUL_SPELLINGS} ({int(bad.sum())} such record(s)); nothing was stored")
+    return parsed
+
+
+def _check_one_kind(rows: pl.DataFrame, column: str, where: str | Path) -> None:
+    """One prompt text marked harmful in one record and benign in another is an error naming both."""
+    marked = rows.select("text", "harmful").with_row_index("record", offset=1)
+    mixed = marked.group_by("text", maintain_order=True).agg(pl.col("harmful").n_unique().alias("kinds"),
+                                                           pl.col("record"), pl.col("harmful"))
+    mixed = mixed.filter(pl.col("kinds") > 1)
+    if mixed.height:
+        records, kinds = mixed["record"][0].to_list(), mixed["harmful"][0].to_list()
+        first = records[0]
+        other = next(record for record, kind in zip(records, kinds) if kind != kinds[0])
+        raise InputError(f"{where}: records {first} and {other} hold the same prompt, one marked harmful and one "
+                         f"benign in column '{column}'; nothing was stored")
+
+
+def _models(frame: pl.DataFrame, column: str, where: str | Path) -> pl.Series:
+    """The --model-column as text; a record without a model is an error naming it."""
+    io.check_plain_column(frame, column, where, "a model name")
+    models = frame[column].cast(pl.String, strict=False).str.strip_chars()
+    empty = models.is_null() | (models == "")
+    if empty.any():
+        record = int(empty.arg_true()[0]) + 1
+        raise InputError(f"{where}: record {record} has no model in column '{column}' ({int(empty.sum())} such "
+                         "record(s)); give every record its model, or import without --model-column")
+    return models
+
+
+def table_runs(frame: pl.DataFrame, where: str | Path, columns: TableColumns, config: dict, prefix: str,
+               dataset: str, model: str) -> list[ImportedRun]:
+    """The runs of one prompt-and-response table: one, for `model`, or one per distinct value
+    of `columns.model` (in order of first appearance), each named `<prefix>-<model>`."""
+    needed = [columns.prompt, columns.response, *(c for c in (columns.model, columns.harmful, columns.category) if c)]
+    _require(Path(where), frame, tuple(needed))
+    rows = _rows(frame, where, text=columns.prompt, response=columns.response, category=columns.category)
+    if columns.harmful:
+        rows = rows.with_columns(harmful=_harmful(frame, columns.harmful, where))
+        _check_one_kind(rows.with_columns(pl.col("text").str.strip_chars()), columns.harmful, where)
+    config = {**config, **columns.config()}
+    if not columns.model:
+        return [ImportedRun(name=f"{prefix}-{model}", model=model, config={**config, "model": model},
+                            dataset=dataset, rows=rows)]
+    models = _models(frame, columns.model, where)
+    return [ImportedRun(name=f"{prefix}-{name}", model=name, config={**config, "model": name}, dataset=dataset,
+                        rows=rows.filter(models == name))
+            for name in models.unique(maintain_order=True).to_list()]
+
+
 def parse_table(path: Path, fmt: str, model: str | None = None, prompt_column: str = "prompt",
-                response_column: str = "response") -> ImportedRun:
-    """A generic CSV or JSONL file with one prompt and one response per row."""
+                response_column: str = "response", columns: TableColumns | None = None) -> list[ImportedRun]:
+    """A generic CSV or JSONL file with one prompt and one response per row: one run, or one per
+    model with `columns.model`."""
+    columns = columns or TableColumns(prompt_column, response_column)
     frame = io.read_records(path, fmt)
-    _require(path, frame, (prompt_column, response_column))
-    model_name = model if model is not None else path.stem
-    config = {"format": fmt, "source": path.name, "sha256": io.sha256_file(path), "model": model_name,
-              "prompt_column": prompt_column, "response_column": response_column}
-    rows = _rows(frame, path, text=prompt_column, response=response_column)
-    return ImportedRun(name=f"import-{model_name}", model=model_name, config=config,
-                       dataset=DEFAULT_DATASETS[fmt], rows=rows)
+    config = {"format": fmt, "source": path.name, "sha256": io.sha256_file(path)}
+    return table_runs(frame, path, columns, config, "import", DEFAULT_DATASETS[fmt],
+                      model if model is not None else path.stem)
 
 
 def parse_uncensorbench(path: Path | None = None) -> list[ImportedRun]:
@@ -576,8 +674,11 @@ def _hf_digest(table: Any) -> str:
 
 
 def parse_hf(source: str, model: str | None = None, prompt_column: str = "prompt",
-             response_column: str = "response", split: str | None = None) -> ImportedRun:
-    """A Hugging Face dataset (save_to_disk folder or hub id): one run from one split's prompt and response."""
+             response_column: str = "response", split: str | None = None,
+             columns: TableColumns | None = None) -> list[ImportedRun]:
+    """A Hugging Face dataset (save_to_disk folder or hub id): one run from one split's prompt and
+    response, or one per model with `columns.model`."""
+    columns = columns or TableColumns(prompt_column, response_column)
     loaded = _load_hf(source, split)
     table, chosen = _hf_split(source, loaded, split)
     try:
@@ -586,27 +687,30 @@ def parse_hf(source: str, model: str | None = None, prompt_column: str = "prompt
         raise _hf_error(source, exc, "its table cannot be read") from None
     if not isinstance(frame, pl.DataFrame) or frame.height == 0:
         raise InputError(f"{source}: empty dataset{f' (split {chosen})' if chosen else ''}: no rows to import")
-    _require(Path(source), frame, (prompt_column, response_column))
     name = Path(source).name if Path(source).exists() else source
-    model_name = model if model is not None else name.rsplit("/", 1)[-1]
-    config = {"format": "hf", "source": name, "split": chosen, "sha256": _hf_digest(table), "model": model_name,
-              "prompt_column": prompt_column, "response_column": response_column}
-    rows = _rows(frame, source, text=prompt_column, response=response_column)
-    return ImportedRun(name=f"hf-{model_name}", model=model_name, config=config, dataset=DEFAULT_DATASETS["hf"],
-                       rows=rows)
+    config = {"format": "hf", "source": name, "split": chosen, "sha256": _hf_digest(table)}
+    return table_runs(frame, source, columns, config, "hf", DEFAULT_DATASETS["hf"],
+                      model if model is not None else name.rsplit("/", 1)[-1])
 
 
 def parse_source(source: str | Path, fmt: str, model: str | None = None, prompt_column: str = "prompt",
-                 response_column: str = "response", split: str | None = None) -> list[ImportedRun]:
+                 response_column: str = "response", split: str | None = None,
+                 columns: TableColumns | None = None) -> list[ImportedRun]:
     """Every run in `source` (a file, a JBB artifact folder, a datasets folder or hub id, or 'uncensorbench')."""
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}' (one of {', '.join(FORMATS)})")
+    columns = columns or TableColumns(prompt_column, response_column)
+    if fmt not in TABLE_FORMATS and (columns.model or columns.harmful or columns.category):
+        raise InputError(f"--model-column, --harmful-column and --category-column apply only to "
+                         f"{', '.join(TABLE_FORMATS)} files, not --format {fmt}")
+    if columns.model and model is not None:
+        raise InputError("--model names the one model of a file; with --model-column each record names its own")
     if split is not None and fmt != "hf":
         raise InputError("--split applies only to --input-format hf")
     if fmt == "uncensorbench":
         return parse_uncensorbench(None if str(source) == "uncensorbench" else Path(source))
     if fmt == "hf":
-        return [parse_hf(str(source), model, prompt_column, response_column, split)]
+        return parse_hf(str(source), model, split=split, columns=columns)
     path = Path(source)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -620,7 +724,7 @@ def parse_source(source: str | Path, fmt: str, model: str | None = None, prompt_
         return parse_garak(path, model)
     if fmt == "harmbench":
         return [parse_harmbench(path, model)]
-    return [parse_table(path, fmt, model, prompt_column, response_column)]
+    return parse_table(path, fmt, model, columns=columns)
 
 
 # -- storing ------------------------------------------------------------------------------
@@ -643,8 +747,8 @@ def _keyed(run: ImportedRun) -> tuple[pl.DataFrame, int]:
 
 def _missing_prompts(store: Store, keyed: pl.DataFrame, run: ImportedRun, test_fraction: float) -> pa.Table:
     """Prompt rows for the run's prompts that no data set holds yet."""
-    candidates = keyed.select("text", "category", "source_ref", context=pl.lit(None, dtype=pl.String),
-                              harmful=pl.lit(run.harmful))
+    candidates = keyed.select("text", "category", "source_ref", "attack", context=pl.lit(None, dtype=pl.String),
+                              harmful=pl.col("harmful").fill_null(run.harmful))
     incoming = prompt_sets.prompt_table(candidates, run.dataset, test_fraction)
     con = store.connect(["prompts"])
     try:
@@ -671,7 +775,9 @@ def _store_run(store: Store, run: ImportedRun, keyed: pl.DataFrame, skipped: int
                test_fraction: float) -> RunImportSummary:
     """Write the run's missing prompts, its responses, then its runs row (all idempotent)."""
     identifier = run.run_id
-    new_prompts = store.append("prompts", _missing_prompts(store, keyed, run, test_fraction), where=run.name)
+    missing = _missing_prompts(store, keyed, run, test_fraction)
+    new_prompts = store.append("prompts", missing, where=run.name)
+    new_benign = missing.num_rows - sum(missing.column("harmful").to_pylist()) if new_prompts else 0
     created_at = now()
     responses = keyed.select(
         run_id=pl.lit(identifier), prompt_id="prompt_id", sample_index="sample_index", response="response",
@@ -684,21 +790,37 @@ def _store_run(store: Store, run: ImportedRun, keyed: pl.DataFrame, skipped: int
                prompts=run.dataset, **run.run_columns)
     return RunImportSummary(run_id=identifier, name=run.name, model=run.model, responses=keyed.height,
                             new_responses=new_responses, skipped_empty=skipped, new_prompts=new_prompts,
-                            skipped_failed=run.skipped_failed)
+                            skipped_failed=run.skipped_failed, new_benign=new_benign)
 
 
 def import_responses(store: Store, source: str | Path, fmt: str, model: str | None = None,
                      dataset: str | None = None, prompt_column: str = "prompt", response_column: str = "response",
                      test_fraction: float = prompt_sets.DEFAULT_TEST_FRACTION,
-                     split: str | None = None) -> list[RunImportSummary]:
-    """Parse every run in `source`, then store them; returns one summary per run."""
+                     split: str | None = None, *, model_column: str | None = None,
+                     harmful_column: str | None = None, category_column: str | None = None,
+                     name: str | None = None) -> list[RunImportSummary]:
+    """Parse every run in `source`, then store them; returns one summary per run.
+
+    csv, jsonl and hf tables may say per record which model answered (`model_column`: one
+    run per model), whether the prompt is harmful or benign (`harmful_column`, see
+    HARMFUL_VALUES; for prompts not stored yet) and its category. `name` names the run of a
+    source that holds one.
+    """
     prompt_sets.check_test_fraction(test_fraction)
     if model is not None and not model.strip():
         raise InputError("--model is empty; give the run's model name, or leave it out for the source's")
     if model is not None and fmt == "uncensorbench":
         raise InputError("--model does not apply to --format uncensorbench: its runs hold the package's reference "
                          "answers, model 'uncensorbench-reference'")
-    runs = parse_source(source, fmt, model, prompt_column, response_column, split)
+    if name is not None:
+        _check_run_name(name, fmt, model_column)
+    columns = TableColumns(prompt_column, response_column, model_column, harmful_column, category_column)
+    runs = parse_source(source, fmt, model, split=split, columns=columns)
+    if name is not None:
+        if len(runs) != 1:
+            raise InputError(f"--name names one run, and {source} holds {len(runs)} "
+                             f"({', '.join(run.name for run in runs[:3])}{', ...' if len(runs) > 3 else ''})")
+        runs[0].name, runs[0].config = name, {**runs[0].config, "name": name}
     if dataset is not None:
         prompt_sets.check_dataset_name(dataset)
         for run in runs:
@@ -707,3 +829,15 @@ def import_responses(store: Store, source: str | Path, fmt: str, model: str | No
     for run in runs:
         _check_same_source(store, run)
     return [_store_run(store, run, keyed, skipped, test_fraction) for run, keyed, skipped in prepared]
+
+
+def _check_run_name(name: str, fmt: str, model_column: str | None) -> None:
+    if not name.strip() or name != name.strip():
+        raise InputError(f"--name '{name}': give a run name without leading or trailing blanks")
+    if GLOB_CHARACTERS & set(name):
+        raise InputError(f"--name '{name}': a run name may not hold *, ? or [ (they select runs by glob)")
+    if model_column is not None:
+        raise InputError("--name names the run of a one-model file; with --model-column each run is named for "
+                         "its model")
+    if fmt == "uncensorbench":
+        raise InputError("--name does not apply to --format uncensorbench: its run ids are its names")
