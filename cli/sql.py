@@ -15,7 +15,8 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL over the views prompts, runs, responses, labels, ...")],
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
-    write: Annotated[bool, typer.Option("--write", help="Allow statements that write (COPY, CREATE, ...).")] = False,
+    write: Annotated[bool, typer.Option(
+        "--write", help="Allow statements that write (COPY, CREATE, ...) and files outside the store.")] = False,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Run SQL over the store (read-only unless --write) and print the last statement's result."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import duckdb
 import pyarrow as pa
 
@@ -12,43 +10,115 @@ from refusaldata.queries import sql_text
 from refusaldata.schemas import TABLES
 from refusaldata.store import Store
 
-# Statement types that only read; anything else needs allow_write.
+# Statement types that only read, as DuckDB classes each parsed statement; any other
+# (COPY, CREATE, INSERT, ATTACH, EXPORT, INSTALL, LOAD, CALL, a type this release does not
+# name) needs allow_write. DuckDB classes IMPORT DATABASE and COPY FROM DATABASE as PRAGMA,
+# so a PRAGMA is kept from writing by the connection itself (`_read_only`), not by its type.
 _READ_ONLY = {
     duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA,
     duckdb.StatementType.SET, duckdb.StatementType.VARIABLE_SET,
 }
-_EXPLAIN = re.compile(r"^\s*EXPLAIN\s*(?:\([^)]*\)\s*)?(?:ANALY[SZ]E\s+)?", re.IGNORECASE)
-# PRAGMAs that run other statements or write files despite the statement type.
-_WRITING_PRAGMA = re.compile(r"^\s*PRAGMA\s+(?:import_database|export_database)\b", re.IGNORECASE)
+_READ_ONLY_HINT = "without --write, sql reads only the store's own files"
 
 
-def _check_read_only(statement) -> None:
-    """Refuse a statement that writes, looking inside EXPLAIN (EXPLAIN ANALYZE runs it)."""
-    if statement.type == duckdb.StatementType.EXPLAIN:
-        for inner in duckdb.extract_statements(_EXPLAIN.sub("", statement.query, count=1)):
-            _check_read_only(inner)
+def _type_name(statement) -> str:
+    try:
+        return statement.type.name
+    except ValueError:  # a statement type the Python binding does not name (UPDATE EXTENSIONS)
+        return "unknown"
+
+
+def _check_read_only(statement, depth: int = 0) -> None:
+    """Refuse a statement whose type writes; an EXPLAIN is judged by the statement it wraps
+    (EXPLAIN ANALYZE runs it), as DuckDB parses that one."""
+    name = _type_name(statement)
+    if name == "EXPLAIN" and depth < 4:
+        for inner in _explained(statement.query):
+            _check_read_only(inner, depth + 1)
         return
-    if statement.type not in _READ_ONLY or (
-            statement.type == duckdb.StatementType.PRAGMA and _WRITING_PRAGMA.match(statement.query)):
-        raise InputError(f"SQL: {statement.type.name} statements need --write (the store opens read-only)")
+    if name == "EXPLAIN" or name not in {kind.name for kind in _READ_ONLY}:
+        raise InputError(f"SQL: {name} statements need --write (the store opens read-only)")
+
+
+def _explained(query: str) -> list:
+    """The statement after `EXPLAIN [ANALYZE] [(options)]`, found by DuckDB's tokenizer (so a
+    comment anywhere is skipped) and parsed by DuckDB. A parenthesis after EXPLAIN may open
+    options or the statement itself: every reading that parses is returned, to be checked."""
+    tokens = [position for position, kind in duckdb.tokenize(query) if kind != duckdb.token_type.comment]
+
+    def word(index: int) -> str:
+        return query[tokens[index]:].split(None, 1)[0].split("(", 1)[0].upper() if index < len(tokens) else ""
+
+    index = 1 if word(0) == "EXPLAIN" else len(tokens)
+    if word(index) in ("ANALYZE", "ANALYSE"):
+        index += 1
+    starts = [index]
+    if index < len(tokens) and query[tokens[index]] == "(":
+        depth = 0
+        while index < len(tokens):
+            char = query[tokens[index]]
+            depth += (char == "(") - (char == ")")
+            index += 1
+            if depth == 0:
+                break
+        starts.append(index)
+    found = []
+    for start in starts:
+        if start < len(tokens):
+            try:
+                inner = duckdb.extract_statements(query[tokens[start]:])
+            except duckdb.Error:
+                continue
+            if len(inner) == 1:
+                found.extend(inner)
+    if not found:
+        raise InputError("SQL: cannot tell which statement this EXPLAIN runs; run it with --write")
+    return found
+
+
+def _read_only(con: duckdb.DuckDBPyConnection) -> None:
+    """Make `con` unable to touch any file but the store's own, for reading, then lock it.
+
+    With external access off, DuckDB refuses every file (COPY TO, EXPORT, ATTACH, IMPORT
+    DATABASE's schema.sql, INSTALL/LOAD, profiling output) except the exact files the
+    store's views read (`allowed_paths`), and the locked configuration cannot be changed
+    back. A statement that would write one of those files is refused by its type first.
+    """
+    allowed = []
+    for name in TABLES:
+        files = con.execute("SELECT getvariable(?)", [f"refusaldata_files_{name}"]).fetchone()[0]
+        allowed.extend(files or [])
+    con.execute("SET allowed_paths = ?", [allowed])
+    con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; "
+                "SET enable_external_access = false; SET lock_configuration = true")
+
+
+def _sql_error(exc: duckdb.Error, allow_write: bool) -> InputError:
+    message = shorten_quoted(str(exc).strip().splitlines()[0])
+    if isinstance(exc, duckdb.PermissionException) and not allow_write:
+        message += f" ({_READ_ONLY_HINT})"
+    return InputError(f"SQL: {message}")
 
 
 def run_sql(store: Store, query: str, allow_write: bool = False) -> pa.Table:
-    """Run one or more statements over the store's views; return the last one's result."""
+    """Run one or more statements over the store's views; return the last one's result.
+
+    Without `allow_write`, every statement must be of a type that only reads, and they run
+    on a connection that can read the store's files and nothing else (`_read_only`).
+    """
     try:
         statements = duckdb.extract_statements(query)
         if not allow_write:
             for statement in statements:
                 _check_read_only(statement)
     except duckdb.Error as exc:
-        raise InputError(f"SQL: {shorten_quoted(str(exc).strip().splitlines()[0])}") from None
+        raise _sql_error(exc, allow_write) from None
     if not statements:
         raise InputError("SQL: no statement given")
     con = store.connect()
     try:
         if not allow_write:
-            # SET/PRAGMA could otherwise point profiling or logging output at any file.
-            con.execute("SET lock_configuration = true")
+            _read_only(con)
         result = None
         for statement in statements:
             result = con.sql(statement.query)
@@ -56,7 +126,7 @@ def run_sql(store: Store, query: str, allow_write: bool = False) -> pa.Table:
             return pa.table({"result": pa.array(["ok"])})
         return result.to_arrow_table()
     except duckdb.Error as exc:
-        raise InputError(f"SQL: {shorten_quoted(str(exc).strip().splitlines()[0])}") from None
+        raise _sql_error(exc, allow_write) from None
     finally:
         con.close()
 
@@ -107,7 +177,7 @@ def _metric_gaps(store: Store, con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 def _orphan_human_labels(store: Store, con: duckdb.DuckDBPyConnection) -> list[dict]:
     """A row per run with human labels whose response is gone (sql/doctor_orphan_labels.sql)."""
-    from refusaldata.label import HUMAN
+    from refusaldata.labelers.registry import HUMAN
 
     return [{"table": "labels", "problem": "labels without a response", "path": str(store.root / "labels"),
              "detail": f"run {run_id}: {count} {HUMAN} label(s) of responses no longer in responses "
