@@ -57,8 +57,35 @@ def is_special(path: Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_within(path: str | os.PathLike[str], root: str | os.PathLike[str], error: type[Exception] = StoreError,
+                 folder: bool = False) -> None:
+    """Refuse a write to `path` that would leave `root` through a link.
+
+    The store's files may come from someone else: a partition file, lock file or table
+    folder that is a link to a file outside would have a write land there. So the folder
+    of `path` (or `path` itself, when `folder`) must resolve, links followed, under the
+    real path of `root`, and a file `path` must not itself be a link (the store never
+    writes through one). `root` may itself be a link: its real path is the store.
+    """
+    path, real_root = Path(path), os.path.realpath(root)
+    real = os.path.realpath(path if folder else path.parent)
+    if not _under(real, real_root):
+        raise error(f"cannot write {path}: a link leads it out of the store {root} (to {real}); "
+                    "the store writes only inside itself")
+    if not folder and os.path.islink(path):
+        raise error(f"cannot write {path}: it is a link (to {os.readlink(path)}); the store never writes "
+                    "through a link, remove it")
+    if not folder and is_special(path):
+        raise error(f"cannot write {path}: it is not a regular file; the store writes only its own files")
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], error: type[Exception] = StoreError) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], error: type[Exception] = StoreError,
+                within: str | os.PathLike[str] | None = None) -> Iterator[Path]:
     """Yield a path to write the new content of `target` to; commit it only on success.
 
     The yielded path is a hidden temp file beside `target` (its suffix kept, for writers
@@ -67,12 +94,17 @@ def atomic_path(target: str | os.PathLike[str], error: type[Exception] = StoreEr
     A target that is a symbolic link, or exists and is not a regular file (a device, a
     pipe, /dev/stdout), is never replaced or removed: the content is staged in a temp
     file elsewhere and copied into the target only on success (see `_write_through`).
+    With `within` (the store's root) no link is followed: a target that is a link, or
+    whose folder leads out of `within`, is refused (`check_within`); the rename replaces
+    the entry itself, so a link made after the check is replaced, never followed.
     An OSError becomes `error` naming the target.
     """
     target = Path(target)
     if target.is_dir():
         raise error(f"cannot write {target}: it is a folder")
-    if target.is_symlink() or is_special(target):
+    if within is not None:
+        check_within(target, within, error)
+    elif target.is_symlink() or is_special(target):
         with _write_through(target, error) as path:
             yield path
         return
@@ -444,15 +476,25 @@ def read_table(path: str | os.PathLike[str], fmt: str | None = None, records_key
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, what: str) -> Iterator[None]:
+def file_lock(path: Path, what: str, within: str | os.PathLike[str] | None = None,
+              error: type[Exception] = StoreError) -> Iterator[None]:
     """An exclusive inter-process lock (flock) on the file `path`; `what` names it in the notice.
 
     The holder writes its pid into the file; a process that has to wait says so, with that
     pid, as a warning (a holder that is stopped would otherwise look like a hang). The wait
     is polled, not a blocking flock: a Ctrl-C that the kernel hands to another thread
-    (DuckDB's, Arrow's) would never interrupt a blocked call.
+    (DuckDB's, Arrow's) would never interrupt a blocked call. The file is opened without
+    following a link (O_NOFOLLOW): a lock file that is a link would have the pid written
+    into the file it points to. With `within`, its folder must also resolve inside it.
     """
-    with open(path, "a+") as handle:
+    if within is not None:
+        check_within(path, within, error)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        reason = "it is a link; locks are never taken through one" if exc.errno == errno.ELOOP else exc.strerror
+        raise error(f"cannot lock {path}: {reason}") from None
+    with os.fdopen(fd, "r+") as handle:
         waited = 0
         while True:
             try:
@@ -466,6 +508,7 @@ def file_lock(path: Path, what: str) -> Iterator[None]:
                 time.sleep(min(0.05 * 2 ** waited, 0.5))
                 waited += 1
         handle.truncate(0)
+        handle.seek(0)
         handle.write(str(os.getpid()))
         handle.flush()
         try:

@@ -6,7 +6,9 @@ different means:
 
 Local folder (`LocalFiles`): exactly the single-machine scheme. A file is written to a
 hidden temp name beside its target, fsynced and renamed over it (refusaldata.io); a lock
-is an flock on `<root>/.locks/<name>.lock`.
+is an flock on `<root>/.locks/<name>.lock`. Every write, lock, folder made and file removed
+stays inside the store: a data, lock or staging file that is a link, or a folder that
+resolves outside the store's real root, is refused (io.check_within), never followed.
 
 S3 (`S3Files`, `s3://bucket/prefix`): an object store has no rename and no flock, so:
 
@@ -145,22 +147,26 @@ class LocalFiles:
         return pq.read_schema(path)
 
     def write_table(self, data: pa.Table, target: Path) -> None:
-        with io.atomic_path(target) as temp:
+        with self.staged(target) as temp:
             pq.write_table(data, temp, compression="zstd")
 
     def write_json(self, target: Path, value: Any) -> None:
-        io.write_json(target, value)
+        with self.staged(target) as temp:
+            temp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
     @contextlib.contextmanager
     def staged(self, target: Path) -> Iterator[Path]:
-        """A local path to write `target`'s new content to; committed atomically on success."""
-        with io.atomic_path(target) as temp:
+        """A local path to write `target`'s new content to; committed atomically on success.
+        The one way a file of the store is written: never through a link (io.check_within)."""
+        with io.atomic_path(target, within=self.root) as temp:
             yield temp
 
     def delete(self, path: Path) -> None:
+        io.check_within(path.parent, self.root, folder=True)
         path.unlink(missing_ok=True)
 
     def ensure_dir(self, folder: Path) -> None:
+        io.check_within(folder, self.root, folder=True)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -177,7 +183,7 @@ class LocalFiles:
         the waiting process names the holder)."""
         folder = self.root / ".locks"
         self.ensure_dir(folder)
-        with io.file_lock(folder / f"{quote(name, safe='')}.lock", f"{name} in store {self.root}"):
+        with io.file_lock(folder / f"{quote(name, safe='')}.lock", f"{name} in store {self.root}", within=self.root):
             yield
 
     def attach(self, con) -> None:

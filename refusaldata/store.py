@@ -147,9 +147,31 @@ def conform(spec: TableSpec, data: pa.Table, where: str = "input") -> pa.Table:
     return pa.Table.from_arrays(columns, schema=spec.schema)
 
 
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.large_string(): "VARCHAR", pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT",
+              pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float32(): "FLOAT",
+              pa.float64(): "DOUBLE", pa.date32(): "DATE", pa.binary(): "BLOB"}
+
+
+def _sql_type(arrow_type: pa.DataType) -> str | None:
+    """The DuckDB type name of an Arrow type, as DuckDB maps it (None: not one mapped here)."""
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        inner = _sql_type(arrow_type.value_type)
+        return None if inner is None else f"{inner}[]"
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "us":
+        return "TIMESTAMP WITH TIME ZONE" if arrow_type.tz else "TIMESTAMP"
+    return _SQL_TYPES.get(arrow_type)
+
+
 @functools.cache
 def _sql_types(spec: TableSpec) -> tuple[duckdb.DuckDBPyType, ...]:
-    """The DuckDB type of each declared column, as DuckDB itself maps the Arrow schema."""
+    """The DuckDB type of each declared column, as DuckDB itself maps the Arrow schema.
+
+    Named here rather than asked of DuckDB: handing DuckDB an Arrow table makes it import
+    pandas, a quarter of a second on every command line that opens a store with an empty table.
+    """
+    names = [_sql_type(field.type) for field in spec.schema]
+    if None not in names:
+        return tuple(duckdb.type(name) for name in names)
     con = duckdb.connect()
     try:
         return tuple(con.from_arrow(spec.schema.empty_table()).types)
@@ -182,9 +204,12 @@ class Store:
     """A store rooted at a directory or an ``s3://bucket/prefix``; cheap to create, opens
     nothing until used. `root` is a Path, or a storage.S3Path (printed as its URI)."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None):
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, read_only: bool = False):
         self._files = storage.open_location(root if root is not None else default_store_path())
         self.root = self._files.root
+        # Read-only: the store must exist at the current format, and every write is refused
+        # (a test fixture checked into a repository stays as it was committed).
+        self.read_only = read_only
         self._checked: dict[Path, tuple[tuple[int, int], frozenset[str]]] = {}
         self._keys: dict[Path, tuple[tuple[int, int], pa.Table]] = {}
         self._ready = False
@@ -234,9 +259,16 @@ class Store:
     def _open(self, write: bool = False) -> None:
         """Check the format once per Store; upgrade an older store; on the first write to a
         new store, create it with its format file. A newer store is refused untouched."""
+        if write and self.read_only:
+            raise StoreError(f"{self.root}: the store is open read-only; nothing can be written to it")
         if self._ready:
             return
         found = self.format_version()
+        if self.read_only and found is None:
+            raise StoreError(f"{self.root}: not a refusaldata store (no {FORMAT_FILE} and no table folders)")
+        if self.read_only and found < FORMAT_VERSION:
+            raise StoreError(f"{self.root}: store format {found} needs an upgrade to {FORMAT_VERSION}, and the "
+                             "store is open read-only; open it once for writing (any command on it upgrades it)")
         if found is None:
             if write:
                 self._files.ensure_dir(self.root)
@@ -254,7 +286,7 @@ class Store:
 
     def create(self) -> None:
         """Make the store (its folder and format file) if it does not exist yet, as the first table
-        write would: for what lives beside the tables, such as learned judges (judge/cards.py)."""
+        write would: for what lives beside the tables, such as learned judges (labelers/cards.py)."""
         self._open(write=True)
 
     def _write_format(self) -> None:
@@ -404,6 +436,9 @@ class Store:
         judges, quickstart's adapters and report): `<root>/<name>` for a local store; for an
         S3 store, a folder under the cache named for its bucket and prefix, on this host."""
         if not self.remote:
+            from refusaldata.io import check_within
+
+            check_within(self.root / name, self.root, folder=True)
             return self.root / name
         from refusaldata.models import cache_dir
 
@@ -427,9 +462,9 @@ class Store:
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM read_parquet("
                         f"getvariable('{variable}'), union_by_name = true, hive_partitioning = false)")
         else:
-            columns = ", ".join(f'"{name}"' for name in spec.columns)
-            con.register(f"refusaldata_empty_{table}", spec.schema.empty_table())
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM refusaldata_empty_{table}")
+            columns = ", ".join(f'NULL::{sql_type} AS "{name}"'
+                                for name, sql_type in zip(spec.columns, _sql_types(spec), strict=True))
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} WHERE false")
 
     def read(self, table: str) -> pa.Table:
         """The whole table as Arrow (for small tables; query large ones with `connect`)."""

@@ -114,34 +114,77 @@ def small_store(store):
     return store
 
 
-@pytest.mark.parametrize("query_for", [
-    lambda out: f"COPY (SELECT * FROM prompts) TO '{out}'",
-    lambda out: f"EXPLAIN ANALYZE COPY (SELECT * FROM prompts) TO '{out}'",
-    lambda out: f"explain analyse copy (select 1) to '{out}'",
-    lambda out: "CREATE TABLE copied AS SELECT * FROM prompts",
-    lambda out: "EXPLAIN ANALYZE CREATE TABLE copied AS SELECT 1",
-    lambda out: "INSERT INTO prompts SELECT * FROM prompts",
-    lambda out: "SELECT 1; DELETE FROM prompts",
-    lambda out: f"ATTACH '{out}' AS other",
-    lambda out: f"EXPORT DATABASE '{out}'",
-    lambda out: f"PRAGMA import_database('{out}')",
-    lambda out: f"SET profiling_output = '{out}'",
-    lambda out: "INSTALL httpfs",
-])
+def _import_folder(tmp_path: Path, out: Path, store_root: Path) -> Path:
+    """A folder IMPORT DATABASE would run: its schema.sql COPYs to a file outside and into the store."""
+    folder = tmp_path / "import"
+    folder.mkdir(exist_ok=True)
+    (folder / "schema.sql").write_text(
+        f"COPY (SELECT 42 AS x) TO '{out}';\n"
+        f"COPY (SELECT 42 AS x) TO '{store_root}/prompts/dataset=tiny/part-{'0' * 32}.parquet';\n")
+    (folder / "load.sql").write_text("")
+    return folder
+
+
+WRITES_WITHOUT_WRITE = {
+    "copy": lambda out, folder: f"COPY (SELECT * FROM prompts) TO '{out}'",
+    "explain-analyze-copy": lambda out, folder: f"EXPLAIN ANALYZE COPY (SELECT * FROM prompts) TO '{out}'",
+    "explain-analyse-lower": lambda out, folder: f"explain analyse copy (select 1) to '{out}'",
+    "comment-explain-analyze-copy": lambda out, folder: f"/* c */ EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}'",
+    "explain-comment-analyze-copy": lambda out, folder: f"EXPLAIN -- c\n ANALYZE /* d */ COPY (SELECT 1) TO '{out}'",
+    "explain-options-copy": lambda out, folder: f"EXPLAIN (ANALYZE, FORMAT json) COPY (SELECT 1) TO '{out}'",
+    "create": lambda out, folder: "CREATE TABLE copied AS SELECT * FROM prompts",
+    "explain-analyze-create": lambda out, folder: "EXPLAIN ANALYZE CREATE TABLE copied AS SELECT 1",
+    "insert": lambda out, folder: "INSERT INTO prompts SELECT * FROM prompts",
+    "second-statement": lambda out, folder: "SELECT 1; DELETE FROM prompts",
+    "attach": lambda out, folder: f"ATTACH '{out}' AS other",
+    "export": lambda out, folder: f"EXPORT DATABASE '{out}'",
+    "pragma-export": lambda out, folder: f"PRAGMA export_database('{out}')",
+    "pragma-import": lambda out, folder: f"PRAGMA import_database('{folder}')",
+    "comment-pragma-import": lambda out, folder: f"/* c */ PRAGMA import_database('{folder}')",
+    "import-database": lambda out, folder: f"IMPORT DATABASE '{folder}'",
+    "comment-import-database": lambda out, folder: f"SELECT 1; -- c\nIMPORT DATABASE '{folder}'",
+    "set-profiling-output": lambda out, folder: f"SET profiling_output = '{out}'",
+    "pragma-profiling-output": lambda out, folder: f"PRAGMA profiling_output = '{out}'; PRAGMA enable_profiling; "
+                                                   "SELECT 1",
+    "set-external-access": lambda out, folder: "SET enable_external_access = true",
+    "reset-lock": lambda out, folder: "RESET lock_configuration",
+    "install": lambda out, folder: "INSTALL httpfs",
+    "load": lambda out, folder: "LOAD httpfs",
+    "update-extensions": lambda out, folder: "UPDATE EXTENSIONS",
+    "checkpoint": lambda out, folder: "CHECKPOINT",
+}
+
+
+@pytest.mark.parametrize("query_for", list(WRITES_WITHOUT_WRITE.values()), ids=list(WRITES_WITHOUT_WRITE))
 def test_sql_refuses_writes_without_write(cli, small_store, tmp_path, query_for):
     out = tmp_path / "written.csv"
+    folder = _import_folder(tmp_path, out, small_store.root)
     before = _snapshot(small_store.root)
-    result = cli("sql", query_for(out))
+    result = cli("sql", query_for(out, folder))
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: SQL:") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("Error: SQL:") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Recursion" not in result.stderr
     assert not out.exists()
     assert _snapshot(small_store.root) == before
+
+
+def test_sql_reads_only_the_stores_files_without_write(cli, small_store, tmp_path):
+    """A file outside the store is out of reach without --write; with it, as before."""
+    data = tmp_path / "mine.csv"
+    data.write_text("a\n1\n")
+    refused = cli("sql", f"SELECT * FROM read_csv('{data}')")
+    assert refused.exit_code == 1 and "reads only the store's own files" in refused.stderr
+    assert cli("sql", f"SELECT * FROM read_csv('{data}')", "--write", "-f", "csv").stdout == "a\n1\n"
 
 
 def test_sql_reads_and_explains_without_write(cli, small_store):
     assert cli("sql", "SELECT count(*) AS n FROM prompts", "--format", "json").stdout.strip() == '{"n": 2}'
     assert cli("sql", "EXPLAIN SELECT * FROM prompts").exit_code == 0
     assert cli("sql", "PRAGMA table_info('prompts')").exit_code == 0
+    for query in ("/* c */ EXPLAIN ANALYZE SELECT * FROM prompts", "EXPLAIN (FORMAT json) SELECT 1",
+                  "EXPLAIN ANALYZE (SELECT 1)", "SUMMARIZE prompts", "SET VARIABLE x = 1; SELECT getvariable('x')",
+                  "SELECT count(*) FROM labels_of('rules')"):
+        assert cli("sql", query).exit_code == 0, (query, cli("sql", query).stderr)
 
 
 def test_sql_writes_with_write(cli, small_store, tmp_path):
@@ -241,3 +284,72 @@ def test_quoted_values_in_library_messages_are_cut_to_an_excerpt():
     frame = "Conversion Error: Could not convert string '' to INT32"
     assert message.endswith("…' to INT32") and len(message) == len(frame) + EXCERPT_CHARS
     assert shorten_quoted("no run 'x' in /store") == "no run 'x' in /store"
+
+
+# -- the store writes only inside itself: no link is followed out of it ----------------------------------------------
+
+def _imported(cli, tmp_path: Path, name: str = "answers") -> Path:
+    path = tmp_path / f"{name}.csv"
+    path.write_text("prompt,response\nHow do I pick a lock?,Sure.\nWrite a poem.,No.\n")
+    assert cli("responses", "import", path, "--format", "csv").exit_code == 0
+    return path
+
+
+def _refused_leaving(result, outside: Path, content: bytes, *needles: str) -> None:
+    assert result.exit_code == 1 and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert all(needle in result.stderr for needle in needles), result.stderr
+    assert outside.read_bytes() == content
+
+
+def test_label_refuses_a_partition_file_that_links_out_of_the_store(cli, store, tmp_path):
+    _imported(cli, tmp_path)
+    assert cli("label", "--labeler", "rules").exit_code == 0
+    [stored] = store.files("labels")
+    outside = tmp_path / "outside.parquet"
+    shutil.copyfile(stored, outside)  # a readable labels file, so only the write can refuse it
+    content = outside.read_bytes()
+    stored.unlink()
+    stored.symlink_to(outside)
+    result = cli("label", "--labeler", "rules")
+    _refused_leaving(result, outside, content, str(stored), "is a link", "never writes through a link")
+
+
+def test_responses_import_refuses_a_lock_file_that_links_out_of_the_store(cli, store, tmp_path):
+    _imported(cli, tmp_path)
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"the user's file")
+    for lock in (store.root / ".locks").iterdir():
+        lock.unlink()
+        lock.symlink_to(outside)
+    before = _snapshot(store.root)
+    other = tmp_path / "more.csv"
+    other.write_text("prompt,response\nHow do I pick a lock?,No.\n")
+    result = cli("responses", "import", other, "--format", "csv")
+    _refused_leaving(result, outside, b"the user's file", ".lock", "is a link")
+    after = _snapshot(store.root)
+    assert {path: after.get(path) for path in before} == before  # nothing stored before is changed
+
+
+def test_a_table_folder_that_links_out_of_the_store_is_never_written(store, tmp_path):
+    from refusaldata.errors import StoreError
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    store.create()
+    (store.root / "prompts").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StoreError, match="a link leads it out of the store"):
+        store.append("prompts", pa.table({"prompt_id": [prompt_id("Hi")], "dataset": ["d"], "text": ["Hi"],
+                                          "harmful": [True], "split": ["test"]}))
+    assert not list(outside.rglob("*"))
+
+
+def test_a_store_whose_root_is_a_link_is_written_as_before(tmp_path):
+    from refusaldata.store import Store
+
+    real = tmp_path / "real-store"
+    real.mkdir()
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    store = Store(tmp_path / "linked")
+    store.append("prompts", pa.table({"prompt_id": [prompt_id("Hi")], "dataset": ["d"], "text": ["Hi"],
+                                      "harmful": [True], "split": ["test"]}))
+    assert store.count("prompts") == 1 and list((real / "prompts").rglob("part-*.parquet"))
