@@ -1,45 +1,133 @@
-"""The Typer app: registers every command and turns library errors into one-line messages."""
+"""The Typer app: registers every command and turns library errors into one-line messages.
+
+Commands are registered by name in COMMANDS and their modules imported only when one of
+them runs (or a full listing such as the CLI reference is built), so `refusaldata --help`
+and `refusaldata sql` never pay for torch, matplotlib or the training code.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import sys
-import types
-import typing
 from pathlib import Path
 
-import duckdb
 import typer
+import typer.core
 import typer.main
-from typer.exceptions import TyperException
 
 from refusaldata.errors import RefusalDataError, excerpt, shorten_quoted
 
-from refusaldata.cli.common import check_output, echo
-from refusaldata.cli import (
-    build_pairs, build_sft, compare, evaluate, generate, judge, label, mine, prompts, quickstart, report,
-    responses, review, sets, sql, tables, train,
-)
+HELP = "Study and align how language models refuse harmful requests, over a Parquet store."
 
-app = typer.Typer(
-    name="refusaldata",
-    help="Study and align how language models refuse harmful requests, over a Parquet store.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+# Every top-level command: name -> (module under refusaldata.cli whose `register(app)` adds
+# it, the one-line help `refusaldata --help` shows without importing that module). To add a
+# command, write cli/NAME.py with `register(app)` and add its row here; tests/test_cli_start.py
+# checks each line against the command's own help. The order is the order --help lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("generate", "Generate responses to stored prompts; a rerun of the same config resumes where it "
+                             "stopped."),
+    "label": ("label", "Label responses compliance, refusal or partial (one partition per labeler and run, "
+                       "replaced atomically)."),
+    "build-sft": ("build_sft", "Build an SFT set: refusal targets for the harmful prompts a student complied with, "
+                               "plus retention and boundary rows."),
+    "build-pairs": ("build_pairs", "Build preference pairs: chosen = a refusal target, rejected = the student's "
+                                   "compliant answer."),
+    "sets": ("sets", "List the sft and pairs sets with row counts by mode, kind, student and source run, and split."),
+    "train": ("train", "Train a LoRA adapter on a set's train split; print where it is and how the loss moved."),
+    "compare": ("compare", "Refusal rate, over-refusal, uniformity, top-1 share, templates (unsafe rate, "
+                           "capability) per run."),
+    "gate": ("gate", "Exit 1 when NEW refuses worse than --baseline beyond a margin, decided by paired 95% intervals."),
+    "report": ("report", "Write the comparison table, the refusal-vs-uniformity, before/after and trade-off charts, "
+                         "top openings."),
+    "quickstart": ("quickstart", "Import, generate, label, mine, distill, train, regenerate, compare and report, on "
+                                 "SmolLM2-135M-Instruct."),
+    "sql": ("sql", "Run SQL over the store (read-only unless --write) and print the last statement's result."),
+    "tables": ("tables", "List every table with its row count, file count, size, duplicate keys, ignored files and "
+                         "location."),
+    "doctor": ("tables", "Check the store: files it ignores, keys stored twice, lost training metrics, orphaned "
+                         "human labels."),
+    "prompts": ("prompts", "Prompt sets: import built-in benchmarks or your own files, attack them, list what is "
+                           "stored."),
+    "responses": ("responses", "Responses: import existing outputs of other tools as runs."),
+    "fixture": ("fixture", "Fixtures: small stores sampled from runs, for tests and CI (the folder is a store)."),
+    "runs": ("runs", "Every run: name, id, model, adapter, source (generated or imported, from what), responses, "
+                     "labelers, created."),
+    "review": ("review", "Human review: export the least certain labels as CSV, fill human_verdict, import it."),
+    "mine": ("mine", "Mine the labels: refusal rates, openings, uniformity, templates."),
+    "judge": ("judge", "Learned unsafe-content or refusal labelers (MiniLM embeddings + a small classifier)."),
+    "evaluate": ("evaluate", "Evaluate runs beyond refusal: the capability cost of alignment, and how separable a "
+                             "model's prompts are."),
+}
 
-for module in (prompts, generate, responses, label, review, mine, build_sft, build_pairs, sets, train,
-               judge, compare, evaluate, report, quickstart, sql, tables):
-    module.register(app)
+# Usage errors: typer's own exception class where typer carries its own click (typer >= 0.2x),
+# else click's, which older typer builds on.
+try:
+    from typer import TyperException as _UsageError
+except ImportError:  # typer on click
+    from click import ClickException as _UsageError
+
+
+@functools.cache
+def _module_commands(module_name: str) -> dict[str, object]:
+    """The click commands one CLI module registers, guarded and checked, built once."""
+    module = importlib.import_module(f"refusaldata.cli.{module_name}")
+    holder = typer.Typer(add_completion=False)
+    module.register(holder)
+    _guard_all(holder)
+    group = typer.main.get_group(holder)
+    for command in group.commands.values():
+        _refuse_blank_values(command)
+    return dict(group.commands)
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """The root group: a command's module is imported when the command is looked up to run.
+
+    While the root's own help is written, commands not yet loaded are shown by their
+    COMMANDS line, so `refusaldata --help` imports none of them.
+    """
+
+    _listing = False
+
+    def list_commands(self, ctx) -> list[str]:
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module_name, help_text = COMMANDS[cmd_name]
+        if self._listing:
+            return typer.core.TyperCommand(name=cmd_name, callback=None, help=help_text)
+        command = _module_commands(module_name)[cmd_name]
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+app = typer.Typer(name="refusaldata", help=HELP, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, cls=LazyGroup)
+
+
+@app.callback()
+def _root() -> None:
+    """The root: it only dispatches to the command named (a callback makes typer build a group)."""
 
 
 class _NoticeLines(logging.Handler):
     """The library's notices (a store upgraded, files it ignores) as one stderr line each."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from refusaldata.cli.common import echo
+
         prefix = "Note" if record.levelno < logging.WARNING else "Warning"
         echo(f"{prefix}: {' '.join(record.getMessage().split())}", err=True)
 
@@ -59,11 +147,15 @@ INTERRUPTED = "interrupted; what was stored before stays stored, rerun to resume
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `Error: message` on one line to stderr and return the Exit to raise."""
+    from refusaldata.cli.common import echo  # here: common imports Arrow and the store, which --help never needs
+
     echo(f"Error: {' '.join(str(message).split())}", err=True)
     return typer.Exit(code)
 
 
 def _check_outputs(kwargs: dict) -> None:
+    from refusaldata.cli.common import check_output
+
     for name, (option, file) in OUTPUT_PARAMETERS.items():
         if isinstance(kwargs.get(name), Path):
             check_output(kwargs[name], kwargs.get("store"), option, file)
@@ -79,6 +171,8 @@ def _guarded(callback):
 
     @functools.wraps(callback)
     def run(*args, **kwargs):
+        import duckdb  # here, not at the top: `--help` never needs it
+
         try:
             _check_outputs(kwargs)
             return callback(*args, **kwargs)
@@ -114,24 +208,10 @@ def _guard_all(typer_app: typer.Typer) -> None:
         _guard_all(group.typer_instance)
 
 
-_guard_all(app)
-
-
 @functools.cache
 def _click_command():
-    """The click command typer builds from the app: built once, as each build re-reads every
-    command's signature (a quarter of a second per command line run in-process, as tests do)."""
-    command = typer.main.get_command(app)
-    _refuse_blank_values(command)
-    return command
-
-
-def _text_parameter(parameter) -> bool:
-    """Whether the parameter takes text or a path (alone, optional or repeated)."""
-    annotation = parameter.type_descriptor.annotation
-    while typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation in (str, Path)
+    """The root click group, built once; each command is built when first looked up."""
+    return typer.main.get_group(app)
 
 
 def _blank(value: object) -> bool:
@@ -145,13 +225,12 @@ def _refuse_blank_values(command) -> None:
 
     Left to the commands, `--run ""` matched every run by prefix, `--model ""` fell back to
     the default name and `--out ""` became the current folder: a value the user gave was
-    silently replaced. No option of the CLI gives meaning to an empty value, so all refuse it.
+    silently replaced. No option of the CLI gives meaning to an empty value, so all refuse it;
+    the value is checked as given (text), before its type converts it.
     """
     for child in getattr(command, "commands", {}).values():
         _refuse_blank_values(child)
     for parameter in command.params:
-        if not _text_parameter(parameter):
-            continue
 
         def process_value(ctx, value, parameter=parameter, process=parameter.process_value):
             source = getattr(ctx.get_parameter_source(parameter.name), "name", "")
@@ -175,7 +254,10 @@ def command_tree() -> dict[str, object]:
         else:
             found[" ".join(path)] = command
 
-    walk(_click_command(), [])
+    root = _click_command()
+    context = root.make_context("refusaldata", [], resilient_parsing=True)
+    for name in root.list_commands(context):
+        walk(root.get_command(context, name), [name])
     return found
 
 
@@ -187,7 +269,7 @@ def run(args: list[str] | None = None) -> int:
     """
     try:
         code = _click_command().main(args=args, prog_name="refusaldata", standalone_mode=False)
-    except TyperException as exc:
+    except _UsageError as exc:
         context = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":
             return 2  # typer has printed the help already

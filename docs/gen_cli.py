@@ -90,7 +90,7 @@ def render() -> str:
     context = root.make_context(PROGRAM, [], resilient_parsing=True)
     out = [HEADER]
     for name in root.list_commands(context):
-        out += command_section(root.commands[name], [name], context, 2)
+        out += command_section(root.get_command(context, name), [name], context, 2)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
