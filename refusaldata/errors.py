@@ -6,7 +6,17 @@ of prompt or response text (it can be harmful), see `excerpt`.
 
 from __future__ import annotations
 
+import os
+import re
+from urllib.parse import urlsplit, urlunsplit
+
 EXCERPT_CHARS = 80
+REDACTED = "***"
+# `scheme://userinfo@`: the user and password of any URL (s3://KEY:SECRET@bucket too).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s'\"]+@")
+# Environment variables whose value is a credential, by the names tools give them.
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_SECRET_MIN_CHARS = 8  # shorter values (true, 1, a port) would blank ordinary words
 
 
 class RefusalDataError(Exception):
@@ -52,3 +62,41 @@ def shorten_quoted(message: str, limit: int = EXCERPT_CHARS) -> str:
         if first != -1 and last - first - 1 > limit:
             message = message[:first + 1] + excerpt(message[first + 1:last], limit) + message[last:]
     return message
+
+
+def _environment_secrets() -> list[str]:
+    """Values of the environment that are credentials: variables named as secrets (OPENAI_API_KEY,
+    AWS_SECRET_ACCESS_KEY, HF_TOKEN, ...) and the password of any URL a variable holds."""
+    found = []
+    for name, value in os.environ.items():
+        if _SECRET_NAME.search(name) and len(value) >= _SECRET_MIN_CHARS:
+            found.append(value)
+        if "://" in value and "@" in value:
+            try:
+                parts = urlsplit(value)
+            except ValueError:
+                continue
+            if parts.password and len(parts.password) >= 4:
+                found.append(parts.password)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """`text` with every credential removed: the userinfo of any URL in it (`scheme://user:pass@`)
+    and any value of an environment variable that is a credential. Every error line, notice,
+    stored config and report passes through here, so a secret never reaches a screen or a file."""
+    text = _USERINFO.sub(rf"\1{REDACTED}@", str(text))
+    for secret in _environment_secrets():
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without its `user:password@` part (the form a URL is stored and printed in)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    if not (parts.username or parts.password):
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))

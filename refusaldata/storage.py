@@ -36,7 +36,8 @@ Credentials come from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_
 AWS_SESSION_TOKEN, AWS_PROFILE and ~/.aws, instance roles); the endpoint from
 AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (an S3-compatible server), the region from
 AWS_REGION or AWS_DEFAULT_REGION. None of them is written to the store, and every error
-message passes through `redact`, which removes their values.
+message passes through `errors.redact`, which removes their values. A store URI that
+carries credentials itself (`s3://KEY:SECRET@bucket`) is refused, printed without them.
 
 DuckDB reads S3 objects through an fsspec filesystem over the same pyarrow client,
 registered on each connection: DuckDB's own httpfs extension is downloaded from DuckDB's
@@ -65,14 +66,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from refusaldata import io
-from refusaldata.errors import StoreError
+from refusaldata.errors import StoreError, redact
 
 log = logging.getLogger(__name__)
 
 S3_SCHEME = "s3://"
 LEASE_S = 60.0
 HEARTBEAT_S = 5.0
-_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
 def is_remote(root: str | os.PathLike[str]) -> bool:
@@ -82,18 +82,6 @@ def is_remote(root: str | os.PathLike[str]) -> bool:
 def open_location(root: str | os.PathLike[str]) -> LocalFiles | S3Files:
     """The location `root` names: `s3://bucket/prefix`, else a local folder."""
     return S3Files(str(root)) if is_remote(root) else LocalFiles(Path(root))
-
-
-def redact(text: str) -> str:
-    """`text` with the values of the AWS secret variables and any URL password removed."""
-    for name in _SECRET_VARIABLES:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    endpoint = _endpoint()
-    if endpoint and urlsplit(endpoint).password:
-        text = text.replace(urlsplit(endpoint).password, "***")
-    return text
 
 
 def _endpoint() -> str | None:
@@ -233,6 +221,9 @@ class S3Files:
 
     def __init__(self, uri: str):
         parts = urlsplit(uri)
+        if "@" in parts.netloc:
+            raise StoreError(f"{redact(uri)}: an S3 store URI carries no credentials; give them in "
+                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
         if parts.query or parts.fragment or not parts.netloc:
             raise StoreError(f"{uri}: an S3 store is s3://BUCKET/PREFIX (set AWS_ENDPOINT_URL for another "
                              "S3-compatible server)")

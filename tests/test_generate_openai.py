@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
@@ -21,6 +22,8 @@ from refusaldata.keys import prompt_id
 from test_generate import PROMPTS, add_prompts, responses, run_id_of
 
 SECRET = "sk-test-never-printed-4242"
+PASSWORD = "pa55-never-stored-9876"  # of the user `reader`, given in --base-url as basic auth
+BASIC = "Basic " + base64.b64encode(f"reader:{PASSWORD}".encode()).decode()
 
 
 class FlakyEndpoint(BaseHTTPRequestHandler):
@@ -33,7 +36,7 @@ class FlakyEndpoint(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FlakyEndpoint.bodies.append(body)
         text = body["messages"][-1]["content"]
-        if self.headers.get("Authorization") != f"Bearer {SECRET}":
+        if self.headers.get("Authorization") not in (f"Bearer {SECRET}", BASIC):
             return self._reply(401, {"error": {"message": "invalid api key"}})
         if "too long" in text:
             return self._reply(400, {"error": {"message": "This model's maximum context length is 8192 tokens"}})
@@ -110,6 +113,32 @@ def test_openai_retries_skips_and_keeps_the_key_secret(cli, store, flaky_endpoin
     monkeypatch.delenv("MY_ENDPOINT_KEY")
     unset = cli(*args)
     assert unset.exit_code == 1 and "MY_ENDPOINT_KEY, which is not set" in unset.stderr
+
+
+def test_a_password_in_the_base_url_is_sent_but_never_printed_stored_or_hashed(cli, store, flaky_endpoint,
+                                                                              monkeypatch):
+    add_prompts(store, PROMPTS[:2])
+    monkeypatch.setenv("MY_ENDPOINT_KEY", SECRET)
+    plain = ["generate", "--backend", "openai", "--model", "echo-model", "--prompts", "tiny", "--max-tokens", "5",
+             "--base-url", flaky_endpoint]
+    assert cli(*plain, "--api-key-env", "MY_ENDPOINT_KEY").exit_code == 0
+    [run] = store.read("runs").to_pylist()
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with_password = flaky_endpoint.replace("http://", f"http://reader:{PASSWORD}@")
+    add_prompts(store, ["one more prompt"])
+    resumed = cli(*plain[:-1], with_password)
+    assert resumed.exit_code == 0, resumed.stderr
+    # the same run (the password is not part of its config), its one new prompt answered through basic auth
+    assert [r["run_id"] for r in store.read("runs").to_pylist()] == [run["run_id"]]
+    assert store.count("responses") == 3 and json.loads(run["config"])["base_url"] == flaky_endpoint
+
+    add_prompts(store, ["a last prompt"])
+    failed = cli(*plain[:-1], with_password.replace(PASSWORD, PASSWORD + "-wrong"))
+    assert failed.exit_code == 1 and "HTTP 401" in failed.stderr and failed.stderr.count("\n") == 1
+    for output in (resumed, failed):
+        assert PASSWORD not in output.stdout + output.stderr
+    stored = [path.read_bytes() for path in store.root.rglob("*") if path.is_file()]
+    assert stored and not any(PASSWORD.encode() in data for data in stored)
 
 
 def free_port() -> int:

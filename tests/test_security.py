@@ -353,3 +353,52 @@ def test_a_store_whose_root_is_a_link_is_written_as_before(tmp_path):
     store.append("prompts", pa.table({"prompt_id": [prompt_id("Hi")], "dataset": ["d"], "text": ["Hi"],
                                       "harmful": [True], "split": ["test"]}))
     assert store.count("prompts") == 1 and list((real / "prompts").rglob("part-*.parquet"))
+
+
+# -- no credential is printed, logged or stored ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, shown", [
+    ("s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/prefix/x", "s3://***@bucket/prefix/x"),
+    ("cannot reach http://user:pa55word@host:8000/v1 (HTTP 401)", "cannot reach http://***@host:8000/v1 (HTTP 401)"),
+    ("'https://token@example.org/a'", "'https://***@example.org/a'"),
+    ("mail me at someone@example.org, see http://example.org/a@b", "mail me at someone@example.org, see "
+                                                                   "http://example.org/a@b"),
+])
+def test_redact_removes_the_userinfo_of_every_url(text, shown):
+    from refusaldata.errors import redact
+
+    assert redact(text) == shown
+
+
+def test_redact_removes_credentials_of_the_environment(monkeypatch):
+    from refusaldata.errors import redact, without_userinfo
+
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-1234567890")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIK7MDENG")
+    monkeypatch.setenv("SOME_ENDPOINT", "http://admin:hunter22@db.local")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # a short value of a secret-like name is kept
+    text = redact("tok-1234567890 and wJalrXUtnFEMIK7MDENG and hunter22, false")
+    assert text == "*** and *** and ***, false"
+    assert without_userinfo("http://u:p@host:1/v1") == "http://host:1/v1"
+    assert without_userinfo("http://host:1/v1") == "http://host:1/v1"
+
+
+def test_a_store_uri_with_credentials_is_refused_without_printing_them(cli):
+    result = cli("tables", "--store", "s3://AKIAEXAMPLEKEY:wJalrSECRETvalue@bucket/prefix")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "s3://***@bucket/prefix" in result.stderr and "carries no credentials" in result.stderr
+    assert "AKIAEXAMPLEKEY" not in result.stderr and "wJalrSECRETvalue" not in result.stderr
+
+
+def test_notices_and_errors_pass_through_the_redaction(monkeypatch, capsys):
+    import logging
+
+    from refusaldata.cli.main import _NoticeLines, fail
+
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnop")
+    record = logging.LogRecord("refusaldata", logging.WARNING, __file__, 1,
+                               "retrying https://u:secretpw@hub/x with hf_abcdefghijklmnop", None, None)
+    _NoticeLines().emit(record)
+    fail("cannot open s3://KEY:SECRET@bucket")
+    err = capsys.readouterr().err
+    assert err == "Warning: retrying https://***@hub/x with ***\nError: cannot open s3://***@bucket\n"

@@ -2,7 +2,9 @@
 
 Requests run concurrently up to `--concurrency`; 429, 5xx and connection failures are
 retried with exponential backoff (honouring Retry-After). The API key comes from the
-environment variable named by `--api-key-env` and appears in no message or log. The
+environment variable named by `--api-key-env` and appears in no message or log; a
+`user:password@` in `--base-url` is sent as basic auth but stored, hashed into the run id
+and printed without it (so a run's id does not change with its password). The
 endpoint applies its own chat template, so the run has no template hash; a prompt the
 endpoint rejects as longer than its context is recorded as skipped, like the local backends do.
 """
@@ -13,7 +15,7 @@ import asyncio
 import os
 import random
 
-from refusaldata.errors import BackendError, InputError, excerpt
+from refusaldata.errors import BackendError, InputError, excerpt, without_userinfo
 from refusaldata.generate import SKIPPED, Completion, GenerateOptions, Prompt, conversation
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -48,7 +50,7 @@ class OpenAIBackend:
 
     def identity(self) -> dict:
         return {"label": self.options.model, "model": self.options.model,
-                "base_url": self.options.base_url.rstrip("/")}
+                "base_url": without_userinfo(self.options.base_url.rstrip("/"))}
 
     def too_long(self, prompts: list[Prompt]) -> dict[str, int]:
         return {}
@@ -60,7 +62,8 @@ class OpenAIBackend:
 class OpenAIEngine:
     def __init__(self, options: GenerateOptions, api_key: str | None):
         self.options = options
-        self.url = options.base_url.rstrip("/") + "/chat/completions"
+        self.endpoint = options.base_url.rstrip("/") + "/chat/completions"
+        self.url = without_userinfo(self.endpoint)  # in messages
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def generate(self, prompts: list[Prompt]) -> list[Completion]:
@@ -93,7 +96,7 @@ class OpenAIEngine:
             retry_after = None
             async with limit:
                 try:
-                    reply = await client.post(self.url, json=body)
+                    reply = await client.post(self.endpoint, json=body)
                 except httpx.TransportError as exc:
                     failure = f"{type(exc).__name__}"
                 else:
