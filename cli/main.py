@@ -18,7 +18,7 @@ import typer
 import typer.core
 import typer.main
 
-from refusaldata.errors import RefusalDataError, excerpt, shorten_quoted
+from refusaldata.errors import RefusalDataError, excerpt, redact, shorten_quoted
 
 HELP = "Study and align how language models refuse harmful requests, over a Parquet store."
 
@@ -129,7 +129,7 @@ class _NoticeLines(logging.Handler):
         from refusaldata.cli.common import echo
 
         prefix = "Note" if record.levelno < logging.WARNING else "Warning"
-        echo(f"{prefix}: {' '.join(record.getMessage().split())}", err=True)
+        echo(f"{prefix}: {' '.join(redact(record.getMessage()).split())}", err=True)
 
 
 _library_log = logging.getLogger("refusaldata")
@@ -146,10 +146,10 @@ INTERRUPTED = "interrupted; what was stored before stays stored, rerun to resume
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print `Error: message` on one line to stderr and return the Exit to raise."""
+    """Print `Error: message` on one line to stderr, credentials redacted, and return the Exit to raise."""
     from refusaldata.cli.common import echo  # here: common imports Arrow and the store, which --help never needs
 
-    echo(f"Error: {' '.join(str(message).split())}", err=True)
+    echo(f"Error: {' '.join(redact(str(message)).split())}", err=True)
     return typer.Exit(code)
 
 
