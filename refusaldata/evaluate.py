@@ -20,14 +20,14 @@ suite prompts; kl_to_base is the mean per-prompt KL of the run's adapter from it
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from refusaldata.errors import InputError, NotFoundError
-from refusaldata.label import prepare
+from refusaldata.labelers.rules import prepare
 from refusaldata.queries import sql_text
 from refusaldata.runs import is_glob, select_runs
 from refusaldata.store import Store
@@ -225,7 +225,9 @@ def resolve_runs(store: Store, runs: Sequence[str]) -> list[str]:
     return resolved
 
 
-def _unsafe_labeler(con, run_ids: list[str], requested: str | None) -> str | None:
+def pick_unsafe_labeler(con, run_ids: list[str], requested: str | None) -> str | None:
+    """Whose unsafe verdicts count: `requested`, else the one labeler that stored some on
+    these runs; None when none did, an error when several did and none was chosen."""
     found = _query(con, "compare_unsafe_labelers", {"runs": run_ids}).column("labeler").to_pylist()
     if requested is not None:
         if requested not in found:
@@ -259,7 +261,7 @@ def comparison_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def _check_resampling(bootstrap: int, seed: int) -> None:
+def check_resampling(bootstrap: int, seed: int) -> None:
     if bootstrap < 1:
         raise InputError(f"--bootstrap must be at least 1 (got {bootstrap})")
     if bootstrap > MAX_BOOTSTRAP:
@@ -279,10 +281,12 @@ def _capability(rows: pa.Table, run_id: str) -> tuple[np.ndarray, np.ndarray, np
     return keys[order], strict[order], kl[order]
 
 
-def _capability_columns(rows: pa.Table, run_ids: list[str], bootstrap: int, seed: int) -> dict[str, dict]:
+def _capability_columns(rows: pa.Table, run_ids: list[str], bootstrap: int, seed: int,
+                        reference: str | None) -> dict[str, dict]:
     """Per run: capability (share of prompts with every instruction followed) with its interval,
-    its difference to the first run (paired when both answered the same prompts) and kl_to_base."""
-    reference_keys, _, _ = _capability(rows, run_ids[0])
+    its difference to the reference run if any (paired when both answered the same prompts) and
+    kl_to_base."""
+    reference_keys, _, _ = _capability(rows, reference or run_ids[0])
     reference_draws = reference_weights = None
     result = {}
     for run_id in run_ids:
@@ -297,7 +301,7 @@ def _capability_columns(rows: pa.Table, run_ids: list[str], bootstrap: int, seed
             draws = (weights @ strict) / weights.sum(axis=1)
             row["capability"] = float(strict.mean())
             row["capability_low"], row["capability_high"] = _interval(draws)
-            if run_id == run_ids[0]:
+            if run_id == reference:
                 reference_draws, reference_weights, reference_value = draws, weights, row["capability"]
             elif reference_draws is not None:
                 paired = len(keys) == len(reference_keys) and bool(np.array_equal(keys, reference_keys))
@@ -310,9 +314,15 @@ def _capability_columns(rows: pa.Table, run_ids: list[str], bootstrap: int, seed
 
 
 def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k: int = 5,
-                 bootstrap: int = 1000, seed: int = 0, split: str = "test",
-                 unsafe_labeler: str | None = None, capability_suite: str = CAPABILITY_SUITE) -> pa.Table:
-    """One row per run (the first is the reference) with estimates, CIs and differences.
+                 bootstrap: int = 1000, seed: int = 0, split: str | None = None,
+                 unsafe_labeler: str | None = None, capability_suite: str = CAPABILITY_SUITE,
+                 reference: str | None = None) -> pa.Table:
+    """One row per run with estimates and CIs, and differences to the reference run if there is one.
+
+    The runs are a corpus or a study (`comparison_mode`). A study's reference is its first
+    run and `split` defaults to 'test'; a corpus has no reference unless `reference` names
+    one (it then comes first) and counts every prompt (`split` 'all'). A run with no labelled
+    response to a prompt of `split` keeps its row, with n 0 and no estimate.
 
     refusal_rate: refused / labelled responses to harmful prompts of `split` ('all' for
     every split); over_refusal_rate: the same on benign prompts of `split`; uniformity and
@@ -326,36 +336,35 @@ def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k
     accuracy on `capability_suite` (`evaluate capability`), NULL where not evaluated;
     kl_to_base: the run's mean per-token KL from its base model on those prompts.
     """
-    _check_resampling(bootstrap, seed)
+    check_resampling(bootstrap, seed)
     if k < 1:
         raise InputError(f"--k must be at least 1 (got {k})")
-    run_ids = resolve_runs(store, runs)
+    run_ids, reference = _with_reference(store, resolve_runs(store, runs), reference)
     con = store.connect(["prompts", "runs", "responses", "labels", "templates", "capability"])
     prepare(con)
     try:
+        run_rows = {row["run_id"]: row for row in _query(
+            con, "compare_runs", {"runs": run_ids, "labeler": labeler, "k": k}).to_pylist()}
+        mode = comparison_mode(run_rows.values())
+        split = split or MODE_SPLITS[mode]
+        if reference is None and mode == STUDY:
+            reference = run_ids[0]
+        _check_labelled(con, run_ids, run_rows, labeler)
         capability_rows = _query(con, "compare_capability", {"runs": run_ids, "suite": capability_suite})
-        unsafe_from = _unsafe_labeler(con, run_ids, unsafe_labeler)
+        unsafe_from = pick_unsafe_labeler(con, run_ids, unsafe_labeler)
         params = {"runs": run_ids, "labeler": labeler, "split": split}
         prompt_rows = _query(con, "compare_prompts", {**params, "unsafe_labeler": unsafe_from})
         opening_rows = _query(con, "compare_openings", {**params, "k": k})
-        run_rows = {row["run_id"]: row for row in _query(
-            con, "compare_runs", {"runs": run_ids, "labeler": labeler, "k": k}).to_pylist()}
     finally:
         con.close()
-    present = set(prompt_rows.column("run_id").to_pylist())
-    for ref, run_id in zip(runs, run_ids):
-        if run_id not in present:
-            raise NotFoundError(f"run '{ref}' has no responses labelled by '{labeler}' on prompts of split "
-                                f"'{split}' (run `refusaldata label` first, or pass --split all)")
 
     # Per run and prompt kind: the prompts, the point estimates and the resampled values.
-    reference = run_ids[0]
     methods = _method_names(run_ids, run_rows)
     # The reference's prompts, resamples and values per prompt kind, kept for the differences;
     # every other run's resamples are dropped once its row is done, so memory stays at a few
     # (B x prompts) matrices however many runs are compared.
     reference_fit: dict[bool, tuple[_Prompts, np.ndarray, dict, dict]] = {}
-    capability = _capability_columns(capability_rows, run_ids, bootstrap, seed)
+    capability = _capability_columns(capability_rows, run_ids, bootstrap, seed, reference)
     rows = []
     for run_id in run_ids:
         meta = run_rows.get(run_id, {})
@@ -373,22 +382,27 @@ def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k
             weights = resample_weights(run_prompts.size, bootstrap, _rng(seed, run_id, kind))
             estimates = _statistics(np.ones((1, run_prompts.size)), run_prompts, kind)
             draws = _statistics(weights, run_prompts, kind)
-            if run_id == reference:
-                reference_fit[kind] = (run_prompts, weights, estimates, draws)
-            reference_prompts, reference_weights, reference_estimates, reference_draws = reference_fit[kind]
-            same = run_prompts.same_prompts(reference_prompts)
-            row["paired_harmful" if kind else "paired_benign"] = None if run_id == reference else same
-            # Paired: the run evaluated on the reference's resamples of the same prompts.
-            run_draws = _statistics(reference_weights, run_prompts, kind) if same and run_id != reference else draws
             for statistic, values in estimates.items():
                 row[statistic] = _value(values)
                 corrected = statistic in OPENING_STATISTICS
                 row[f"{statistic}_low"], row[f"{statistic}_high"] = _interval(
                     draws[statistic], row[statistic] if corrected else None, (0.0, 1.0))
+                row[f"{statistic}_diff"] = row[f"{statistic}_diff_low"] = row[f"{statistic}_diff_high"] = None
+            row["paired_harmful" if kind else "paired_benign"] = None
+            if run_id == reference:
+                reference_fit[kind] = (run_prompts, weights, estimates, draws)
+            if reference is None or run_id == reference:
+                continue
+            reference_prompts, reference_weights, reference_estimates, reference_draws = reference_fit[kind]
+            same = run_prompts.same_prompts(reference_prompts)
+            row["paired_harmful" if kind else "paired_benign"] = same
+            # Paired: the run evaluated on the reference's resamples of the same prompts.
+            run_draws = _statistics(reference_weights, run_prompts, kind) if same else draws
+            for statistic in estimates:
                 reference_value = _value(reference_estimates[statistic])
-                if run_id == reference or row[statistic] is None or reference_value is None:
-                    row[f"{statistic}_diff"] = row[f"{statistic}_diff_low"] = row[f"{statistic}_diff_high"] = None
+                if row[statistic] is None or reference_value is None:
                     continue
+                corrected = statistic in OPENING_STATISTICS
                 row[f"{statistic}_diff"] = row[statistic] - reference_value
                 row[f"{statistic}_diff_low"], row[f"{statistic}_diff_high"] = _interval(
                     run_draws[statistic] - reference_draws[statistic], row[f"{statistic}_diff"] if corrected else None)
@@ -398,15 +412,60 @@ def compare_runs(store: Store, runs: Sequence[str], *, labeler: str = "rules", k
         row.update(capability[run_id])
         rows.append(row)
     metadata = {"labeler": labeler, "k": str(k), "bootstrap": str(bootstrap), "seed": str(seed),
-                "split": split, "unsafe_labeler": unsafe_from or "", "reference": reference,
-                "capability_suite": capability_suite}
+                "split": split, "unsafe_labeler": unsafe_from or "", "reference": reference or "",
+                "capability_suite": capability_suite, "mode": mode}
     return pa.Table.from_pylist(rows, schema=comparison_schema().with_metadata(metadata))
 
 
+# What a comparison is: a corpus (imported runs, or runs generated without an adapter: every
+# prompt counts, no run is a reference) or a study (adapters against a base: the held-out test
+# split, the first run the reference of every difference).
+CORPUS, STUDY = "corpus", "study"
+MODE_SPLITS = {CORPUS: "all", STUDY: "test"}
+
+
+def comparison_mode(run_rows) -> str:
+    """STUDY when some run (a row of compare_runs.sql, with its adapter) was generated under an
+    adapter, else CORPUS."""
+    return STUDY if any(row.get("adapter") for row in run_rows) else CORPUS
+
+
+def runs_mode(store: Store, run_ids: Sequence[str]) -> str:
+    """`comparison_mode` of stored runs."""
+    con = store.connect(["runs", "templates"])
+    try:
+        rows = _query(con, "compare_runs", {"runs": list(run_ids), "labeler": "rules", "k": 1}).to_pylist()
+    finally:
+        con.close()
+    return comparison_mode(rows)
+
+
+def _with_reference(store: Store, run_ids: list[str], reference: str | None) -> tuple[list[str], str | None]:
+    """The runs with the named reference run first (added when not among them), and its id."""
+    if reference is None:
+        return run_ids, None
+    reference_id = store.resolve_run(reference)
+    return [reference_id, *(run_id for run_id in run_ids if run_id != reference_id)], reference_id
+
+
+def _check_labelled(con, run_ids: list[str], run_rows: dict[str, dict], labeler: str) -> None:
+    """A run with no label at all from `labeler` is an error (label it first); a run labelled but
+    small, or with no prompt of the split, is not."""
+    labelled = set(_query(con, "compare_labelled_runs", {"runs": run_ids, "labeler": labeler})
+                   .column("run_id").to_pylist())
+    for run_id in run_ids:
+        if run_id not in labelled:
+            name = run_rows.get(run_id, {}).get("name") or run_id
+            raise NotFoundError(f"run '{name}' has no responses labelled by '{labeler}' (run `refusaldata label "
+                                f"--run {name}` first)")
+
+
 def top_openings(store: Store, runs: Sequence[str], *, labeler: str = "rules", k: int = 5,
-                 split: str = "test", top: int = 5) -> pa.Table:
-    """The `top` most frequent refusal openings of each run (harmful prompts of `split`)."""
+                 split: str | None = None, top: int = 5) -> pa.Table:
+    """The `top` most frequent refusal openings of each run (harmful prompts of `split`; default
+    as `compare_runs` chooses it)."""
     run_ids = resolve_runs(store, runs)
+    split = split or MODE_SPLITS[runs_mode(store, run_ids)]
     con = store.connect(["prompts", "responses", "labels"])
     prepare(con)
     try:
@@ -463,41 +522,83 @@ STATISTIC_LABELS = {
 }
 
 
+def comparison_settings(comparison: pa.Table) -> dict[str, str]:
+    """The settings `compare_runs` stored with its table (labeler, split, mode, reference, ...)."""
+    return {key.decode(): value.decode() for key, value in (comparison.schema.metadata or {}).items()}
+
+
 def comparison_cells(comparison: pa.Table) -> dict[str, list]:
     """The comparison's columns as tables show them: counts, and an Estimate per statistic.
 
-    Each statistic gets its column and `Δ <statistic>` with the difference to the first
-    run ("ref" on its own row); unsafe columns appear only when unsafe verdicts exist,
-    capability and KL columns only when some run was evaluated.
+    With a reference run, each statistic gets its column and `Δ <statistic>` with the
+    difference to it ("ref" on its own row); a corpus without one gets no Δ columns, and its
+    runs are named `run` with their model beside. Over-refusal appears only when some run
+    answered benign prompts, unsafe columns only when unsafe verdicts exist, capability and
+    KL columns only when some run was evaluated.
     """
     rows = comparison.to_pylist()
-    show_unsafe = any(row["unsafe_rate"] is not None for row in rows)
+    settings = comparison_settings(comparison)
+    reference = settings.get("reference") or None
+    corpus = settings.get("mode") == CORPUS
+    show = {"unsafe_rate": any(row["unsafe_rate"] is not None for row in rows),
+            "over_refusal_rate": any(row["benign_responses"] for row in rows)}
     show_capability = any(row["capability"] is not None for row in rows)
-    columns: dict[str, list] = {
-        "method": [row["method"] for row in rows],
-        "harmful n": [row["harmful_responses"] for row in rows],
-        "benign n": [row["benign_responses"] for row in rows],
-    }
+
+    def difference(statistic: str) -> list:
+        return ["ref" if row["run_id"] == reference else Estimate(
+            row[f"{statistic}_diff"], row[f"{statistic}_diff_low"], row[f"{statistic}_diff_high"], signed=True)
+            for row in rows]
+
+    columns: dict[str, list] = {"run" if corpus else "method": [row["method"] for row in rows]}
+    if corpus:
+        columns["model"] = [row["model"] for row in rows]
+    columns["harmful n"] = [row["harmful_responses"] for row in rows]
+    columns["refusals"] = [row["refusals"] for row in rows]
+    if show["over_refusal_rate"]:
+        columns["benign n"] = [row["benign_responses"] for row in rows]
     for statistic in STATISTICS:
-        if statistic == "unsafe_rate" and not show_unsafe:
+        if not show.get(statistic, True):
             continue
         label = STATISTIC_LABELS[statistic]
         columns[label] = [Estimate(row[statistic], row[f"{statistic}_low"], row[f"{statistic}_high"])
                           for row in rows]
-        columns[f"Δ {label}"] = [
-            "ref" if index == 0 else Estimate(row[f"{statistic}_diff"], row[f"{statistic}_diff_low"],
-                                              row[f"{statistic}_diff_high"], signed=True)
-            for index, row in enumerate(rows)]
+        if reference:
+            columns[f"Δ {label}"] = difference(statistic)
     if show_capability:
         columns["capability"] = [Estimate(row["capability"], row["capability_low"], row["capability_high"])
                                  for row in rows]
-        columns["Δ capability"] = [
-            "ref" if index == 0 else Estimate(row["capability_diff"], row["capability_diff_low"],
-                                              row["capability_diff_high"], signed=True)
-            for index, row in enumerate(rows)]
+        if reference:
+            columns["Δ capability"] = difference("capability")
         columns["KL to base"] = ["—" if row["kl_to_base"] is None else f"{row['kl_to_base']:.4f}" for row in rows]
     columns["templates"] = [row["templates"] for row in rows]
     return columns
+
+
+def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float | None, float | None]:
+    """The Wilson score interval (95% by default) of successes / trials; (None, None) for no trials."""
+    if trials == 0:
+        return None, None
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def model_cells(comparison: pa.Table) -> dict[str, list]:
+    """Each model's runs pooled, as tables show them: runs, responses to harmful prompts, refusals
+    and the refusal rate with its Wilson interval (responses taken as independent), in the
+    comparison's order of first appearance."""
+    pooled: dict[str, list[int]] = {}
+    for row in comparison.to_pylist():
+        counts = pooled.setdefault(row["model"] or "(unknown)", [0, 0, 0])
+        counts[0] += 1
+        counts[1] += row["harmful_responses"]
+        counts[2] += row["refusals"]
+    rates = [Estimate(refusals / responses if responses else None, *wilson(refusals, responses))
+             for _, responses, refusals in pooled.values()]
+    return {"model": list(pooled), "runs": [counts[0] for counts in pooled.values()],
+            "harmful n": [counts[1] for counts in pooled.values()],
+            "refusals": [counts[2] for counts in pooled.values()], "refusal rate": rates}
 
 
 def as_text(columns: dict[str, list]) -> pa.Table:
@@ -543,30 +644,79 @@ def _shared(keys: Sequence[np.ndarray], *values: tuple[np.ndarray, ...]) -> tupl
                     for run_keys, arrays in zip(keys, values)]
 
 
-def _pair_rng(seed: int, with_run: str, without_run: str, statistic: str) -> np.random.Generator:
+def pair_rng(seed: int, with_run: str, without_run: str, statistic: str) -> np.random.Generator:
     """A generator per (seed, pair, statistic): no pair's intervals depend on the other runs compared."""
     return np.random.default_rng([seed, *(zlib.crc32(text.encode("utf-8")) for text in (with_run, without_run,
                                                                                           statistic))])
+
+
+def _restrict(prompts: _Prompts, keep: np.ndarray) -> _Prompts:
+    """`prompts` kept to the prompt ids `keep` (sorted, each present), with their refusal openings."""
+    index = np.searchsorted(prompts.prompt_ids, keep)
+    kept = _Prompts(keep, prompts.responses[index], prompts.refusals[index], prompts.judged[index],
+                    prompts.unsafe[index])
+    if len(prompts.opening_starts):
+        position = np.full(prompts.size, -1)
+        position[index] = np.arange(len(keep))
+        moved = position[prompts.opening_prompt]
+        opening = np.repeat(np.arange(len(prompts.opening_starts)),
+                            np.diff(np.r_[prompts.opening_starts, len(prompts.opening_prompt)]))
+        selected = moved >= 0
+        kept.opening_prompt, kept.opening_refusals = moved[selected], prompts.opening_refusals[selected]
+        opening = opening[selected]
+        if len(opening):
+            kept.opening_starts = np.flatnonzero(np.r_[True, opening[1:] != opening[:-1]])
+    return kept
+
+
+def paired_prompts(prompt_rows: pa.Table, opening_rows: pa.Table, first_run: str, second_run: str,
+                   harmful: bool) -> tuple[_Prompts, _Prompts]:
+    """Two runs' prompts of one kind (rows of compare_prompts / compare_openings) kept to the
+    prompts both answered, in one order, refusal openings included: what a paired bootstrap resamples."""
+    both = [_group_prompts(prompt_rows, opening_rows, run_id, harmful) for run_id in (first_run, second_run)]
+    shared = np.intersect1d(both[0].prompt_ids, both[1].prompt_ids)
+    return _restrict(both[0], shared), _restrict(both[1], shared)
+
+
+Side = tuple[float | None, float | None, float | None]
+
+
+def paired_bootstrap(size: int, first: Callable[[np.ndarray], np.ndarray], second: Callable[[np.ndarray], np.ndarray],
+                     bootstrap: int, rng: np.random.Generator, *, corrected: bool = False) -> dict[str, Side]:
+    """A statistic of two runs on the same `size` prompts, and first − second: each side
+    ("first", "second", "diff") as (estimate, low, high) with its 95% interval, all None when
+    undefined. `first` and `second` compute the statistic for each row of a (resamples x
+    prompts) weight matrix. Every resample draws the same prompts for both runs, so the
+    difference's interval holds only what the two disagree on. `corrected` shifts the
+    intervals by the bootstrap's bias, as `compare_runs` does for the opening statistics."""
+    one, weights = np.ones((1, size)), resample_weights(size, bootstrap, rng)
+    estimates = {"first": _value(first(one)), "second": _value(second(one))}
+    draws = {"first": first(weights), "second": second(weights)}
+    draws["diff"] = draws["first"] - draws["second"]
+    estimates["diff"] = (None if estimates["first"] is None or estimates["second"] is None
+                         else estimates["first"] - estimates["second"])
+    sides = {}
+    for side, estimate in estimates.items():
+        if estimate is None:
+            sides[side] = (None, None, None)
+        elif corrected:
+            sides[side] = (estimate, *_interval(draws[side], estimate, (-1.0, 1.0) if side == "diff" else (0.0, 1.0)))
+        else:
+            sides[side] = (estimate, *_interval(draws[side]))
+    return sides
 
 
 def _paired_columns(statistic: str, with_counts: tuple[np.ndarray, np.ndarray],
                     without_counts: tuple[np.ndarray, np.ndarray], bootstrap: int,
                     rng: np.random.Generator) -> dict:
     """`statistic` (numerator / denominator summed over prompts) with, without and their
-    difference, each with its 95% interval; every resample draws the same prompts for both
-    runs, so the difference's interval holds only what the two runs disagree on."""
-    size = len(with_counts[0])
-    one, weights = np.ones((1, size)), resample_weights(size, bootstrap, rng)
-    estimates = {"with": _value(_rate_draws(one, *with_counts)), "without": _value(_rate_draws(one, *without_counts))}
-    draws = {"with": _rate_draws(weights, *with_counts), "without": _rate_draws(weights, *without_counts)}
-    draws["diff"] = draws["with"] - draws["without"]
-    estimates["diff"] = (None if estimates["with"] is None or estimates["without"] is None
-                         else estimates["with"] - estimates["without"])
+    difference, each with its paired 95% interval (see `paired_bootstrap`)."""
+    sides = paired_bootstrap(len(with_counts[0]), lambda weights: _rate_draws(weights, *with_counts),
+                             lambda weights: _rate_draws(weights, *without_counts), bootstrap, rng)
     row = {}
-    for side in BOUNDARY_SIDES:
+    for side, key in zip(BOUNDARY_SIDES, ("first", "second", "diff")):
         name = f"{statistic}_{side}"
-        row[name] = estimates[side]
-        row[f"{name}_low"], row[f"{name}_high"] = (None, None) if estimates[side] is None else _interval(draws[side])
+        row[name], row[f"{name}_low"], row[f"{name}_high"] = sides[key]
     return row
 
 
@@ -603,7 +753,7 @@ def paired_effects(store: Store, pairs: Sequence[tuple[str, str]], *, labeler: s
     paired bootstrap: a resample draws the same prompts for both runs. harmful_prompts,
     benign_prompts and capability_prompts count the shared prompts.
     """
-    _check_resampling(bootstrap, seed)
+    check_resampling(bootstrap, seed)
     pairs = [(with_run, without_run) for with_run, without_run in
              (resolve_runs(store, pair) for pair in pairs)]
     paired = list(dict.fromkeys(run_id for pair in pairs for run_id in pair))
@@ -623,18 +773,16 @@ def paired_effects(store: Store, pairs: Sequence[tuple[str, str]], *, labeler: s
     for with_run, without_run in pairs:
         row = {"method": methods[with_run], "run_id": with_run, "no_boundary_run_id": without_run}
         for statistic, harmful in (("refusal_rate", True), ("over_refusal_rate", False)):
-            both = [_group_prompts(prompt_rows, no_openings, run_id, harmful) for run_id in (with_run, without_run)]
-            shared, counts = _shared([run.prompt_ids for run in both],
-                                     *[(run.refusals, run.responses) for run in both])
-            row["harmful_prompts" if harmful else "benign_prompts"] = len(shared)
-            rng = _pair_rng(seed, with_run, without_run, statistic)
-            row.update(_paired_columns(statistic, *counts, bootstrap, rng))
+            both = paired_prompts(prompt_rows, no_openings, with_run, without_run, harmful)
+            row["harmful_prompts" if harmful else "benign_prompts"] = both[0].size
+            rng = pair_rng(seed, with_run, without_run, statistic)
+            row.update(_paired_columns(statistic, *[(run.refusals, run.responses) for run in both], bootstrap, rng))
         (with_keys, with_strict, _), (without_keys, without_strict, _) = (
             _capability(capability_rows, run_id) for run_id in (with_run, without_run))
         shared, counts = _shared([with_keys, without_keys], (with_strict, np.ones(len(with_keys))),
                                  (without_strict, np.ones(len(without_keys))))
         row["capability_prompts"] = len(shared) if len(with_keys) and len(without_keys) else None
-        rng = _pair_rng(seed, with_run, without_run, "capability")
+        rng = pair_rng(seed, with_run, without_run, "capability")
         row.update(_paired_columns("capability", *counts, bootstrap, rng))
         rows.append(row)
     metadata = {"labeler": labeler, "bootstrap": str(bootstrap), "seed": str(seed), "split": split,
@@ -746,8 +894,9 @@ def _attack_row(run_id: str, attack: str, group: dict[str, np.ndarray], bootstra
 
 
 def compare_attacks(store: Store, runs: Sequence[str], *, labeler: str = "rules", bootstrap: int = 1000,
-                    seed: int = 0, split: str = "test") -> pa.Table:
-    """One row per (run, attack): the refusal rate on harmful prompts of `split` under that attack.
+                    seed: int = 0, split: str | None = None) -> pa.Table:
+    """One row per (run, attack): the refusal rate on harmful prompts of `split` under that attack
+    (default: every split for a corpus, 'test' for a study; see `comparison_mode`).
 
     attack PLAIN: the run's unattacked harmful prompts. refusal_rate: refused / labelled
     responses, with a 95% bootstrap interval over the attack's prompts. pairs: the attacked
@@ -757,8 +906,9 @@ def compare_attacks(store: Store, runs: Sequence[str], *, labeler: str = "rules"
     resampled). Negative: the attack breaks refusals. A run with no labelled response to a
     harmful prompt of `split` has no rows.
     """
-    _check_resampling(bootstrap, seed)
+    check_resampling(bootstrap, seed)
     run_ids = resolve_runs(store, runs)
+    split = split or MODE_SPLITS[runs_mode(store, run_ids)]
     con = store.connect(["prompts", "runs", "responses", "labels", "templates"])
     try:
         con.execute(sql_text("attack_macros"))
