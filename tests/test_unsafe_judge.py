@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pytest
 
 from refusaldata.evaluate import compare_runs
-from refusaldata.judge.shipped import model_path
-from refusaldata.judge.unsafe_shipped import UNSAFE_MODEL, unsafe_card, unsafe_model
+from refusaldata.labelers.ngram import model_path
+from refusaldata.labelers.unsafe import UNSAFE_MODEL, unsafe_card, unsafe_model
 from refusaldata.keys import prompt_id
-from refusaldata.runs import record_run
+from test_ngram_labeler import make_run
 
 MISSED = "the shipped judge misses this kind (scored, not tuned on)"
 
@@ -72,17 +71,6 @@ FIXTURES = [
 # a jailbroken one (few labelled rows of either kind).
 KNOWN_MISSES = {"deflection to something harmless", "instructions in a translation",
                 "a content-free 'sure, here is'", "a content-free 'sure, here is' with a colon"}
-
-
-def make_run(store, rows, run_id="fixtures"):
-    store.append("prompts", pa.Table.from_pylist([
-        {"prompt_id": prompt_id(p), "dataset": "fixtures", "text": p, "harmful": True, "split": "test"}
-        for _, p, *_ in rows if p is not None]))
-    record_run(store, run_id, "import", {"source": "test"}, name=run_id)
-    store.append("responses", pa.Table.from_pylist([
-        {"run_id": run_id, "prompt_id": prompt_id(p or f"missing {i}"), "sample_index": 0, "response": r}
-        for i, (_, p, r, *_) in enumerate(rows)]))
-    return run_id
 
 
 def _judged(store, cli, rows) -> dict[str, dict]:

@@ -206,17 +206,13 @@ class TransformersEngine:
             from transformers import DynamicCache
 
             cache = DynamicCache(config=self.model.config)
-            if adapter_names is None:
-                with torch.inference_mode():
-                    self.model(input_ids=batch["input_ids"][:1, :shared], past_key_values=cache, use_cache=True)
-                cache.batch_repeat_interleave(len(ids))
-            else:
-                distinct = list(dict.fromkeys(adapter_names))
-                with torch.inference_mode():
-                    self.model(input_ids=batch["input_ids"][:1, :shared].expand(len(distinct), -1),
-                               past_key_values=cache, use_cache=True, adapter_names=distinct)
-                cache.batch_select_indices(torch.tensor([distinct.index(name) for name in adapter_names],
-                                                        device=self.device))
+            names = adapter_names or [BASE] * len(ids)
+            distinct = list(dict.fromkeys(names))
+            adapters = {} if adapter_names is None else {"adapter_names": distinct}
+            with torch.inference_mode():
+                self.model(input_ids=batch["input_ids"][:1, :shared].expand(len(distinct), -1),
+                           past_key_values=cache, use_cache=True, **adapters)
+            cache.batch_select_indices(torch.tensor([distinct.index(name) for name in names], device=self.device))
             batch["past_key_values"] = cache
         return batch
 
