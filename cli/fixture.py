@@ -23,7 +23,8 @@ def export(
         "--sample", help="Prompts to sample from those every run answered (all of them when fewer).",
         show_default=False)],
     out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Folder for the fixture store: new or empty, outside the source store.",
+        "--out", "-o", help="Folder for the fixture store: new (parent folders are made) or empty, outside the "
+                            "source store.",
         show_default=False)],
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
     labeler: Annotated[str, typer.Option(

@@ -76,8 +76,8 @@ def _check_destination(store: Store, out: Path, replace: bool) -> None:
             raise InputError(f"-o {out} holds the source store {store.root}; give a folder outside it")
     if out.exists() and not out.is_dir():
         raise InputError(f"-o {out} is a file; give a folder for the fixture store")
-    if not out.parent.is_dir():
-        raise InputError(f"-o {out}: folder {out.parent} does not exist")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise InputError(f"-o {out}: {out.parent} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not replace:
             raise InputError(f"-o {out} is not empty; give --replace to replace the fixture store there")
@@ -100,8 +100,9 @@ def export_fixture(store: Store, runs: Sequence[str], out: str | os.PathLike[str
     prompts every one of them answered, stratified by harmfulness and each run's refusal
     verdict (`labeler`'s; 'best' by default). All of them when fewer are shared.
 
-    `out` must lie outside the source store and be new or empty; with `replace`, an existing
-    fixture store there is replaced whole (a folder holding anything else is refused).
+    `out` must lie outside the source store and be new (its parent folders are made) or
+    empty; with `replace`, an existing fixture store there is replaced whole (a folder
+    holding anything else is refused).
     """
     out = Path(out)
     if sample < 1:
@@ -129,6 +130,7 @@ def export_fixture(store: Store, runs: Sequence[str], out: str | os.PathLike[str
         con.close()
     harmful = np.asarray(strata.column("harmful").fill_null(False).to_pylist(), dtype=bool)
     chosen_harmful = int((harmful & np.isin(prompt_ids, chosen)).sum())
+    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.export-{uuid.uuid4().hex}"
     try:
         fixture = Store(staging)

@@ -138,7 +138,7 @@ def test_the_interval_bound_nearest_zero_decides():
 
 def test_json_is_one_document_for_ci(gated, cli):
     result = cli("gate", "regressed", "--baseline", "baseline", "--max-refusal-drop", "0.05",
-                 "--max-over-refusal-rise", "0.5", "--format", "json", "--seed", "3", "--bootstrap", "200")
+                 "--max-over-refusal-rise", "0.5", "--format", "jsonl", "--seed", "3", "--bootstrap", "200")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert document["passed"] is False and document["failed"] == ["refusal_rate"]
@@ -227,7 +227,7 @@ def test_paired_bootstrap_draws_the_same_prompts_for_both():
 # -- fixture export ------------------------------------------------------------------------------
 
 def test_fixture_export_writes_a_store_every_command_reads(gated, cli, tmp_path):
-    out = tmp_path / "fixture"
+    out = tmp_path / "tests" / "fixtures" / "refusals"  # its parent folders are made
     result = cli("fixture", "export", "--run", "baseline", "--run", "regressed", "--sample", "50", "--seed", "7",
                  "-o", out)
     assert result.exit_code == 0, result.output
@@ -282,7 +282,7 @@ def test_fixture_export_refuses_where_it_would_lose_data(gated, cli, tmp_path):
         (["-o", gated.root], "inside the store"),
         (["-o", gated.root.parent], "holds the source store"),
         (["-o", stranger, "--replace"], "not a refusaldata store"),
-        (["-o", tmp_path / "no" / "such" / "parent"], "does not exist"),
+        (["-o", stranger / "todo.txt" / "fixture"], "is a file, not a folder"),
     ]
     for extra, message in cases:
         result = cli("fixture", "export", "--run", "baseline", "--sample", "20", *extra)
