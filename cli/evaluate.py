@@ -1,4 +1,5 @@
-"""`refusaldata evaluate capability`: what alignment costs a run's model in general ability."""
+"""`refusaldata evaluate capability`: what alignment costs a run's model in general ability;
+`evaluate separability`: how far alignment could go on a model, before any training."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from refusaldata.store import DEFAULT_STORE
 # The run's own engine, named: auto and ray choose one themselves.
 Backend = choice("Backend", tuple(name for name in BACKENDS if name not in ("auto", "ray")))
 
-evaluate_app = typer.Typer(help="Evaluate runs beyond refusal: the capability cost of alignment.",
+evaluate_app = typer.Typer(help="Evaluate runs beyond refusal: the capability cost of alignment, and how "
+                                "separable a model's prompts are.",
                            no_args_is_help=True)
 
 
@@ -52,6 +54,44 @@ def capability(
                          progress=lambda line: echo(line, err=True))
     emit(pa.Table.from_pylist([vars(summary) for summary in summaries]), fmt, output,
          title=f"capability ({suite})")
+
+
+@evaluate_app.command("separability")
+def separability(
+    model: Annotated[str, typer.Option(
+        "--model", help="The model: 'smollm2-135m-instruct', a local folder or a hub id.")],
+    adapter: Annotated[str | None, typer.Option("--adapter", help="A LoRA adapter folder to probe under.")] = None,
+    datasets: Annotated[list[str] | None, typer.Option(
+        "--dataset", help="Fit on this data set's train split (repeat; default: every data set in the store).")] = None,
+    eval_datasets: Annotated[list[str] | None, typer.Option(
+        "--eval-dataset", help="Score on this data set's test split (repeat; default: the --dataset ones).")] = None,
+    layers: Annotated[str | None, typer.Option(
+        "--layers", help="Layers to probe: '8,16' or '10-20' (0: the embeddings; default: every one).")] = None,
+    fmt: FormatOption = OutputFormat.table,
+    output: OutputOption = None,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """How far alignment could go on this model: a linear probe on its last prompt token, per layer.
+
+    Fitted on the train split's harmful and benign prompts, scored on held-out ones: per layer
+    the share of harmful prompts the probe flags and of benign ones, with Wilson intervals, and
+    their difference (separation). The best layer is chosen on a held-out quarter of the train
+    prompts, never on the scored ones. Rows go to the separability table; the report draws the
+    best layer as a dashed line on the trade-off chart.
+    """
+    from refusaldata import separability as probe  # torch loads only here
+
+    table = probe.evaluate(open_store(store), model, adapter=adapter, datasets=datasets,
+                           eval_datasets=eval_datasets, layers=layers, progress=lambda line: echo(line, err=True))
+    shown = table.select(["layer", "best", "harmful_rate", "harmful_rate_low", "harmful_rate_high", "benign_rate",
+                          "benign_rate_low", "benign_rate_high", "separation", "separation_low", "separation_high",
+                          "selection_separation"])
+    emit(shown, fmt, output, title=f"separability of {model}" + (f" under {adapter}" if adapter else ""))
+    best = next(row for row in table.to_pylist() if row["best"])
+    echo(f"best layer (chosen on held-out train prompts): {best['layer']}, flags {best['harmful_rate']:.3f} of "
+         f"{best['harmful_prompts']} harmful and {best['benign_rate']:.3f} of {best['benign_prompts']} benign "
+         f"held-out prompts: separation {best['separation']:.3f} [{best['separation_low']:.2f}, "
+         f"{best['separation_high']:.2f}]", err=fmt is not OutputFormat.table or output is not None)
 
 
 def register(app: typer.Typer) -> None:

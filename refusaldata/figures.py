@@ -45,7 +45,7 @@ TICKS = [i / 5 for i in range(6)]
 LABEL_CHARS = 34  # longer run names are cut (the full name stays in each mark's tooltip)
 WIDTH, HEIGHT = 6.5, 3.6  # inches: a page's text width
 PNG_DPI = 300
-MARK_CLASSES = ("point", "bar", "ci", "reference", "target", "arrow")
+MARK_CLASSES = ("point", "bar", "ci", "reference", "target", "arrow", "separability")
 STYLE = {
     "svg.fonttype": "path", "svg.hashsalt": "refusaldata", "pdf.fonttype": 42, "font.family": "DejaVu Sans",
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
@@ -57,6 +57,7 @@ WHISKERS = "whiskers: 95% bootstrap intervals"
 # The issue's target: refusal >= 0.90, over-refusal <= 0.15, capability within 0.05 of the reference.
 TARGET_REFUSAL, TARGET_OVER_REFUSAL, TARGET_CAPABILITY_DROP = 0.90, 0.15, 0.05
 TARGET_COLOR = "#59a14f"
+SEPARABILITY_COLOR = "#7b4ea3"  # the probe's ceiling on the trade-off chart
 
 
 @contextlib.contextmanager
@@ -315,8 +316,12 @@ def attacks_chart(by_attack: pa.Table) -> Chart:
     return chart
 
 
-def tradeoff_chart(comparison: pa.Table) -> Chart:
+def tradeoff_chart(comparison: pa.Table, separability: dict | None = None) -> Chart:
     """Left: refusal (y) against over-refusal (x) per method; right: capability per method.
+
+    `separability`: a separability row (the probe's best layer); its probe point is marked
+    and the line refusal − over-refusal = its separation drawn dashed on the left: what a
+    linear readout of the student's own hidden states tells apart.
 
     Whiskers are 95% bootstrap intervals; the shaded corner on the left and the band on
     the right (the reference's capability less 0.05) mark where a method meets the target.
@@ -335,6 +340,14 @@ def tradeoff_chart(comparison: pa.Table) -> Chart:
                              gid=chart.gid("target", f"target: refusal >= {TARGET_REFUSAL}, over-refusal <= "
                                                      f"{TARGET_OVER_REFUSAL}")))
     left.text(-pad + 0.01, 1 + pad - 0.01, "target", ha="left", va="top", fontsize=7, color="#2d6a2d")
+    if separability is not None and separability.get("separation") is not None:
+        gap, layer = separability["separation"], separability["layer"]
+        tooltip = (f"separability (probe, layer {layer}): flags {separability['harmful_rate']:.3f} of harmful and "
+                   f"{separability['benign_rate']:.3f} of benign held-out prompts; separation {gap:.3f}")
+        left.plot([-pad, 1 + pad], [gap - pad, gap + 1 + pad], color=SEPARABILITY_COLOR, linewidth=1,
+                  linestyle=(0, (4, 3)), zorder=1, gid=chart.gid("separability", tooltip))
+        left.plot([separability["benign_rate"]], [separability["harmful_rate"]], linestyle="none", marker="x",
+                  markersize=6, color=SEPARABILITY_COLOR, zorder=4, gid=chart.gid("separability", tooltip))
     for index, row in enumerate(rows):
         if row["refusal_rate"] is None or row["over_refusal_rate"] is None:
             continue
@@ -391,6 +404,9 @@ def tradeoff_chart(comparison: pa.Table) -> Chart:
     if arrows:
         handles.append(Line2D([], [], color="#555", linewidth=1.1, marker=">", markersize=4, markevery=[-1],
                               label="without → with boundary rows"))
+    if separability is not None and separability.get("separation") is not None:
+        handles.append(Line2D([], [], color=SEPARABILITY_COLOR, linewidth=1, linestyle=(0, (4, 3)), marker="x",
+                              label=f"probe, layer {separability['layer']}"))
     _legend(right, handles)
     left.set_title(WHISKERS, fontsize=7, color="#555")
     return chart

@@ -27,6 +27,7 @@ from refusaldata.evaluate import (
     comparison_cells, default_runs, resolve_runs, top_openings,
 )
 from refusaldata.figures import Chart, attacks_chart, rates_chart, tradeoff_chart, uniformity_chart
+from refusaldata.separability import best_row as best_separability
 from refusaldata.store import Store
 
 PRINT_FORMATS = ("png", "pdf")
@@ -125,6 +126,10 @@ TRADEOFF_CAPTION = ("Left: each method's refusal rate on harmful prompts against
                     "capability, the share of instruction-following prompts whose every instruction was followed "
                     "(IFEval's checkers); the dashed line is the first run, the band what stays within 0.05 of it. "
                     "Whiskers: 95% bootstrap intervals.")
+TRADEOFF_SEPARABILITY = (" The dashed purple line is the separability ceiling (`evaluate separability`): a linear "
+                         "probe on layer {layer} of {model}'s last prompt token, fitted on train prompts, flags "
+                         "{harmful_rate:.2f} of the held-out harmful prompts and {benign_rate:.2f} of the benign "
+                         "ones (the x); on the line, refusal exceeds over-refusal by its {separation:.2f}.")
 TRADEOFF_ARROWS = (" Arrows go from each method trained without boundary rows (M-no-boundary) to the same "
                    "method trained with them.")
 BOUNDARY_TEXT = ("Each method trained with boundary rows (benign look-alikes with compliant answers) against the "
@@ -244,9 +249,11 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
     boundary = boundary_effects(store, run_ids, labeler=labeler, bootstrap=bootstrap, seed=seed, split=split,
                                 capability_suite=capability_suite)
     if any(value is not None for value in comparison.column("capability").to_pylist()):
+        ceiling = best_separability(store, comparison.column("model")[0].as_py())
         figures.append(Figure("tradeoff", "The trade-off: refusal, over-refusal and capability",
-                              "Refusal, over-refusal and capability per method", tradeoff_chart(comparison),
-                              TRADEOFF_CAPTION + (TRADEOFF_ARROWS if boundary.num_rows else "")))
+                              "Refusal, over-refusal and capability per method", tradeoff_chart(comparison, ceiling),
+                              TRADEOFF_CAPTION + (TRADEOFF_ARROWS if boundary.num_rows else "")
+                              + (TRADEOFF_SEPARABILITY.format(**ceiling) if ceiling else "")))
     page, markdown = render(comparison, openings, figures, out_html.stem, boundary)
     md_path = out_html.with_suffix(".md")
     files: list[tuple[Path, str | bytes]] = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg)

@@ -262,7 +262,45 @@ CAPABILITY = TableSpec(
                 "instructions it followed (strict, loose) and the mean per-token KL from the base model.",
 )
 
+SEPARABILITY = TableSpec(
+    "separability",
+    pa.schema([
+        _required("probe_id", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("adapter", pa.string()),
+        pa.field("datasets", pa.string()),
+        pa.field("eval_datasets", pa.string()),
+        _required("layer", pa.int32()),
+        pa.field("best", pa.bool_()),
+        pa.field("penalty", pa.float64()),
+        pa.field("selection_separation", pa.float64()),
+        pa.field("fit_prompts", pa.int64()),
+        pa.field("harmful_prompts", pa.int64()),
+        pa.field("benign_prompts", pa.int64()),
+        pa.field("harmful_flagged", pa.int64()),
+        pa.field("benign_flagged", pa.int64()),
+        pa.field("harmful_rate", pa.float64()),
+        pa.field("harmful_rate_low", pa.float64()),
+        pa.field("harmful_rate_high", pa.float64()),
+        pa.field("benign_rate", pa.float64()),
+        pa.field("benign_rate_low", pa.float64()),
+        pa.field("benign_rate_high", pa.float64()),
+        pa.field("separation", pa.float64()),
+        pa.field("separation_low", pa.float64()),
+        pa.field("separation_high", pa.float64()),
+        pa.field("created_at", TIMESTAMP),
+    ]),
+    partitions=(("probe", "probe_id"),),
+    key=("probe_id", "layer"),
+    replace=True,
+    description="Separability probes: per layer of a model, how a linear probe on the last prompt token's "
+                "hidden state, fitted on train prompts, flags held-out harmful and benign prompts (Wilson "
+                "intervals; separation = the difference, Newcombe interval); best: the layer chosen on held-out "
+                "train prompts.",
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (PROMPTS, RUNS, RESPONSES, LABELS, TEMPLATES, SFT, PAIRS, ADAPTERS, TRAIN_METRICS, CAPABILITY)
+    for spec in (PROMPTS, RUNS, RESPONSES, LABELS, TEMPLATES, SFT, PAIRS, ADAPTERS, TRAIN_METRICS, CAPABILITY,
+                 SEPARABILITY)
 }

@@ -72,6 +72,12 @@ UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/capability/*/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
 WHERE regexp_full_match(filename, '.*/capability/suite=[^/]+/run=[^/]+/data\.parquet');
+CREATE OR REPLACE VIEW separability AS
+SELECT * FROM (SELECT NULL::VARCHAR AS "probe_id", NULL::VARCHAR AS "model", NULL::VARCHAR AS "adapter", NULL::VARCHAR AS "datasets", NULL::VARCHAR AS "eval_datasets", NULL::INTEGER AS "layer", NULL::BOOLEAN AS "best", NULL::DOUBLE AS "penalty", NULL::DOUBLE AS "selection_separation", NULL::BIGINT AS "fit_prompts", NULL::BIGINT AS "harmful_prompts", NULL::BIGINT AS "benign_prompts", NULL::BIGINT AS "harmful_flagged", NULL::BIGINT AS "benign_flagged", NULL::DOUBLE AS "harmful_rate", NULL::DOUBLE AS "harmful_rate_low", NULL::DOUBLE AS "harmful_rate_high", NULL::DOUBLE AS "benign_rate", NULL::DOUBLE AS "benign_rate_low", NULL::DOUBLE AS "benign_rate_high", NULL::DOUBLE AS "separation", NULL::DOUBLE AS "separation_low", NULL::DOUBLE AS "separation_high", NULL::TIMESTAMP WITH TIME ZONE AS "created_at" LIMIT 0)
+UNION ALL BY NAME
+SELECT * EXCLUDE (filename)
+FROM read_parquet(getvariable('store') || '/separability/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
+WHERE regexp_full_match(filename, '.*/separability/probe=[^/]+/data\.parquet');
 CREATE OR REPLACE MACRO rd_verdict(verdict, refusal) AS
     coalesce(verdict, CASE WHEN refusal THEN 'refusal' WHEN NOT refusal THEN 'compliance' END);
 
