@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from refusaldata import io
 from refusaldata.errors import InputError, NotFoundError
+from refusaldata.escape import markdown_text
 from refusaldata.evaluate import (
     PLAIN, Estimate, attack_cells, boundary_cells, boundary_effects, boundary_sentence, compare_attacks, compare_runs,
     comparison_cells, default_runs, resolve_runs, top_openings,
@@ -60,13 +61,16 @@ def _html_table(columns: Columns) -> str:
 
 
 def _markdown_cell(value: object) -> str:
+    """A table cell: text (names, openings: untrusted) through `markdown_text`; our own numbers as they print."""
     if value is None:
         return "—"
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    if isinstance(value, str):
+        return markdown_text(value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _markdown_table(columns: Columns) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(markdown_text(name) for name in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in zip(*columns.values())]
     return "\n".join(lines)
 
@@ -161,7 +165,8 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
     html_boundary = ""
     if boundary is not None and boundary.num_rows:
         boundary_table, sentence = boundary_cells(boundary), boundary_sentence(boundary)
-        boundary_parts = ["## Boundary rows", f"{BOUNDARY_TEXT} {sentence}", _markdown_table(boundary_table)]
+        boundary_parts = ["## Boundary rows", markdown_text(f"{BOUNDARY_TEXT} {sentence}"),
+                          _markdown_table(boundary_table)]
         html_boundary = (f"<h2>Boundary rows</h2>\n<p>{_text(BOUNDARY_TEXT)} {_text(sentence)}</p>\n"
                          f"{_html_table(boundary_table)}\n")
     html_figures = "".join(f"""<h2>{_text(figure.heading)}</h2>
@@ -192,11 +197,12 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
 </html>
 """
     markdown_figures = [part for figure in figures for part in (
-        f"## {figure.heading}", f"![{figure.alt}]({_figure_file(stem, figure)})", figure.caption,
+        f"## {markdown_text(figure.heading)}", f"![{markdown_text(figure.alt)}]({_figure_file(stem, figure)})",
+        markdown_text(figure.caption),
         *([_markdown_table(figure.table)] if figure.table else []))]
     markdown = "\n\n".join([
         "# Refusal patterns: comparison of methods",
-        settings,
+        markdown_text(settings),
         "## Comparison",
         _markdown_table(table),
         *boundary_parts,

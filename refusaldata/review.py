@@ -2,7 +2,10 @@
 
 `export` writes the N responses of a run whose label is least certain (machine labelers
 disagree, or the score is nearest 0.5; sql/review_candidates.sql) as a CSV a person fills
-in any spreadsheet: the `human_verdict` column takes compliance, refusal or partial.
+in any spreadsheet: the `human_verdict` column takes compliance, refusal or partial. A cell
+a spreadsheet would run as a formula (a response opening with = + - @, a tab or a carriage
+return) is written with a leading `'` and read back without it (refusaldata.escape), so
+the text is shown, never run, and the round trip is exact.
 `import_reviews` stores the filled rows as labeler `human`, with the reviewer's name
 (`reviewer`) and the time (`created_at`); `best_labels` and `--labeler best` then prefer
 them to the default labeler's.
@@ -26,6 +29,7 @@ import pyarrow.compute as pc
 
 from refusaldata import io
 from refusaldata.errors import InputError, NotFoundError, excerpt
+from refusaldata.escape import FORMULA_LEAD, QUOTED_FORMULA_LEAD
 from refusaldata.label import DEFAULT_LABELER, HUMAN, VERDICTS, run_ids_for
 from refusaldata.queries import sql_text
 from refusaldata.runs import now
@@ -56,13 +60,15 @@ def export(store: Store, run: str, budget: int, path: Path, labeler: str = DEFAU
     """Write the review file for run `run` (id, name or prefix) to `path`; returns its rows."""
     run_id = run_ids_for(store, [run])[0]
     rows = candidates(store, run_id, budget, labeler)
-    io.write_text(path, pl.from_arrow(rows).write_csv(), error=InputError)
+    text = pl.from_arrow(rows).with_columns(pl.col(pl.String).str.replace(FORMULA_LEAD, "'${1}")).write_csv()
+    io.write_text(path, text, error=InputError)
     return rows.num_rows
 
 
 def _filled(path: Path) -> pl.DataFrame:
     """The review file's rows that have a human_verdict, with their spreadsheet row number, checked."""
     frame = io.read_records(path, "csv")
+    frame = frame.with_columns(pl.col(pl.String).str.replace(QUOTED_FORMULA_LEAD, "${1}"))
     missing = [column for column in _NEEDED if column not in frame.columns]
     if missing:
         raise InputError(f"{path}: no column '{missing[0]}' (a review file has {', '.join(COLUMNS)})")

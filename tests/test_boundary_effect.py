@@ -14,6 +14,7 @@ from refusaldata.evaluate import (
     METHOD_ORDER, NO_BOUNDARY_SUFFIX, boundary_effects, boundary_pairs, boundary_sentence, compare_runs,
     default_runs, paired_effects,
 )
+from refusaldata.escape import markdown_text
 from refusaldata.figures import tradeoff_chart
 from refusaldata.keys import prompt_id, run_id
 from refusaldata.report import write_report
@@ -151,7 +152,7 @@ def test_report_section_and_chart_arrows(store, tmp_path):
     markdown, page = md_path.read_text(), html_path.read_text()
     assert "## Boundary rows" in markdown and "<h2>Boundary rows</h2>" in page
     effects = boundary_effects(store, ["base", "dpo", "dpo-no-boundary"], bootstrap=300)
-    assert boundary_sentence(effects) in markdown
+    assert markdown_text(boundary_sentence(effects)) in markdown
     assert "excludes 0 for dpo over-refusal -0.567" in markdown
     line = next(line for line in markdown.split("## Boundary rows")[1].splitlines() if line.startswith("| dpo |"))
     assert line.startswith("| dpo | 30 | 30 | 0.800 [") and "| 0.100 [" in line and "| -0.567 [" in line

