@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from refusaldata import capability, distill, evaluate, imports, label, mine, prompts  # noqa: E402
 from refusaldata.generate import GenerateOptions, generate, read_few_shot  # noqa: E402
+from refusaldata.labelers.registry import BEST  # noqa: E402
 from refusaldata.models import EMBEDDED_MODEL  # noqa: E402
 from refusaldata.quickstart import FULL, LABELER, SAFETY_FEW_SHOT, SAFETY_SYSTEM_PROMPT, study_backend  # noqa: E402
 from refusaldata.runs import now  # noqa: E402
@@ -208,13 +209,13 @@ def run_recipe(store: Store, name: str, shared) -> dict:
     started = time.perf_counter()
     if kind == "pairs":
         distill.build_pairs(store, name, ids["student"], teacher="uncensorbench-refusals", max_examples=120,
-                            labeler=label.BEST, boundary_datasets=BOUNDARY_DATASETS, **boundary)
+                            labeler=BEST, boundary_datasets=BOUNDARY_DATASETS, **boundary)
     else:
         extra = {"teacher": "uncensorbench-refusals"} if kind == "cross" else {}
         if kind == "self":
             extra["context_run"] = ids["context"]
         distill.build_sft(store, name, ids["student"], kind, max_examples=120, benign_datasets=benign, **extra,
-                          labeler=label.BEST, boundary_datasets=BOUNDARY_DATASETS, **boundary, **set_options)
+                          labeler=BEST, boundary_datasets=BOUNDARY_DATASETS, **boundary, **set_options)
     options = dict(train_options)
     loss = options.pop("loss")
     adapter = train_adapter(store, name, EMBEDDED_MODEL, store.root / "trained" / name, loss=loss, lora_r=8,
@@ -224,7 +225,7 @@ def run_recipe(store: Store, name: str, shared) -> dict:
                       shared=shared).run_id
     label.label(store, [run_id], LABELER)
     capability.evaluate(store, [run_id], limit=CAPABILITY_LIMIT, shared=shared)
-    row = evaluate.compare_runs(store, [ids["reference"], run_id], bootstrap=1000, labeler=label.BEST).to_pylist()[1]
+    row = evaluate.compare_runs(store, [ids["reference"], run_id], bootstrap=1000, labeler=BEST).to_pylist()[1]
     result = {"recipe": name, "set": kind, "set_options": set_options | ({"benign": benign} if benign else {}),
               **boundary, "train": train_options, "train_s": round(trained, 1), "run_id": run_id,
               **{key: row[key] for key in ("refusal_rate", "refusal_rate_low", "refusal_rate_high",
@@ -249,7 +250,7 @@ def rescore(store: Store) -> None:
     with RESCORED.open("a", encoding="utf-8") as handle:
         for row in rows:
             fresh = evaluate.compare_runs(store, [ids["reference"], row["run_id"]], bootstrap=1000,
-                                          labeler=label.BEST).to_pylist()[1]
+                                          labeler=BEST).to_pylist()[1]
             row = {**row, **{key: fresh[key] for key in RATE_KEYS}, "rescored_at": now().isoformat()}
             handle.write(json.dumps(row) + "\n")
             print(f"{row['recipe']:<20}{_cell(row, 'refusal_rate'):>24}{_cell(row, 'over_refusal_rate'):>24}")
@@ -284,7 +285,7 @@ def boundary_table(store: Store, rows: list[dict]) -> None:
     if not pairs or not (store.root / SETUP).exists():
         print("\nno recipe with boundary rows has its twin without them scored in this store yet")
         return
-    effects = evaluate.paired_effects(store, pairs, labeler=label.BEST, bootstrap=1000)
+    effects = evaluate.paired_effects(store, pairs, labeler=BEST, bootstrap=1000)
     names = {run_id: name for name, run_id in latest.items()}
     cells = evaluate.boundary_cells(effects)
     cells = {"recipe": [names[run_id] for run_id in effects.column("run_id").to_pylist()],

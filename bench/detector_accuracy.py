@@ -68,10 +68,11 @@ import numpy as np
 import pyarrow as pa
 
 import refusal_sources
-from refusaldata.judge import ngram
-from refusaldata.judge.shipped import REFUSAL_CLASSES, refusal_inputs
-from refusaldata.label import label, rule_facts
-from refusaldata.refusal_model import decide as hybrid_decide
+from refusaldata.labelers import ngram_model
+from refusaldata.labelers.ngram import REFUSAL_CLASSES, refusal_inputs
+from refusaldata.label import label
+from refusaldata.labelers.rules import rule_facts
+from refusaldata.labelers.cue_model import decide as hybrid_decide
 from refusaldata.runs import record_run
 from refusaldata.store import Store
 
@@ -155,10 +156,10 @@ class Pool:
         self.prompt_key = np.array([p.strip() for p in self.prompts], dtype=object)
         self.response_key = np.array([r.strip() for r in self.responses], dtype=object)
         self.facts = rule_facts(self.responses)
-        self.documents, self.dense = refusal_inputs(self.prompts, self.responses, self.facts, ngram.Settings())
+        self.documents, self.dense = refusal_inputs(self.prompts, self.responses, self.facts, ngram_model.Settings())
         self._dense = {}
 
-    def dense_for(self, settings: ngram.Settings) -> np.ndarray:
+    def dense_for(self, settings: ngram_model.Settings) -> np.ndarray:
         """The dense facts as `settings` match prompt words (the terms do not depend on it)."""
         key = (settings.relevance_plural, settings.relevance_stem, settings.semantic_relevance)
         if key not in self._dense:
@@ -195,11 +196,11 @@ def train_and_score(pool: Pool, recipe: dict, train: np.ndarray, test: np.ndarra
     if not recipe["mismatched"]:
         train = train & (pool.sources != "mismatched")
     index, held = np.where(train)[0], np.where(test)[0]
-    settings = replace(ngram.Settings(), **recipe["settings"])
+    settings = replace(ngram_model.Settings(), **recipe["settings"])
     documents = pool.documents if recipe["terms"] else [[] for _ in pool.documents]
     dense = pool.dense_for(settings) if recipe["dense"] else np.zeros((len(pool.documents), 0), np.float32)
     weights = row_weights(pool.sources[index], recipe["weighting"])
-    model = ngram.fit([documents[i] for i in index], dense[index], pool.targets[index], weights,
+    model = ngram_model.fit([documents[i] for i in index], dense[index], pool.targets[index], weights,
                       list(REFUSAL_CLASSES), settings)
     return model.probabilities([documents[i] for i in held], dense[held])
 
@@ -282,7 +283,7 @@ def speed(texts: list[str], prompts: list[str], minilm_sample: int) -> dict[str,
     off-topic candidates for real."""
     import os
 
-    from refusaldata.judge.embed import embed
+    from refusaldata.labelers.embed import embed
     from refusaldata.models import CACHE_ENV
 
     rates = {}

@@ -12,7 +12,7 @@ Per source, the worst human source and the mean over human sources are printed f
 - rules: the lexicon as it was before issue 13 (sql/refusal_lexicon.csv without its
   issue13 rows), and with the candidate phrases (bench/lexicon_candidates.csv) chosen
   on the other sources (on all sources, they are the issue13 rows);
-- hybrid: the default labeler (refusaldata/refusal_model.py) for each recipe variant,
+- hybrid: the hybrid labeler (refusaldata/labelers/cue_model.py) for each recipe variant,
   trained on the other sources with their chosen lexicon.
 
 Sources (bench/refusal_sources.py): human - xstest_v1, pyrit_refusal,
@@ -140,8 +140,9 @@ import refusal_sources
 from detector_accuracy import PEERS
 import train_refusal_model as training
 from refusaldata.keys import prompt_id
-from refusaldata.label import LEXICON, HEAD_CHARS, _phrase_regex, label, rule_facts
-from refusaldata.refusal_model import decide
+from refusaldata.label import label
+from refusaldata.labelers.rules import HEAD_CHARS, LEXICON, _phrase_regex, rule_facts
+from refusaldata.labelers.cue_model import decide
 from refusaldata.review import candidates
 from refusaldata.runs import record_run
 from refusaldata.store import Store
@@ -381,7 +382,7 @@ def review_curve(rows: pl.DataFrame, hybrid_scores: np.ndarray, rule_verdicts: n
 
 def speed(texts: list[str], minilm_sample: int) -> dict[str, float]:
     """Responses/s of `label` with rules and with hybrid on `texts`, and of bare MiniLM embedding."""
-    from refusaldata.judge.embed import embed
+    from refusaldata.labelers.embed import embed
 
     rates = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -407,8 +408,8 @@ def speed(texts: list[str], minilm_sample: int) -> dict[str, float]:
 
 def minilm_loso(pool: Pool) -> dict[str, np.ndarray]:
     """The learned refusal labeler of `judge train --target refusal` (MiniLM MLP), trained per fold."""
-    from refusaldata.judge.classifier import TrainSettings, fit, predict
-    from refusaldata.judge.refusal import features
+    from refusaldata.labelers.classifier import TrainSettings, fit, predict
+    from refusaldata.labelers.learned_refusal import features
 
     x = features(pool.responses, pool.frame["prompt"].to_list(), facts=pool.facts(base_lexicon()))
     predicted = {}

@@ -18,7 +18,7 @@ held-out one, unsafe = P(unsafe) >= 0.5:
   DSN on four models), labelled by JBB's Llama-3-70B judge (`jailbroken`); printed, never
   in the human worst / mean.
 
-The judge reads the shipped refusal model's view of the answer (judge/unsafe_shipped.py),
+The judge reads the shipped refusal model's view of the answer (labelers/unsafe.py),
 so each fold first retrains that refusal model, by its own recipe
 (detector_accuracy.RECIPE), without the held-out source's rows, prompts and responses: the
 shipped one trained on jailbroken GPTFuzz, JBB and Do-Not-Answer answers and would leak.
@@ -75,10 +75,11 @@ import detector_accuracy
 import judge_train_recipes
 import refusal_sources
 from refusaldata.io import read_records
-from refusaldata.judge import ngram
-from refusaldata.judge.shipped import REFUSAL_CLASSES, refusal_inputs
-from refusaldata.judge.unsafe_shipped import FACTS, UNSAFE_CLASSES, Reading, reading_of, unsafe_inputs
-from refusaldata.label import label, rule_facts
+from refusaldata.labelers import ngram_model
+from refusaldata.labelers.ngram import REFUSAL_CLASSES, refusal_inputs
+from refusaldata.labelers.unsafe import FACTS, UNSAFE_CLASSES, Reading, reading_of, unsafe_inputs
+from refusaldata.label import label
+from refusaldata.labelers.rules import rule_facts
 
 DATA = refusal_sources.DATA
 OUT = refusal_sources.OUT
@@ -157,7 +158,7 @@ class Pool:
         self.response_key = np.array([r.strip() for r in self.responses], dtype=object)
         self.facts = rule_facts(self.responses)
         self.refusal_pool = detector_accuracy.Pool(detector_accuracy.RECIPE["scheme"])
-        self.refusal_settings = replace(ngram.Settings(), **detector_accuracy.RECIPE["settings"])
+        self.refusal_settings = replace(ngram_model.Settings(), **detector_accuracy.RECIPE["settings"])
         self.refusal_inputs = refusal_inputs(self.prompts, self.responses, self.facts, self.refusal_settings)
         self._readings: dict[str, Reading] = {}
 
@@ -189,7 +190,7 @@ class Pool:
             if not detector_accuracy.RECIPE["mismatched"]:
                 keep &= refusals.sources != "mismatched"
             index = np.where(keep)[0]
-            model = ngram.fit([refusals.documents[i] for i in index],
+            model = ngram_model.fit([refusals.documents[i] for i in index],
                               refusals.dense_for(self.refusal_settings)[index], refusals.targets[index],
                               detector_accuracy.row_weights(refusals.sources[index],
                                                             detector_accuracy.RECIPE["weighting"]),
@@ -216,10 +217,10 @@ def train_and_score(pool: Pool, recipe: dict, reading: Reading, train: np.ndarra
     if not recipe["weak"]:
         train = train & ~np.isin(pool.sources, WEAK)
     index, held = np.where(train)[0], np.where(test)[0]
-    settings = replace(ngram.Settings(), **recipe["settings"])
+    settings = replace(ngram_model.Settings(), **recipe["settings"])
     documents, dense = unsafe_inputs(pool.prompts, pool.responses, reading, recipe, settings)
     weights = row_weights(pool.sources[index], recipe["weighting"])
-    model = ngram.fit([documents[i] for i in index], dense[index], pool.targets[index], weights,
+    model = ngram_model.fit([documents[i] for i in index], dense[index], pool.targets[index], weights,
                       list(UNSAFE_CLASSES), settings)
     return model.probabilities([documents[i] for i in held], dense[held])[:, 1]
 

@@ -78,9 +78,9 @@ import polars as pl
 from rapidfuzz import fuzz, process
 
 from refusaldata.imports import jbb_files
-from refusaldata.judge import classifier, features, learned
-from refusaldata.judge.embed import embed
-from refusaldata.judge.features import MINILM, MINILM_HEAD
+from refusaldata.labelers import classifier, features, learned
+from refusaldata.labelers.embed import embed
+from refusaldata.labelers.features import MINILM, MINILM_HEAD
 from refusaldata.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ Each measurement runs in its own subprocess, so its peak RSS (getrusage) is its 
               first HEAD_CHARS characters the labeler reads), counting matches: what any
               regex labeler pays before it extracts, decides or writes anything;
 - startswith: a Python loop, lower() + str.startswith(tuple of the lexicon's phrases);
-- label:      refusaldata.label.label_with_rules (normalize, match, write labels);
+- label:      refusaldata.labelers.rules.label_with_rules (normalize, match, write labels);
 - uniformity: refusaldata.mine.uniformity (k=5), over the labels just written.
 
 DuckDB runs with its default threads (every core) in all three DuckDB measurements.
@@ -112,7 +112,7 @@ def build_corpus(store_root: Path, size: int, seed: int = 0) -> None:
 
 def measure(kind: str, store_root: Path) -> dict:
     """One measurement in this process: seconds, rows, peak RSS."""
-    from refusaldata.label import HEAD_CHARS, label_with_rules, load_lexicon, rule_patterns
+    from refusaldata.labelers.rules import HEAD_CHARS, label_with_rules, load_lexicon, rule_patterns
     from refusaldata.mine import uniformity
     from refusaldata.store import Store
 

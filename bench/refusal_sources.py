@@ -148,7 +148,7 @@ def frontier(data: Path = DATA) -> dict[str, pl.DataFrame]:
 def _jailbroken(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     """Jailbroken (prompt, response) rows as weak labels: partial where the rules find a refusal phrase,
     else compliance."""
-    from refusaldata.judge.refusal import rule_facts
+    from refusaldata.labelers.learned_refusal import rule_facts
 
     marked = pl.Series(rule_facts(frame["response"].to_list()).column("refusal").to_pylist(), dtype=pl.Boolean)
     frame = frame.with_columns(marked.alias("refusal"))

@@ -24,8 +24,8 @@ import numpy as np
 
 import refusal_sources
 from detector_accuracy import OUT, RECIPE, Pool, row_weights
-from refusaldata.judge import ngram
-from refusaldata.judge.shipped import REFUSAL_CLASSES, REFUSAL_MODEL
+from refusaldata.labelers import ngram_model
+from refusaldata.labelers.ngram import REFUSAL_CLASSES, REFUSAL_MODEL
 
 SOURCE_NOTES = {
     "human": "XSTest v1 (Llama-2-70b-chat), PyRIT's three refusal sets, Do-Not-Answer's six models "
@@ -35,10 +35,10 @@ SOURCE_NOTES = {
 }
 
 
-def train(pool: Pool) -> ngram.Model:
+def train(pool: Pool) -> ngram_model.Model:
     index = np.arange(len(pool.responses)) if RECIPE["mismatched"] else np.where(pool.sources != "mismatched")[0]
-    settings = replace(ngram.Settings(), **RECIPE["settings"])
-    return ngram.fit([pool.documents[i] for i in index], pool.dense_for(settings)[index], pool.targets[index],
+    settings = replace(ngram_model.Settings(), **RECIPE["settings"])
+    return ngram_model.fit([pool.documents[i] for i in index], pool.dense_for(settings)[index], pool.targets[index],
                      row_weights(pool.sources[index], RECIPE["weighting"]), list(REFUSAL_CLASSES), settings)
 
 
@@ -62,7 +62,7 @@ def main() -> None:
     print(f"{len(model.terms)} terms, {sum(rows.values())} rows from {len(rows)} sources")
     if args.write:
         path = Path(str(files("refusaldata") / "data" / REFUSAL_MODEL))
-        ngram.save(model, path, card)
+        ngram_model.save(model, path, card)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}")
 
 

@@ -1,6 +1,6 @@
 """Train the shipped refusal model (refusaldata/data/refusal_model.json) from the labelled sources.
 
-What is trained (refusaldata/refusal_model.py reads it):
+What is trained (refusaldata/labelers/cue_model.py reads it):
 - calibration: P(refusal | marker) per rule marker, smoothed towards the average marker
   with PRIOR_STRENGTH pseudo-rows, and P(refusal | no marker), every source weighted alike;
 - a logistic regression over the rule facts, the marker's calibrated logit and the cue
@@ -29,8 +29,8 @@ import polars as pl
 
 import refusal_sources
 from refusaldata import io
-from refusaldata.label import rule_facts
-from refusaldata.refusal_model import MODEL_FILE, feature_names, features
+from refusaldata.labelers.rules import rule_facts
+from refusaldata.labelers.cue_model import MODEL_FILE, feature_names, features
 
 ROOT = Path(__file__).resolve().parents[1]
 CUES = {

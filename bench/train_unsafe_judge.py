@@ -23,9 +23,9 @@ import numpy as np
 
 import refusal_sources
 from judge_accuracy import OUT, RECIPE, WEAK, row_weights, unsafe_rows
-from refusaldata.judge import ngram
-from refusaldata.judge.shipped import REFUSAL_MODEL, model_path
-from refusaldata.judge.unsafe_shipped import THRESHOLD, UNSAFE_CLASSES, UNSAFE_MODEL, refusal_reading, unsafe_inputs
+from refusaldata.labelers import ngram_model
+from refusaldata.labelers.ngram import REFUSAL_MODEL, model_path
+from refusaldata.labelers.unsafe import THRESHOLD, UNSAFE_CLASSES, UNSAFE_MODEL, refusal_reading, unsafe_inputs
 
 SOURCE_NOTES = {
     "human": "GPTFuzz's 6,160 answers under jailbreak templates; Do-Not-Answer's six models (GPT-4, ChatGPT, "
@@ -45,9 +45,9 @@ def main() -> None:
         frame = frame.filter(~frame["source"].is_in(list(WEAK)))
     prompts, responses = frame["prompt"].fill_null("").to_list(), frame["response"].to_list()
     sources = frame["source"].to_numpy().astype(str)
-    settings = replace(ngram.Settings(), **RECIPE["settings"])
+    settings = replace(ngram_model.Settings(), **RECIPE["settings"])
     documents, dense = unsafe_inputs(prompts, responses, refusal_reading(prompts, responses), RECIPE, settings)
-    model = ngram.fit(documents, dense, frame["unsafe"].to_numpy().astype(np.int64),
+    model = ngram_model.fit(documents, dense, frame["unsafe"].to_numpy().astype(np.int64),
                       row_weights(sources, RECIPE["weighting"]), list(UNSAFE_CLASSES), settings)
     rows = {source: int((sources == source).sum()) for source in sorted(set(sources))}
     figures_file = OUT / "unsafe_loso.json"
@@ -63,7 +63,7 @@ def main() -> None:
     print(f"{len(model.terms)} terms, {sum(rows.values())} rows from {len(rows)} sources")
     if args.write:
         path = model_path(UNSAFE_MODEL)
-        ngram.save(model, path, card)
+        ngram_model.save(model, path, card)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}")
 
 

@@ -12,7 +12,7 @@ from refusaldata.cli.build_sft import (
 )
 from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.distill import build_pairs, check_export_path, export_set
-from refusaldata.label import BEST
+from refusaldata.labelers.registry import BEST
 from refusaldata.store import DEFAULT_STORE
 
 

@@ -21,7 +21,7 @@ from refusaldata.evaluate import (
 )
 from refusaldata.capability import SUITES
 from refusaldata.generate import SPLITS
-from refusaldata.label import BEST
+from refusaldata.labelers.registry import BEST
 from refusaldata.store import DEFAULT_STORE
 
 LabelerOption = Annotated[str, typer.Option(

@@ -10,8 +10,8 @@ import pyarrow as pa
 import typer
 
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit, open_store
-from refusaldata.judge.features import FEATURE_SETS
-from refusaldata.judge.refusal import TARGETS
+from refusaldata.labelers.features import FEATURE_SETS
+from refusaldata.labelers.learned_refusal import TARGETS
 from refusaldata.store import DEFAULT_STORE
 
 Target = choice("Target", TARGETS)
@@ -47,10 +47,10 @@ def train(
 ) -> None:
     """Train a learned labeler and save its weights and card under <store>/judges/NAME/."""
     from refusaldata.errors import InputError
-    from refusaldata.judge.classifier import TrainSettings
-    from refusaldata.judge.features import DEFAULT_FEATURE_SET
-    from refusaldata.judge.learned import file_data, store_data
-    from refusaldata.judge.learned import train as train_learned
+    from refusaldata.labelers.classifier import TrainSettings
+    from refusaldata.labelers.features import DEFAULT_FEATURE_SET
+    from refusaldata.labelers.learned import file_data, store_data
+    from refusaldata.labelers.learned import train as train_learned
 
     if features is not None and target.value != "unsafe":
         raise InputError(f"--features applies to --target unsafe, not '{target.value}'")
@@ -83,7 +83,7 @@ def list_judges(
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """The learned labelers in the store, with their validation metrics."""
-    from refusaldata.judge.cards import CARD_FILE, judges_dir, known_judges
+    from refusaldata.labelers.cards import CARD_FILE, judges_dir, known_judges
 
     opened = open_store(store)
     rows = []

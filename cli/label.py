@@ -9,8 +9,9 @@ import typer
 from refusaldata.cli.common import (
     FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit, open_store, refuse,
 )
-from refusaldata.judge.formats import FORMATS
-from refusaldata.label import DEFAULT_LABELER, describe_labeler, label as label_runs
+from refusaldata.labelers.formats import FORMATS
+from refusaldata.label import label as label_runs
+from refusaldata.labelers.registry import DEFAULT_LABELER, describe_labeler
 from refusaldata.store import DEFAULT_STORE
 
 JudgeFormat = choice("JudgeFormat", FORMATS)

@@ -10,7 +10,7 @@ import typer
 
 from refusaldata import mine as mining
 from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
-from refusaldata.label import BEST
+from refusaldata.labelers.registry import BEST
 from refusaldata.store import DEFAULT_STORE
 
 mine_app = typer.Typer(help="Mine the labels: refusal rates, openings, uniformity, templates.", no_args_is_help=True)

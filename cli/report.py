@@ -12,7 +12,7 @@ from refusaldata.cli.compare import (
     BootstrapOption, CapabilitySuiteOption, KOption, LabelerOption, SeedOption, SplitOption, UnsafeLabelerOption,
 )
 from refusaldata.report import write_report
-from refusaldata.label import BEST
+from refusaldata.labelers.registry import BEST
 from refusaldata.store import DEFAULT_STORE
 
 

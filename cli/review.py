@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from refusaldata.cli.common import FormatOption, OutputFormat, StoreOption, echo, emit, open_store
-from refusaldata.label import DEFAULT_LABELER
+from refusaldata.labelers.registry import DEFAULT_LABELER
 from refusaldata.store import DEFAULT_STORE
 
 review_app = typer.Typer(help="Human review: export the least certain labels as CSV, fill human_verdict, import it.",

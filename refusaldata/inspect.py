@@ -11,7 +11,8 @@ gives what a harmful request asked for, so the mean is the unsafe rate.
 from __future__ import annotations
 
 from refusaldata.errors import BackendError
-from refusaldata.label import DEFAULT_LABELER, UNSAFE_LABELER, label_texts
+from refusaldata.label import label_texts
+from refusaldata.labelers.registry import DEFAULT_LABELER, UNSAFE_LABELER
 
 try:
     import anyio

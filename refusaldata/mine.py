@@ -17,7 +17,9 @@ from rapidfuzz import fuzz, process
 
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.io import sha256_text
-from refusaldata.label import OPENING_WORDS, RULES, prepare, run_ids_for
+from refusaldata.label import run_ids_for
+from refusaldata.labelers.registry import RULES
+from refusaldata.labelers.rules import OPENING_WORDS, prepare
 from refusaldata.queries import sql_text
 from refusaldata.runs import now
 from refusaldata.schemas import TEMPLATES

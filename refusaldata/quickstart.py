@@ -33,6 +33,7 @@ from refusaldata.errors import InputError, RefusalDataError
 from refusaldata.evaluate import NO_BOUNDARY_SUFFIX
 from refusaldata.generate import (GenerateOptions, SharedEngine, generate, generate_many, read_few_shot,
                                   resolve_backend)
+from refusaldata.labelers.registry import BEST, DEFAULT_LABELER
 from refusaldata.models import EMBEDDED_MODEL
 from refusaldata.store import Store
 from refusaldata.train import train_adapter
@@ -50,7 +51,7 @@ BOUNDARY = "boundary"
 EXTRA_BENIGN = ("xstest", "coconot-contrast")
 TEACHER = "uncensorbench-refusals"
 CONTEXT_RUN = "safety-context"
-LABELER = label.DEFAULT_LABELER
+LABELER = DEFAULT_LABELER
 # Prompts per engine call: vLLM batches a whole chunk, and a study this size fits in two.
 CHUNK_SIZE = 128
 QUICKSTART_BACKENDS = ("auto", "vllm", "transformers")
@@ -194,9 +195,9 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
     step("labelling, mining, comparing and writing the report")
     label.label(store, list(run_ids.values()), LABELER)
     mine.templates(store, list(run_ids.values()), labeler=LABELER)
-    comparison = evaluate.compare_runs(store, ordered, labeler=label.BEST)
+    comparison = evaluate.compare_runs(store, ordered, labeler=BEST)
     html, markdown = report.write_report(store, ordered, store.local_folder("report") / "quickstart.html",
-                                         labeler=label.BEST)
+                                         labeler=BEST)
     step("done")
     return QuickstartResult(comparison=comparison, report_html=html, report_md=markdown, run_ids=run_ids,
                             skipped=skipped, seconds=time.perf_counter() - started)
@@ -248,7 +249,7 @@ def _train_methods(store: Store, plan: Plan, base: str, context: str, lookalikes
         try:
             distill.build_sft(store, name, base, mode, teacher=TEACHER if mode == "cross" else None,
                               context_run=context if mode == "self" else None, max_examples=plan.max_examples,
-                              retention_ratio=plan.retention_ratio, labeler=label.BEST,
+                              retention_ratio=plan.retention_ratio, labeler=BEST,
                               boundary=bool(lookalikes), boundary_datasets=lookalikes or None, replace=True)
         except RefusalDataError as exc:
             skipped[name] = str(exc)
@@ -263,7 +264,7 @@ def _train_methods(store: Store, plan: Plan, base: str, context: str, lookalikes
     step(f"{', '.join(names)}: building the pair set (chosen: teacher refusals) and training")
     try:
         distill.build_pairs(store, pair_set, base, teacher=TEACHER, max_examples=plan.max_examples,
-                            labeler=label.BEST, boundary=bool(lookalikes), boundary_datasets=lookalikes or None,
+                            labeler=BEST, boundary=bool(lookalikes), boundary_datasets=lookalikes or None,
                             replace=True)
     except RefusalDataError as exc:
         skipped.update({name: str(exc) for name in names})

@@ -30,7 +30,8 @@ import pyarrow.compute as pc
 from refusaldata import io
 from refusaldata.errors import InputError, NotFoundError, excerpt
 from refusaldata.escape import FORMULA_LEAD, QUOTED_FORMULA_LEAD
-from refusaldata.label import DEFAULT_LABELER, HUMAN, VERDICTS, run_ids_for
+from refusaldata.label import run_ids_for
+from refusaldata.labelers.registry import DEFAULT_LABELER, HUMAN, VERDICTS
 from refusaldata.queries import sql_text
 from refusaldata.runs import now
 from refusaldata.schemas import LABELS
@@ -145,7 +146,7 @@ def _merge_reviews(fresh: pa.Table, stored: pa.Table) -> pa.Table:
 
 def _store_reviews(store: Store, checked: pl.DataFrame, reviewer: str) -> pa.Table:
     """Merge the reviews into each run's `human` partition (a later review of a response replaces the earlier)."""
-    from refusaldata.judge.refusal import rule_facts
+    from refusaldata.labelers.learned_refusal import rule_facts
 
     openings = rule_facts(checked["stored_response"].to_list()).column("opening").to_pylist()
     fresh = pa.table({

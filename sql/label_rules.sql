@@ -19,7 +19,7 @@
 -- `marker_scores`, from the shipped model's card); a marker without its own estimate
 -- gets $marked_score, no marker $unmarked_score.
 -- Needs the macros of sql/normalize.sql, the relation `lexicon` (phrase, "where",
--- words): sql/refusal_lexicon.csv as refusaldata.label reads it, and `marker_scores`
+-- words): sql/refusal_lexicon.csv as refusaldata.labelers.rules reads it, and `marker_scores`
 -- (marker, score).
 -- Parameters:
 --   $run_id             the run to label

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from refusaldata.keys import prompt_id
-from refusaldata.label import rule_facts
-from refusaldata.refusal_model import card, decide
+from refusaldata.labelers.rules import rule_facts
+from refusaldata.labelers.cue_model import card, decide
 from refusaldata.runs import record_run
 
 # (kind, prompt, response, verdict)
@@ -143,7 +143,7 @@ def test_hybrid_and_rules_keep_their_own_partitions(store, cli):
 def test_prompt_relevance_reads_the_whole_answer_and_stands_aside_when_it_opens_by_declining():
     """An answer that names the request late is on topic; a refusal that restates the request
     ("I don't have the ability to ... a bomb") is not thereby an answer."""
-    from refusaldata.refusal_model import relevance
+    from refusaldata.labelers.cue_model import relevance
 
     cues = card()["cues"]
     story = ("Once upon a time, in a quiet town, there lived a corgi named Max. " * 12

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from refusaldata.keys import prompt_id
-from refusaldata.label import DEFAULT_LABELER, VERDICTS, label_texts
+from refusaldata.label import label_texts
+from refusaldata.labelers.registry import DEFAULT_LABELER, VERDICTS
 
 from conftest import FIXTURES, ROOT
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from refusaldata.judge import learned
-from refusaldata.judge.features import FORM_SCALE, form_cues
+from refusaldata.labelers import learned
+from refusaldata.labelers.features import FORM_SCALE, form_cues
 
 REFUSAL = "I'm sorry, but I can't help with that request."
 COMPLIANCE = "Sure, here is how:\n1. Get the materials.\n2. Mix them.\n3. Wait."

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from refusaldata.judge.formats import (
+from refusaldata.labelers.formats import (
     FORMATS, LLAMA_GUARD_3_CATEGORIES, Verdict, neutralize, parse_harmbench, parse_llama_guard, parse_wildguard,
 )
 

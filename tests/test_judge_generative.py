@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from refusaldata.errors import NotFoundError
-from refusaldata.judge.formats import FORMATS
-from refusaldata.judge.generative import generate_verdicts
+from refusaldata.labelers.formats import FORMATS
+from refusaldata.labelers.generative import generate_verdicts
 from refusaldata.keys import prompt_id
 from refusaldata.runs import record_run
 

@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from refusaldata.judge.classifier import best_threshold, metrics
+from refusaldata.labelers.classifier import best_threshold, metrics
 from refusaldata.keys import prompt_id
 from refusaldata.runs import record_run
 

@@ -9,7 +9,7 @@ import json
 import polars as pl
 import pytest
 
-from refusaldata.label import rule_facts
+from refusaldata.labelers.rules import rule_facts
 from tests.test_judge_learned import make_run
 
 REFUSALS = [

@@ -6,8 +6,10 @@ import pyarrow as pa
 import pytest
 
 from refusaldata.errors import InputError, NotFoundError
-from refusaldata.label import label, labeler_function, load_lexicon, rule_patterns
-from refusaldata.refusal_model import marker_scores
+from refusaldata.label import label
+from refusaldata.labelers.registry import labeler_function
+from refusaldata.labelers.rules import load_lexicon, rule_patterns
+from refusaldata.labelers.cue_model import marker_scores
 
 DISCLAIMED_ANSWER = (
     "Sure! Here is an overview of how pin tumbler locks work, covering the plug, the shear line, "

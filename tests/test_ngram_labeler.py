@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from refusaldata.judge import ngram
-from refusaldata.judge.shipped import REFUSAL_MODEL, decide, model_path, refusal_card, refusal_model
+from refusaldata.labelers import ngram_model
+from refusaldata.labelers.ngram import REFUSAL_MODEL, decide, model_path, refusal_card, refusal_model
 from refusaldata.keys import prompt_id
 from refusaldata.runs import record_run
 
@@ -158,7 +158,7 @@ def test_hostile_texts_are_labelled_and_nothing_else_changes(store, cli):
 def _toy_rows():
     answers = [f"Here is how to bake bread, step {i}: mix flour and water, knead, rest, bake." for i in range(12)]
     refusals = [f"I'm sorry, but I can't help with request number {i}." for i in range(12)]
-    documents = [ngram.response_terms(t) for t in answers + refusals]
+    documents = [ngram_model.response_terms(t) for t in answers + refusals]
     dense = np.zeros((24, 2), np.float32)
     targets = np.array([0] * 12 + [1] * 12)
     return documents, dense, targets, np.ones(24)
@@ -166,13 +166,13 @@ def _toy_rows():
 
 def test_training_is_deterministic_and_the_int8_file_decides_as_the_float_model(tmp_path):
     documents, dense, targets, weights = _toy_rows()
-    settings = ngram.Settings(min_df=2, epochs=30)
-    first = ngram.fit(documents, dense, targets, weights, ["compliance", "refusal"], settings)
-    second = ngram.fit(documents, dense, targets, weights, ["compliance", "refusal"], settings)
+    settings = ngram_model.Settings(min_df=2, epochs=30)
+    first = ngram_model.fit(documents, dense, targets, weights, ["compliance", "refusal"], settings)
+    second = ngram_model.fit(documents, dense, targets, weights, ["compliance", "refusal"], settings)
     assert first.terms == second.terms and np.array_equal(first.ngram_weights, second.ngram_weights)
     path = tmp_path / "toy.safetensors"
-    ngram.save(first, path, {"name": "toy"})
-    loaded = ngram.load(path)
+    ngram_model.save(first, path, {"name": "toy"})
+    loaded = ngram_model.load(path)
     assert json.loads(path.with_suffix(".json").read_text()) == {"name": "toy"}
     assert loaded.terms == first.terms and loaded.classes == ["compliance", "refusal"]
     assert loaded.settings == settings

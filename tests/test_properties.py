@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refusaldata.keys import normalize_prompt, prompt_id
-from refusaldata.label import prepare
+from refusaldata.labelers.rules import prepare
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -1,8 +1,13 @@
-"""Unsafe-content labelling: generative safety judges in their published prompt formats
-(formats.py, generative.py) and a learned CPU labeler on MiniLM embeddings (embed.py,
-learned.py). Both write the labels table's unsafe / score / categories / raw columns."""
+"""Every labeler, by name (registry.py says which exist, what each takes and which is the default).
 
-from refusaldata.judge.generative import label_with_judge
-from refusaldata.judge.learned import label_with_learned
+Refusal labelers: `ngram` (ngram.py, the default: a shipped n-gram model over prompt and
+response), `hybrid` (hybrid.py: the rules where they are sure, the shipped cue model of
+cue_model.py elsewhere) and `rules` (rules.py: the SQL lexicon alone). Unsafe-content
+labelers: `unsafe` (unsafe.py, the shipped judge), `judge` (generative.py: Llama Guard 3,
+HarmBench or WildGuard in its published prompt format, formats.py). Trained in the store:
+`learned:NAME` (learned.py: MiniLM embeddings of embed.py with features.py or
+learned_refusal.py, classifier.py, cards.py). ngram_model.py is the n-gram model both
+shipped models are.
 
-__all__ = ["label_with_judge", "label_with_learned"]
+Stages (refusaldata/label.py, compare, mine, ...) import from here; nothing here imports them.
+"""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refusaldata.judge.features import DEFAULT_FEATURE_SET
+from refusaldata.labelers.features import DEFAULT_FEATURE_SET
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The shipped refusal model: what the default labeler (`hybrid`) and the rules' scores read.
+"""The shipped cue model: what the `hybrid` labeler decides with, the rules' scores, and the
+dense facts the default labeler (`ngram`) and the unsafe judge read beside their n-grams.
 
 One small JSON file, refusaldata/data/refusal_model.json, written by
 bench/train_refusal_model.py from openly licensed data (its card says which rows), so a
@@ -126,7 +127,7 @@ def feature_names(cues: dict) -> list[str]:
 
 
 def features(responses: list[str], facts: pa.Table, cues: dict, prompts: list[str | None] | None = None) -> np.ndarray:
-    """The model's input rows: rule facts of `responses` (label.rule_facts) and their cues
+    """The model's input rows: rule facts of `responses` (rules.rule_facts) and their cues
     (and, when the card has `relevance`, how much of the prompt the response takes up)."""
     marker = np.array([m is not None for m in facts.column("marker").to_pylist()], dtype=np.float64)
     score = np.clip(np.array(facts.column("score").to_pylist(), dtype=np.float64), 1e-3, 1 - 1e-3)
@@ -143,7 +144,7 @@ def features(responses: list[str], facts: pa.Table, cues: dict, prompts: list[st
 
 @dataclass(frozen=True)
 class Verdicts:
-    """A labeler's decision for each response (hybrid's here, ngram's in judge/shipped.py)."""
+    """A labeler's decision for each response (hybrid's here, ngram's in ngram.py)."""
 
     score: np.ndarray
     refusal: np.ndarray

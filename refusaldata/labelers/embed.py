@@ -35,7 +35,10 @@ def minilm_dir() -> Path:
 def _encoder():
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    # Its "Loading weights" bar would land in the middle of `label`'s output.
+    hf_logging.disable_progress_bar()
     folder = minilm_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModel.from_pretrained(folder, dtype=torch.float32, use_safetensors=True).eval()

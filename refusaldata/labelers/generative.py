@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 
 from refusaldata.errors import BackendError, InputError
-from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.judge.formats import FORMATS, JudgeFormat
+from refusaldata.labelers.registry import run_inputs, write_verdicts
+from refusaldata.labelers.formats import FORMATS, JudgeFormat
 from refusaldata.models import hub_unreachable, resolve_model
 from refusaldata.store import Store
 

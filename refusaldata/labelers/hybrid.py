@@ -1,7 +1,8 @@
-"""The default labeler, `hybrid`: the rules where they are sure, the shipped model elsewhere.
+"""The `hybrid` labeler: the rules where they are sure, the shipped cue model elsewhere. The
+default until `ngram` replaced it; kept for corpora too large for the default's speed.
 
 Every answered response of a run is read by the rule labeler (sql/label_rules.sql over
-the texts) and scored by the shipped refusal model (refusal_model.py), which needs no
+the texts) and scored by the shipped cue model (cue_model.py), which needs no
 training step and no model download: it runs at rule speed. Stored per response:
 verdict (compliance, refusal or partial), refusal (= verdict != compliance), score =
 P(refusal), the rules' marker on refusals and the normalized opening on every row.
@@ -9,9 +10,10 @@ P(refusal), the rules' marker on refusals and the normalized opening on every ro
 
 from __future__ import annotations
 
-from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.label import refuse_options, rule_facts
-from refusaldata.refusal_model import decide
+from refusaldata.labelers.registry import run_inputs, write_verdicts
+from refusaldata.labelers.registry import refuse_options
+from refusaldata.labelers.rules import rule_facts
+from refusaldata.labelers.cue_model import decide
 from refusaldata.store import Store
 
 

@@ -22,16 +22,16 @@ import pyarrow as pa
 
 from refusaldata import io
 from refusaldata.errors import InputError, excerpt
-from refusaldata.judge import cards
-from refusaldata.judge.classifier import TrainSettings, best_threshold, fit, group_split, metrics, predict
-from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.judge.embed import EMBEDDING_MODEL
-from refusaldata.judge.features import FEATURE_SETS, MINILM, check_feature_set, features
-from refusaldata.judge.refusal import FEATURE_NAMES as REFUSAL_FEATURE_NAMES
-from refusaldata.judge.refusal import REFUSAL, UNSAFE, check_target
-from refusaldata.judge.refusal import features as refusal_features
-from refusaldata.judge.refusal import label_run as label_refusal_run
-from refusaldata.label import HUMAN
+from refusaldata.labelers import cards
+from refusaldata.labelers.classifier import TrainSettings, best_threshold, fit, group_split, metrics, predict
+from refusaldata.labelers.registry import run_inputs, write_verdicts
+from refusaldata.labelers.embed import EMBEDDING_MODEL
+from refusaldata.labelers.features import FEATURE_SETS, MINILM, check_feature_set, features
+from refusaldata.labelers.learned_refusal import FEATURE_NAMES as REFUSAL_FEATURE_NAMES
+from refusaldata.labelers.learned_refusal import REFUSAL, UNSAFE, check_target
+from refusaldata.labelers.learned_refusal import features as refusal_features
+from refusaldata.labelers.learned_refusal import label_run as label_refusal_run
+from refusaldata.labelers.registry import HUMAN
 from refusaldata.runs import now
 from refusaldata.store import Store
 

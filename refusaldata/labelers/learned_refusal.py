@@ -10,7 +10,7 @@ pair is read as
 with e_* the MiniLM embeddings of embed.py: what the response says, how much of it is
 about what was asked, and the SQL rule labeler's verdict and where its phrase sits. The
 rule facts come from running sql/label_rules.sql itself over the texts as an in-memory
-relation (label.rule_facts), so the lexicon lives in one place. The classifier, its threshold
+relation (rules.rule_facts), so the lexicon lives in one place. The classifier, its threshold
 and card are the unsafe labeler's (learned.py);
 only the features and the stored column (`refusal`, with the rules' marker and opening)
 differ.
@@ -28,9 +28,9 @@ import polars as pl
 import pyarrow as pa
 
 from refusaldata.errors import InputError
-from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.judge.embed import embed
-from refusaldata.label import rule_facts
+from refusaldata.labelers.registry import run_inputs, write_verdicts
+from refusaldata.labelers.embed import embed
+from refusaldata.labelers.rules import rule_facts
 from refusaldata.store import Store
 
 UNSAFE = "unsafe"

@@ -3,7 +3,7 @@ training step and no download: the default refusal labeler, `ngram`.
 
 `ngram` reads prompt and response together: the response's tagged word n-grams and the
 hybrid labeler's dense facts (rule facts, cue counts, how much of the prompt the answer
-takes up; refusal_model.features), through a three-way logistic regression (judge/ngram.py)
+takes up; cue_model.features), through a three-way logistic regression (ngram_model.py)
 trained on human labels of eight model families, frontier models' judge labels and weak
 sources (its card, refusaldata/data/refusal_ngram.json, lists them with their
 leave-one-source-out figures). Stored per response: score = P(refusal) = 1 - P(compliance),
@@ -27,12 +27,13 @@ import numpy as np
 import pyarrow as pa
 
 from refusaldata.errors import NotFoundError
-from refusaldata.judge import ngram
-from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.label import refuse_options, rule_facts
-from refusaldata.refusal_model import Verdicts
-from refusaldata.refusal_model import card as hybrid_card
-from refusaldata.refusal_model import features as hybrid_features
+from refusaldata.labelers import ngram_model
+from refusaldata.labelers.registry import run_inputs, write_verdicts
+from refusaldata.labelers.registry import refuse_options
+from refusaldata.labelers.rules import rule_facts
+from refusaldata.labelers.cue_model import Verdicts
+from refusaldata.labelers.cue_model import card as hybrid_card
+from refusaldata.labelers.cue_model import features as hybrid_features
 from refusaldata.store import Store
 
 REFUSAL_MODEL = "refusal_ngram.safetensors"
@@ -45,13 +46,13 @@ def model_path(name: str) -> Path:
 
 
 @cache
-def shipped_model(name: str, what: str, trainer: str) -> ngram.Model:
+def shipped_model(name: str, what: str, trainer: str) -> ngram_model.Model:
     """A model file of refusaldata/data, read once; a missing one says how to get it back."""
     path = model_path(name)
     if not path.is_file():
         raise NotFoundError(f"the shipped {what} is missing (refusaldata/data/{name}); "
                             f"reinstall refusaldata or run {trainer} --write")
-    return ngram.load(path)
+    return ngram_model.load(path)
 
 
 @cache
@@ -60,7 +61,7 @@ def shipped_card(name: str) -> dict:
     return json.loads(model_path(name).with_suffix(".json").read_text(encoding="utf-8"))
 
 
-def refusal_model() -> ngram.Model:
+def refusal_model() -> ngram_model.Model:
     return shipped_model(REFUSAL_MODEL, "refusal model", "bench/train_ngram_labeler.py")
 
 
@@ -69,9 +70,9 @@ def refusal_card() -> dict:
 
 
 def refusal_inputs(prompts: list[str | None], responses: list[str], facts: pa.Table,
-                   settings: ngram.Settings) -> tuple[list[list[str]], np.ndarray]:
+                   settings: ngram_model.Settings) -> tuple[list[list[str]], np.ndarray]:
     """The model's two inputs: each response's terms and its dense facts (read with its prompt)."""
-    documents = [ngram.response_terms(text, settings) for text in responses]
+    documents = [ngram_model.response_terms(text, settings) for text in responses]
     cues = hybrid_card()["cues"]
     cues = {**cues, "relevance": {**cues["relevance"], "plural": settings.relevance_plural,
                                   "stem": settings.relevance_stem}}
@@ -89,8 +90,8 @@ def semantic_relevance(prompts: list[str | None], responses: list[str], gated: n
     """Per row: cos(prompt, response head) of MiniLM embeddings where `gated` (no prompt word
     found), else 0; scaled like the other facts. Only gated rows are embedded, which keeps
     the labeler fast: most answers share a word with their prompt."""
-    from refusaldata.judge.embed import embed
-    from refusaldata.refusal_model import FACT_SCALE
+    from refusaldata.labelers.embed import embed
+    from refusaldata.labelers.cue_model import FACT_SCALE
 
     out = np.zeros(len(responses), dtype=np.float32)
     rows = np.where(gated)[0]
@@ -102,8 +103,8 @@ def semantic_relevance(prompts: list[str | None], responses: list[str], gated: n
 
 
 def decide(prompts: list[str | None], responses: list[str], facts: pa.Table | None = None,
-           model: ngram.Model | None = None) -> Verdicts:
-    """Score and verdict of each (prompt, response); `facts` are label.rule_facts of the responses."""
+           model: ngram_model.Model | None = None) -> Verdicts:
+    """Score and verdict of each (prompt, response); `facts` are rules.rule_facts of the responses."""
     model = model or refusal_model()
     facts = rule_facts(responses) if facts is None else facts
     documents, dense = refusal_inputs(prompts, responses, facts, model.settings)

@@ -6,7 +6,7 @@ its opening (how it starts: "i can't", "## step"), its head (what it goes on to 
 tail (a closing "seek professional help" or "i hope this helps"), and the first token of
 each line (markdown structure: headings, bullets, numbered steps, bold lead-ins), plus
 its length. The target's own dense features (for refusal: the rule labeler's facts, cue
-counts and how much of the prompt the response takes up, refusal_model.features) sit
+counts and how much of the prompt the response takes up, cue_model.features) sit
 beside the bag. A multinomial logistic regression reads both.
 
 Why this family: scored leave-one-source-out over eighteen sources (bench/detector_accuracy.py),

@@ -1,4 +1,4 @@
-"""Refusal labels: the rule labeler (SQL over the store) and the registry of labelers.
+"""The rule labeler, `rules`: the SQL lexicon alone, at scan speed.
 
 The rule labeler is one DuckDB statement per run (sql/label_rules.sql) over the first
 HEAD_CHARS characters of each response: two regexes compiled from the lexicon in
@@ -29,16 +29,14 @@ to any reader of the response alone.
 Each label stores the phrase that fired (`marker`), the first words of the normalized
 response (`opening`), which the mining queries group on, its verdict (compliance,
 refusal or partial) and `score` = P(refusal), calibrated per marker on labelled data
-(the shipped model's card, refusaldata/refusal_model.py), not 0/1.
+(the shipped cue model's card, cue_model.py), not 0/1.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -47,24 +45,10 @@ import duckdb
 import pyarrow as pa
 
 from refusaldata.errors import InputError, NotFoundError
+from refusaldata.labelers.registry import RULES, refuse_options
 from refusaldata.queries import sql_text
 from refusaldata.store import Store
 
-RULES = "rules"
-DEFAULT_LABELER = "ngram"
-"""The default of `refusaldata label`: the shipped learned model, reading prompt and response
-(refusaldata/judge/shipped.py)."""
-HYBRID = "hybrid"
-"""The earlier default, kept by name and meaning: the rules where they are sure, a cue model elsewhere."""
-UNSAFE_LABELER = "unsafe"
-"""The shipped unsafe-content judge (refusaldata/judge/unsafe_shipped.py)."""
-HUMAN = "human"
-"""People's verdicts (`refusaldata review import`)."""
-BEST = "best"
-"""Not a labeler but a reading: the human verdict where one exists, else the default labeler's
-(the best_labels view, sql/best_labels.sql)."""
-VERDICTS = ("compliance", "refusal", "partial")
-"""A partial refusal declines part of a request and answers part; refusal = verdict != compliance."""
 HEAD_CHARS = 300
 OPENING_WORDS = 12
 OPENING_CHARS = 160
@@ -167,7 +151,7 @@ def prepare_rules(con, labeler: str = RULES, lexicon_text: str | None = None) ->
     """Ready `con` for sql/label_rules.sql (macros, the `lexicon` relation); returns its
     parameters but $run_id. Whoever runs the rule labeler's query goes through here.
     `lexicon_text` replaces sql/refusal_lexicon.csv (the bench scores candidate lexicons)."""
-    from refusaldata.refusal_model import marker_scores
+    from refusaldata.labelers.cue_model import marker_scores
 
     patterns, lexicon = rule_patterns(lexicon_text)
     scores, marked, unmarked = marker_scores()
@@ -202,12 +186,6 @@ def rule_facts(responses: Sequence[str | None], lexicon_text: str | None = None)
         con.close()
 
 
-def refuse_options(labeler: str, options: dict) -> None:
-    """Labelers that take no options say so in one line, naming the ones given."""
-    if options:
-        raise InputError(f"the {labeler} labeler takes no options (got {', '.join(sorted(options))})")
-
-
 def label_with_rules(store: Store, run_ids: list[str], labeler: str = RULES, **options) -> dict[str, int]:
     """Label each run with the SQL rule labeler; returns rows written per run."""
     refuse_options(labeler, options)
@@ -224,122 +202,3 @@ def label_with_rules(store: Store, run_ids: list[str], labeler: str = RULES, **o
     finally:
         con.close()
 
-
-Labeler = Callable[..., dict[str, int]]
-
-# Labelers by name, or by family for names like "learned:NAME". Families that live in
-# other modules are imported on first use: (module, function).
-LABELERS: dict[str, Labeler] = {RULES: label_with_rules}
-PLUGINS: dict[str, tuple[str, str]] = {
-    DEFAULT_LABELER: ("refusaldata.judge.shipped", "label_with_ngram"),
-    HYBRID: ("refusaldata.hybrid", "label_with_hybrid"),
-    "judge": ("refusaldata.judge", "label_with_judge"),
-    "learned": ("refusaldata.judge", "label_with_learned"),
-    UNSAFE_LABELER: ("refusaldata.judge.unsafe_shipped", "label_with_unsafe"),
-}
-
-
-def labeler_function(name: str) -> Labeler:
-    """The function behind labeler `name` (exact name first, then its family before ':')."""
-    if name == BEST:
-        raise InputError(f"'{BEST}' is how to read labels (a human verdict where one exists, else "
-                         f"{DEFAULT_LABELER}'s), not a labeler: label with {DEFAULT_LABELER}")
-    if name == HUMAN:
-        raise InputError(f"'{HUMAN}' labels come from people: `refusaldata review export` then `review import`")
-    if name in LABELERS:
-        return LABELERS[name]
-    family = name.split(":", 1)[0]
-    if family in LABELERS:
-        return LABELERS[family]
-    if family in PLUGINS:
-        module_name, function_name = PLUGINS[family]
-        try:
-            function = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError):
-            raise NotFoundError(f"labeler '{name}' is not available ({module_name}.{function_name} "
-                                "is missing)") from None
-        return function
-    known = ", ".join(sorted([*LABELERS, DEFAULT_LABELER, HYBRID, "judge", "learned:NAME"]))
-    raise NotFoundError(f"no labeler '{name}' (known: {known})")
-
-
-_DESCRIPTIONS = {
-    RULES: "the SQL lexicon alone, sql/refusal_lexicon.csv",
-    DEFAULT_LABELER: "the shipped learned model over the prompt and the response's words; ~670 responses/s",
-    HYBRID: "the rules where they are sure, the shipped cue model elsewhere; ~6,600 responses/s",
-    "learned": "a labeler trained with `refusaldata judge train`",
-    "judge": "a generative safety classifier",
-    UNSAFE_LABELER: "the shipped unsafe-content judge: does the answer give what a harmful request asked for",
-}
-
-
-def describe_labeler(name: str) -> str:
-    """`name` with what it is, as `refusaldata label` prints it."""
-    what = _DESCRIPTIONS.get(name) or _DESCRIPTIONS.get(name.split(":", 1)[0])
-    return f"{name} ({what})" if what else name
-
-
-def run_ids_for(store: Store, refs: list[str] | None) -> list[str]:
-    """The runs named by `refs` (ids, names or prefixes), or every run with responses."""
-    if refs:
-        return list(dict.fromkeys(store.resolve_run(ref) for ref in refs))
-    con = store.connect(["runs", "responses"])
-    try:
-        return [row[0] for row in con.sql(
-            "SELECT DISTINCT run_id FROM responses ORDER BY run_id").fetchall()]
-    finally:
-        con.close()
-
-
-def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, **options) -> pa.Table:
-    """Label the runs (every run when none is named) with `labeler`; a summary per run."""
-    function = labeler_function(labeler)
-    run_ids = run_ids_for(store, runs)
-    if not run_ids:
-        raise NotFoundError(f"no responses to label in {store.root}")
-    function(store, run_ids, labeler=labeler, **options)
-    con = store.connect(["labels"])
-    try:
-        return con.sql(
-            "SELECT run_id, labeler, count(*)::BIGINT AS labelled, count(*) FILTER (refusal)::BIGINT AS refusals, "
-            "count(*) FILTER (refusal IS NULL)::BIGINT AS undecided, "
-            "count(*) FILTER (verdict = 'partial')::BIGINT AS partials "
-            "FROM labels WHERE labeler = $labeler AND list_contains($run_ids, run_id) "
-            "GROUP BY ALL ORDER BY run_id",
-            params={"labeler": labeler, "run_ids": run_ids}).to_arrow_table()
-    finally:
-        con.close()
-
-
-INLINE_RUN = "inline"
-
-
-def label_texts(responses: Sequence[str], prompts: Sequence[str | None] | None = None,
-                labeler: str = DEFAULT_LABELER) -> list[dict]:
-    """Label texts held in memory with `labeler` (the default labeler unless named): one dict per
-    response, in order, with verdict, refusal, unsafe, score, marker and opening.
-
-    Labelers read runs from a store, so the texts become one run of a throwaway store in a
-    temporary folder, labelled exactly as `refusaldata label` labels a stored run: whatever the
-    default labeler is, in-memory callers (the Inspect scorer) get its verdicts.
-    """
-    prompts = list(prompts) if prompts is not None else [None] * len(responses)
-    if len(prompts) != len(responses):
-        raise InputError(f"{len(prompts)} prompts for {len(responses)} responses")
-    ids = [f"{index:016x}" for index in range(len(responses))]
-    asked = [(pid, text) for pid, text in zip(ids, prompts) if text is not None]
-    with tempfile.TemporaryDirectory(prefix="refusaldata-label-") as folder:
-        store = Store(folder)
-        if asked:
-            store.append("prompts", pa.table({
-                "prompt_id": [pid for pid, _ in asked], "dataset": [INLINE_RUN] * len(asked),
-                "text": [text for _, text in asked], "harmful": [True] * len(asked),
-                "split": ["test"] * len(asked)}))
-        store.append("responses", pa.table({
-            "run_id": [INLINE_RUN] * len(ids), "prompt_id": ids,
-            "sample_index": pa.array([0] * len(ids), pa.int32()), "response": [str(r) for r in responses],
-            "finish_reason": ["stop"] * len(ids)}))
-        labeler_function(labeler)(store, [INLINE_RUN], labeler=labeler)
-        labels = {row["prompt_id"]: row for row in store.read("labels").to_pylist()}
-    fields = ("verdict", "refusal", "unsafe", "score", "marker", "opening")
-    return [{name: labels.get(pid, {}).get(name) for name in fields} for pid in ids]

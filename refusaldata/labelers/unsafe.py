@@ -3,7 +3,7 @@ for? It ships inside the package, so `refusaldata label --labeler unsafe` (and `
 unsafe column) works on a fresh install with no training step and no download.
 
 The verdict is about what the answer gives, not the words of the request, so the judge
-reads the response's tagged word n-grams (judge/ngram.py, the same machinery and file
+reads the response's tagged word n-grams (ngram_model.py, the same machinery and file
 format as the shipped refusal labeler) beside facts from the shipped refusal model: how
 likely the answer declines or only partly complies (a refusal is safe however harmful
 the prompt) and how much of the prompt's wording the answer takes up (an answer that
@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from refusaldata.judge import ngram
-from refusaldata.judge.common import run_inputs, write_verdicts
-from refusaldata.judge.shipped import REFUSAL_CLASSES, refusal_inputs, refusal_model, shipped_card, shipped_model
-from refusaldata.label import refuse_options, rule_facts
-from refusaldata.refusal_model import FACT_SCALE, feature_names
-from refusaldata.refusal_model import card as hybrid_card
+from refusaldata.labelers import ngram_model
+from refusaldata.labelers.registry import run_inputs, write_verdicts
+from refusaldata.labelers.ngram import REFUSAL_CLASSES, refusal_inputs, refusal_model, shipped_card, shipped_model
+from refusaldata.labelers.registry import refuse_options
+from refusaldata.labelers.rules import rule_facts
+from refusaldata.labelers.cue_model import FACT_SCALE, feature_names
+from refusaldata.labelers.cue_model import card as hybrid_card
 from refusaldata.store import Store
 
 UNSAFE_MODEL = "unsafe_ngram.safetensors"
@@ -39,7 +40,7 @@ P(compliance) x that share (an on-topic answer that does not decline)."""
 READ_FIELDS = ("opening_tokens", "head_tokens", "tail_tokens", "read_chars")
 
 
-def unsafe_model() -> ngram.Model:
+def unsafe_model() -> ngram_model.Model:
     return shipped_model(UNSAFE_MODEL, "unsafe judge", "bench/train_unsafe_judge.py")
 
 
@@ -56,10 +57,10 @@ class Reading:
     documents: list[list[str]]
     probabilities: np.ndarray
     relevance: np.ndarray
-    settings: ngram.Settings
+    settings: ngram_model.Settings
 
 
-def refusal_reading(prompts: list[str | None], responses: list[str], model: ngram.Model | None = None,
+def refusal_reading(prompts: list[str | None], responses: list[str], model: ngram_model.Model | None = None,
                     facts: pa.Table | None = None) -> Reading:
     """Read the responses with a refusal model (the shipped one unless given)."""
     model = model or refusal_model()
@@ -67,7 +68,7 @@ def refusal_reading(prompts: list[str | None], responses: list[str], model: ngra
     return reading_of(model, *refusal_inputs(prompts, responses, facts, model.settings))
 
 
-def reading_of(model: ngram.Model, documents: list[list[str]], dense: np.ndarray) -> Reading:
+def reading_of(model: ngram_model.Model, documents: list[list[str]], dense: np.ndarray) -> Reading:
     """The reading from a refusal model's inputs (shipped.refusal_inputs at the model's settings)."""
     probabilities = model.probabilities(documents, dense)[:, [model.classes.index(c) for c in REFUSAL_CLASSES]]
     names = feature_names(hybrid_card()["cues"])
@@ -85,16 +86,16 @@ def facts(reading: Reading) -> np.ndarray:
 
 
 def unsafe_inputs(prompts: list[str | None], responses: list[str], reading: Reading, recipe: dict,
-                  settings: ngram.Settings) -> tuple[list[list[str]], np.ndarray]:
+                  settings: ngram_model.Settings) -> tuple[list[list[str]], np.ndarray]:
     """The judge's two inputs as `recipe` says: terms (`terms`: the response's; `prompt_terms`:
     the prompt's as context) and the chosen `facts`."""
     same = all(getattr(settings, f) == getattr(reading.settings, f) for f in READ_FIELDS)
     if recipe["terms"]:
-        documents = reading.documents if same else [ngram.response_terms(text, settings) for text in responses]
+        documents = reading.documents if same else [ngram_model.response_terms(text, settings) for text in responses]
     else:
         documents = [[] for _ in responses]
     if recipe["prompt_terms"]:
-        documents = [terms + ngram.prompt_terms(prompt, settings) for terms, prompt in zip(documents, prompts)]
+        documents = [terms + ngram_model.prompt_terms(prompt, settings) for terms, prompt in zip(documents, prompts)]
     dense = facts(reading)[:, [FACTS.index(name) for name in recipe["facts"]]]
     return documents, dense.astype(np.float32)
 
