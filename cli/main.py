@@ -140,8 +140,10 @@ if not any(isinstance(h, _NoticeLines) for h in _library_log.handlers):
 
 
 # Parameters that name a file (True) or a folder (False) a command writes; none may lie
-# inside the store.
-OUTPUT_PARAMETERS = {"output": ("--output", True), "export": ("--export", True), "out": ("--out", False)}
+# inside the store. Every path parameter of every command is either here or an input
+# (tests/test_reliability_hostile.py checks each against this table, so a new one is classified).
+OUTPUT_PARAMETERS = {"output": ("--output", True), "export": ("--export", True), "out": ("--out", False),
+                     "figures": ("--figures", False)}
 INTERRUPTED = "interrupted; what was stored before stays stored, rerun to resume"
 
 

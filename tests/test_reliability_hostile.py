@@ -45,7 +45,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from refusaldata.cli.main import INTERRUPTED, command_tree
+from refusaldata.cli.main import INTERRUPTED, OUTPUT_PARAMETERS, command_tree
 from refusaldata.keys import prompt_id
 from refusaldata.store import Store
 
@@ -64,7 +64,9 @@ STORED_TEXT = [
 # beyond-data: more than the hostile store holds of anything (16 prompts, 2 runs, 32 responses)
 INTS = {"negative": -1, "zero": 0, "beyond-data": 10_000, "huge": 2**63}
 FLOATS = {"nan": "nan", "inf": "inf", "zero": "0", "negative": "-1e308", "huge": "1e308"}
-OUTPUT_PARAMETERS = ("output", "out", "export")
+# Path parameters that name what a command reads; every other path parameter is an output,
+# checked against the store by cli/main.py (OUTPUT_PARAMETERS says which are folders).
+INPUT_PATHS = {"few_shot", "adapter", "path", "attack_file", "file", "data"}
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 OFFLINE = {"HF_HUB_OFFLINE": "1", "REFUSALDATA_THREADS": "1"}
 
@@ -185,8 +187,8 @@ def generated_cases() -> dict[str, Case]:
                 cases[f"{name}|{parameter.name}=not-a-choice"] = Case(
                     name, with_value(base, parameter, "[/x]\x1b[31m"), "choice", expect_error=True)
         for parameter in outputs:
-            if parameter.name == "out" and name == "train":
-                targets = {"device": "/dev/full", "inside-store": "{store}/adapter", "empty": ""}
+            if not OUTPUT_PARAMETERS[parameter.name][1]:  # a folder: train's --out, report's --figures
+                targets = {"device": "/dev/full", "inside-store": "{store}/prompts/dataset=tiny", "empty": ""}
             else:
                 targets = {"device": "/dev/full", "folder": "{tmp}", "missing-folder": "{tmp}/no/such/file.csv",
                            "inside-store": "{store}/prompts/dataset=tiny/export.parquet", "empty": ""}
@@ -195,7 +197,7 @@ def generated_cases() -> dict[str, Case]:
                     name, with_value(base, parameter, target), "output",
                     expect_error=label != "device" or name in ("report", "build-sft", "build-pairs"),
                     writes_then_fails=label == "device" and name in WRITERS)
-            if parameter.name != "out" or name == "report":
+            if OUTPUT_PARAMETERS[parameter.name][1]:
                 keep = OUTPUT_NAMES.get(name, "keep.out")
                 cases[f"{name}|{parameter.name}=existing-file"] = Case(
                     name, with_value(base, parameter, f"{{tmp}}/{keep}"), "output", output_name=keep)
@@ -355,6 +357,24 @@ def test_every_command_has_hostile_cases():
     assert not missing, f"add base arguments for {missing} to BASE_ARGS in {Path(__file__).name}"
     covered = {case.command for case in CASES.values()}
     assert covered == {name for name, base in BASE_ARGS.items() if base is not None}
+
+
+def test_every_path_parameter_is_an_input_or_a_checked_output():
+    """A new path option is classified: an output gets the inside-the-store check (cli/main.py's
+    OUTPUT_PARAMETERS) and the generated output cases above; an input is named in INPUT_PATHS."""
+    unclassified = sorted(f"{name} {parameter.opts[0]}" for name, command in command_tree().items()
+                          for parameter in command.params if base_type(parameter) is Path
+                          and parameter.name not in OUTPUT_PARAMETERS and parameter.name not in INPUT_PATHS)
+    assert not unclassified, f"add {unclassified} to OUTPUT_PARAMETERS in cli/main.py or to INPUT_PATHS here"
+
+
+@pytest.mark.parametrize("option, target", [("--figures", "prompts/dataset=tiny"), ("--figures", "."),
+                                            ("--out", "labels/report.html")])
+def test_report_outputs_inside_the_store_are_refused(option, target, hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    args = ["report", "--out", tmp_path / "r.html", "--bootstrap", "20", option, root / target]
+    _refused(args, root, option, "is inside the store")
+    assert not list(tmp_path.glob("r.*"))
 
 
 def test_the_suite_counts_its_cases():
