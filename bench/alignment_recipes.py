@@ -79,6 +79,7 @@ BOUNDARY_LIMIT = 160  # look-alikes the student answers, as the quickstart's ful
 NO_BOUNDARY = {"boundary": False}
 SFT = {"loss": "sft", "max_steps": 20, "lr": 1e-3, "batch_size": 8}
 PAIR = {"max_steps": 12, "lr": 5e-4, "batch_size": 4, "beta": 0.1}
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 RECIPES: dict[str, tuple[str, dict, dict]] = {
     "self-ctx": ("self", {}, SFT),
     "self-ctx-r2": ("self", {"retention_ratio": 2.0}, SFT),
@@ -104,6 +105,23 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
     "self-ctx-b2": ("self", {"boundary_ratio": 2.0}, SFT),
     "dpo-b0.5": ("pairs", {"boundary_ratio": 0.5}, {**PAIR, "loss": "dpo"}),
     "dpo-b2": ("pairs", {"boundary_ratio": 2.0}, {**PAIR, "loss": "dpo"}),
+    # Issue 33: training that trains. More steps at a higher rate; replies cut to their opening
+    # (the first 16 tokens decide a refusal, and a step on them costs a fraction); rank 16 on
+    # every linear layer; β for the pair losses.
+    "dpo-s48-lr2e-3": ("pairs", {}, {**PAIR, "loss": "dpo", "max_steps": 48, "lr": 2e-3}),
+    "nca-s48-lr2e-3": ("pairs", {}, {**PAIR, "loss": "nca", "max_steps": 48, "lr": 2e-3}),
+    "dpo-s48-lr2e-3-cut16": ("pairs", {}, {**PAIR, "loss": "dpo", "max_steps": 48, "lr": 2e-3, "reply_tokens": 16}),
+    "nca-s48-lr2e-3-cut16": ("pairs", {}, {**PAIR, "loss": "nca", "max_steps": 48, "lr": 2e-3, "reply_tokens": 16}),
+    "dpo-s96-lr2e-3-cut16-beta0.5": ("pairs", {}, {**PAIR, "loss": "dpo", "max_steps": 96, "lr": 2e-3,
+                                                   "reply_tokens": 16, "beta": 0.5}),
+    "nca-s96-lr2e-3-cut16-beta0.5": ("pairs", {}, {**PAIR, "loss": "nca", "max_steps": 96, "lr": 2e-3,
+                                                   "reply_tokens": 16, "beta": 0.5}),
+    "self-ctx-s60-cut16": ("self", {}, {**SFT, "max_steps": 60, "reply_tokens": 16}),
+    "cross-s60-cut16": ("cross", {}, {**SFT, "max_steps": 60, "reply_tokens": 16}),
+    "baseline-s60-cut16": ("baseline", {}, {**SFT, "max_steps": 60, "reply_tokens": 16}),
+    "self-ctx-all-r16": ("self", {}, {**SFT, "lora_r": 16, "lora_alpha": 32, "target_modules": ALL_LINEAR}),
+    "self-ctx-s60-cut16-all-r16": ("self", {}, {**SFT, "max_steps": 60, "reply_tokens": 16, "lora_r": 16,
+                                                "lora_alpha": 32, "target_modules": ALL_LINEAR}),
 }
 # Each method's twin without boundary rows, named as the report pairs runs (M-no-boundary).
 RECIPES |= {f"{name}{evaluate.NO_BOUNDARY_SUFFIX}": (kind, {**options, **NO_BOUNDARY}, train)
@@ -218,8 +236,8 @@ def run_recipe(store: Store, name: str, shared) -> dict:
                           labeler=BEST, boundary_datasets=BOUNDARY_DATASETS, **boundary, **set_options)
     options = dict(train_options)
     loss = options.pop("loss")
-    adapter = train_adapter(store, name, EMBEDDED_MODEL, store.root / "trained" / name, loss=loss, lora_r=8,
-                            lora_alpha=16, max_length=256, **options)
+    adapter = train_adapter(store, name, EMBEDDED_MODEL, store.root / "trained" / name, loss=loss,
+                            **({"lora_r": 8, "lora_alpha": 16, "max_length": 256} | options))
     trained = time.perf_counter() - started
     run_id = generate(store, _options(name, (VALIDATION,), "test", adapter=str(adapter.adapter_dir)),
                       shared=shared).run_id

@@ -155,6 +155,15 @@ def test_pairs_and_truncation(tokenizer):
     assert len(rejected.ids) == 64 and chosen.ids[: chosen.start] == rejected.ids[: rejected.start]
 
 
+def test_replies_cut_to_their_opening(tokenizer):
+    """reply_tokens keeps each reply's first tokens, without an end of turn where it cut (no stop is taught)."""
+    rows = pa.Table.from_pylist([{"prompt": "short", "chosen": "No.", "rejected": "Sure, " + "step " * 200}])
+    chosen, rejected = encode(tokenizer, rows, "pairs", max_length=512, reply_tokens=4).examples[0]
+    assert tokenizer.decode(chosen.ids[chosen.start:]) == "No.<|im_end|>"
+    reply = rejected.ids[rejected.start:]
+    assert len(reply) == 4 and "<|im_end|>" not in tokenizer.decode(reply)
+
+
 def test_collate_pads_to_the_longest_sequence_of_the_batch():
     batch = collate([Sequence([5, 6, 7, 8, 9], 3), Sequence([1, 2, 3, 4, 5, 6, 7, 8, 9], 6)], pad_id=0)
     assert batch.input_ids.shape == (2, 9)

@@ -106,10 +106,13 @@ def _replies(tokenizer, prompts: list[str], replies: list[str]) -> tuple[list[st
     return heads, tails
 
 
-def encode(tokenizer, rows: pa.Table, table: str, max_length: int, retention_weight: float = 1.0) -> Encoded:
+def encode(tokenizer, rows: pa.Table, table: str, max_length: int, retention_weight: float = 1.0,
+           reply_tokens: int | None = None) -> Encoded:
     """Tokenize every row; replies are cut to fit `max_length`, rows with no room are dropped.
 
     SFT rows of kind 'retention' get `retention_weight`, every other sequence weight 1.
+    `reply_tokens`: every reply is cut to its first that many tokens, end of turn dropped where
+    cut: the opening decides a refusal, and a step on it costs a fraction of a whole reply.
     """
     prompts = rows.column("prompt").to_pylist()
     kinds = rows.column("kind").to_pylist() if "kind" in rows.column_names else [None] * rows.num_rows
@@ -120,6 +123,8 @@ def encode(tokenizer, rows: pa.Table, table: str, max_length: int, retention_wei
         heads, tails = _replies(tokenizer, prompts, rows.column(column).to_pylist())
         head_ids = tokenizer(heads, add_special_tokens=False)["input_ids"]
         tail_ids = tokenizer(tails, add_special_tokens=False)["input_ids"]
+        if reply_tokens is not None:
+            tail_ids = [tail[:reply_tokens] for tail in tail_ids]
         per_column.append(list(zip(head_ids, tail_ids)))
     examples, truncated, dropped = [], 0, 0
     for weight, parts in zip(weights, zip(*per_column)):

@@ -447,7 +447,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
                   max_length: int = 512, seed: int = 0, threads: int | None = None,
                   checkpoint_every: int = 10, progress: bool = False, dtype: str = "auto",
                   gradient_checkpointing: bool = False, load_in_4bit: bool = False,
-                  replace: bool = False) -> TrainResult:
+                  replace: bool = False, reply_tokens: int | None = None) -> TrainResult:
     """Train a LoRA adapter on the train split of `set_name` and save it in `out`.
 
     `out` receives a standard PEFT folder (adapter_config.json, adapter_model.safetensors)
@@ -462,7 +462,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     an optimizer step takes batch_size × grad_accum examples on each, and only the main
     process writes the adapter, checkpoints and store rows.
     `label_smoothing` and `simpo_gamma` are read by the pair losses that define them;
-    `retention_weight` scales the SFT loss of an sft set's retention rows. `replace`: train
+    `retention_weight` scales the SFT loss of an sft set's retention rows. `reply_tokens`: train
+    on each reply's first that many tokens only (data.encode). `replace`: train
     into an `out` that holds an adapter of another configuration (refused otherwise).
     """
     target_modules = tuple(target_modules)
@@ -477,6 +478,8 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     _validate_pair_options(loss, pair_options)
     if not (retention_weight >= 0 and math.isfinite(retention_weight)):
         raise InputError(f"--retention-weight must be a number >= 0, not {retention_weight}")
+    if reply_tokens is not None and reply_tokens < 1:
+        raise InputError(f"reply_tokens must be at least 1, not {reply_tokens}")
     if retention_weight != 1.0 and loss != SUPERVISED:
         raise InputError("--retention-weight applies to --loss sft (pairs sets have no retention rows)")
     table, rows = load_rows(store, set_name, loss)
@@ -488,6 +491,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
         "set": set_name, "set_table": table, "set_digest": rows_digest(rows), "base_model": model,
         "loss": loss, **_pair_config(loss, pair_options), "lora_r": lora_r, "lora_alpha": lora_alpha,
         **({"retention_weight": retention_weight} if retention_weight != 1.0 else {}),
+        **({"reply_tokens": reply_tokens} if reply_tokens is not None else {}),
         "lora_dropout": LORA_DROPOUT, "target_modules": list(target_modules), "epochs": epochs,
         "max_steps": max_steps, "lr": lr, "lr_schedule": "constant", "optimizer": "adamw",
         "weight_decay": 0.0, "max_grad_norm": MAX_GRAD_NORM, "batch_size": batch_size, "grad_accum": grad_accum,
@@ -513,7 +517,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
 
     with _torch_threads(threads):
         tokenizer, base = _load_model(model_path, model, device, weights_dtype, load_in_4bit)
-        encoded = encode(tokenizer, rows, table, max_length, retention_weight)
+        encoded = encode(tokenizer, rows, table, max_length, retention_weight, reply_tokens)
         count = len(encoded.examples)
         total_steps = _check_sizes(count, batch_size, grad_accum, processes, epochs, max_steps)
         peft_model = _wrap_lora(base, lora_r, lora_alpha, target_modules, seed)
