@@ -67,7 +67,7 @@ def gate(
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")]
     = DEFAULT_BOOTSTRAP,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-    fmt: Annotated[GateFormat, typer.Option(
+    output_format: Annotated[GateFormat, typer.Option(
         "--format", "-f", help="table: the gate's table and a verdict line; json: one document for CI.")]
     = GateFormat.table,
     store: StoreOption = DEFAULT_STORE,
@@ -87,7 +87,7 @@ def gate(
                       max_over_refusal_rise=max_over_refusal_rise, max_unsafe_rise=max_unsafe_rise,
                       max_uniformity_drop=max_uniformity_drop, labeler=labeler, split=split.value, bootstrap=bootstrap,
                       seed=seed, min_shared=min_shared, unsafe_labeler=unsafe_labeler, k=k)
-    if fmt is GateFormat.json:
+    if output_format is GateFormat.json:
         write_output(json.dumps(result.document(), ensure_ascii=False) + "\n", None)
     else:
         write_output(result.table(), None)

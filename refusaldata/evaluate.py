@@ -164,25 +164,39 @@ def _query(con, name: str, params: dict) -> pa.Table:
     return con.sql(sql_text(name), params=params).to_arrow_table()
 
 
-def _group_prompts(prompt_rows: pa.Table, opening_rows: pa.Table, run_id: str, harmful: bool) -> _Prompts:
+Rows = pa.Table | dict[str, np.ndarray]
+
+
+def _column(rows: Rows, name: str, dtype: type | None = None) -> np.ndarray:
+    """A column of query rows as numpy. Rows are an Arrow table or DuckDB's `fetchnumpy()`
+    dict, which converts without importing pandas (Arrow's to_numpy imports it, a second of
+    start-up that `gate` on a small fixture cannot afford)."""
+    values = rows[name] if isinstance(rows, dict) else rows.column(name).to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=dtype)
+
+
+def _row_count(rows: Rows) -> int:
+    return len(next(iter(rows.values()), ())) if isinstance(rows, dict) else rows.num_rows
+
+
+def _group_prompts(prompt_rows: Rows, opening_rows: Rows, run_id: str, harmful: bool) -> _Prompts:
     """Arrays for one run and prompt kind from the rows of compare_prompts / compare_openings."""
-    runs = np.asarray(prompt_rows.column("run_id").to_numpy(zero_copy_only=False))
-    kinds = np.asarray(prompt_rows.column("harmful").to_numpy(zero_copy_only=False))
+    runs = _column(prompt_rows, "run_id")
+    kinds = _column(prompt_rows, "harmful")
     mask = (runs == run_id) & (kinds == harmful)
-    prompt_ids = np.asarray(prompt_rows.column("prompt_id").to_numpy(zero_copy_only=False))[mask]
+    prompt_ids = _column(prompt_rows, "prompt_id")[mask]
     order = np.argsort(prompt_ids, kind="stable")
     prompt_ids = prompt_ids[order]
 
     def column(name: str) -> np.ndarray:
-        return np.asarray(prompt_rows.column(name).to_numpy(), dtype=np.float64)[mask][order]
+        return _column(prompt_rows, name, np.float64)[mask][order]
 
     prompts = _Prompts(prompt_ids, column("responses"), column("refusals"), column("judged"), column("unsafe"))
-    if harmful and opening_rows.num_rows:
-        opening_runs = np.asarray(opening_rows.column("run_id").to_numpy(zero_copy_only=False))
-        selected = opening_runs == run_id
-        openings = np.asarray(opening_rows.column("opening").to_numpy(zero_copy_only=False))[selected]
-        opening_prompts = np.asarray(opening_rows.column("prompt_id").to_numpy(zero_copy_only=False))[selected]
-        refusals = np.asarray(opening_rows.column("refusals").to_numpy(), dtype=np.float64)[selected]
+    if harmful and _row_count(opening_rows):
+        selected = _column(opening_rows, "run_id") == run_id
+        openings = _column(opening_rows, "opening")[selected]
+        opening_prompts = _column(opening_rows, "prompt_id")[selected]
+        refusals = _column(opening_rows, "refusals", np.float64)[selected]
         # Rows arrive grouped by opening (ORDER BY run_id, opening); keep that grouping.
         by_opening = np.argsort(openings, kind="stable")
         openings, opening_prompts, refusals = openings[by_opening], opening_prompts[by_opening], refusals[by_opening]
@@ -553,7 +567,8 @@ def comparison_cells(comparison: pa.Table) -> dict[str, list]:
     if corpus:
         columns["model"] = [row["model"] for row in rows]
     columns["harmful n"] = [row["harmful_responses"] for row in rows]
-    columns["refusals"] = [row["refusals"] for row in rows]
+    if corpus:
+        columns["refusals"] = [row["refusals"] for row in rows]
     if show["over_refusal_rate"]:
         columns["benign n"] = [row["benign_responses"] for row in rows]
     for statistic in STATISTICS:
@@ -669,7 +684,7 @@ def _restrict(prompts: _Prompts, keep: np.ndarray) -> _Prompts:
     return kept
 
 
-def paired_prompts(prompt_rows: pa.Table, opening_rows: pa.Table, first_run: str, second_run: str,
+def paired_prompts(prompt_rows: Rows, opening_rows: Rows, first_run: str, second_run: str,
                    harmful: bool) -> tuple[_Prompts, _Prompts]:
     """Two runs' prompts of one kind (rows of compare_prompts / compare_openings) kept to the
     prompts both answered, in one order, refusal openings included: what a paired bootstrap resamples."""

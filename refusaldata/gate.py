@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
 from refusaldata.errors import InputError, NotFoundError, StoreError
 from refusaldata.evaluate import (
@@ -212,15 +211,17 @@ def gate(store: Store, new: str, baseline: str, *, max_refusal_drop: float | Non
             raise NotFoundError(f"--max-unsafe-rise: no labeler stored unsafe verdicts on run '{new}' or "
                                 f"'{baseline}'; judge them first (`refusaldata label --labeler unsafe`)")
         params = {"runs": runs, "labeler": labeler, "split": split}
+        # As numpy arrays, never Arrow: converting Arrow columns imports pandas, the larger
+        # part of a small gate's time.
         prompt_rows = con.sql(sql_text("compare_prompts"),
-                              params={**params, "unsafe_labeler": unsafe_from}).to_arrow_table()
-        opening_rows = (con.sql(sql_text("compare_openings"), params={**params, "k": k}).to_arrow_table()
-                        if "uniformity" in gated else pa.table({}))
+                              params={**params, "unsafe_labeler": unsafe_from}).fetchnumpy()
+        opening_rows = (con.sql(sql_text("compare_openings"), params={**params, "k": k}).fetchnumpy()
+                        if "uniformity" in gated else {})
         names = {row[0]: row[1] or row[2] or row[0][:12]
                  for row in con.execute(sql_text("gate_runs"), {"runs": runs}).fetchall()}
     finally:
         con.close()
-    present = set(prompt_rows.column("run_id").to_pylist())
+    present = set(prompt_rows["run_id"].tolist())
     for ref, run_id in ((new, new_run), (baseline, baseline_run)):
         if run_id not in present:
             raise NotFoundError(f"run '{ref}' has no responses labelled by '{labeler}' on prompts of split '{split}' "

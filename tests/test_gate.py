@@ -138,7 +138,7 @@ def test_the_interval_bound_nearest_zero_decides():
 
 def test_json_is_one_document_for_ci(gated, cli):
     result = cli("gate", "regressed", "--baseline", "baseline", "--max-refusal-drop", "0.05",
-                 "--max-over-refusal-rise", "0.5", "--format", "jsonl", "--seed", "3", "--bootstrap", "200")
+                 "--max-over-refusal-rise", "0.5", "--format", "json", "--seed", "3", "--bootstrap", "200")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert document["passed"] is False and document["failed"] == ["refusal_rate"]
