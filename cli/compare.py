@@ -16,8 +16,8 @@ from refusaldata.cli.common import (
 )
 from refusaldata.errors import NotFoundError
 from refusaldata.evaluate import (
-    NO_BOUNDARY_SUFFIX, PLAIN, as_text, attack_cells, boundary_cells, boundary_effects, boundary_sentence,
-    compare_attacks, compare_runs, format_comparison,
+    NO_BOUNDARY_SUFFIX, PLAIN, STATISTIC_LABELS, STUDY, as_text, attack_cells, boundary_cells, boundary_effects,
+    boundary_sentence, compare_attacks, compare_runs, comparison_settings, format_comparison,
 )
 from refusaldata.capability import SUITES
 from refusaldata.generate import SPLITS
@@ -31,7 +31,13 @@ KOption = Annotated[int, typer.Option("--k", help="Opening length in words for u
 BootstrapOption = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% intervals.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
 Split = choice("Split", SPLITS)
-SplitOption = Annotated[Split, typer.Option("--split", help="Prompt split to evaluate on ('all' for every split).")]
+SplitOption = Annotated[Split | None, typer.Option(
+    "--split", help="Prompt split to evaluate on ('all' for every split). Default: all for a corpus (imported runs, "
+                    "or runs generated without an adapter), test for a study (adapters against a base).",
+    show_default=False)]
+ReferenceOption = Annotated[str | None, typer.Option(
+    "--reference", help="The run every other run's differences (Δ) are to. Default: the first run of a study; a "
+                        "corpus has none.", show_default=False)]
 UnsafeLabelerOption = Annotated[
     str | None, typer.Option("--unsafe-labeler", help="Judge whose unsafe verdicts count (default: the only one).")]
 CapabilitySuite = choice("CapabilitySuite", SUITES)
@@ -41,6 +47,8 @@ CapabilitySuiteOption = Annotated[CapabilitySuite, typer.Option(
 
 # Terminal tables of comparisons fit this many columns.
 TERMINAL_WIDTH = 100
+# The comparison's estimate columns, each shown beside its Δ column when there is one.
+STATISTIC_NAMES = (*STATISTIC_LABELS.values(), "capability")
 
 
 class CompareGrouping(str, enum.Enum):
@@ -49,12 +57,15 @@ class CompareGrouping(str, enum.Enum):
 
 def compare(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(help="Runs (id, name or id prefix); the first is the reference.")],
+    runs: Annotated[list[str], typer.Argument(
+        help="Runs: names, ids, unique prefixes or globs in quotes ('import-*'); in a study the first is the "
+             "reference.")],
     labeler: LabelerOption = BEST,
     k: KOption = 5,
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,
-    split: SplitOption = "test",
+    split: SplitOption = None,
+    reference: ReferenceOption = None,
     unsafe_labeler: UnsafeLabelerOption = None,
     by: Annotated[CompareGrouping | None, typer.Option(
         "--by", help="attack: refusal rate per run and attack, with the paired difference to the unattacked "
@@ -71,18 +82,23 @@ def compare(
 ) -> None:
     """Refusal rate, over-refusal, uniformity, top-1 share, templates (unsafe rate, capability) per run.
 
-    Each with a seeded 95% bootstrap interval over prompts and its difference to the first
-    run (paired where both runs answered the same prompts). Capability is the share of
+    Each with a seeded 95% bootstrap interval over prompts. Runs with an adapter make a study:
+    the test split counts and each run gets its difference to the first (paired where both
+    runs answered the same prompts). Imported runs, or runs without an adapter, make a corpus:
+    every prompt counts, and differences appear only against a --reference run. A run too
+    small for a statistic shows its n and —. Capability is the share of
     `evaluate capability` prompts whose every instruction was followed; KL to base the
     adapter's mean per-token divergence from its base there. With --boundary-effect: one
     row per method M given beside its run without boundary rows (M-no-boundary) instead.
     The table format prints each value with its interval in one cell; csv, json and parquet
     give every number its column.
     """
-    split = split.value
+    split = split.value if split is not None else None
+    if boundary_effect or by is CompareGrouping.attack:
+        refuse(ctx, ("reference",), "applies to the comparison table only")
     if boundary_effect:
         refuse(ctx, ("by", "unsafe_labeler", "k"), "does not apply to --boundary-effect")
-        _compare_boundary(runs, labeler, bootstrap, seed, split, capability_suite.value, fmt, output, store)
+        _compare_boundary(runs, labeler, bootstrap, seed, split or "test", capability_suite.value, fmt, output, store)
         return
     if by is CompareGrouping.attack:
         refuse(ctx, ("unsafe_labeler", "k", "capability_suite"),
@@ -90,33 +106,47 @@ def compare(
         _compare_attacks(runs, labeler, bootstrap, seed, split, fmt, output, store)
         return
     comparison = compare_runs(open_store(store), runs, labeler=labeler, k=k, bootstrap=bootstrap, seed=seed,
-                              split=split, unsafe_labeler=unsafe_labeler, capability_suite=capability_suite.value)
+                              split=split, unsafe_labeler=unsafe_labeler, capability_suite=capability_suite.value,
+                              reference=reference)
     if fmt is OutputFormat.table:
-        write_output(comparison_text(
-            comparison, f"{split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, seed {seed})"), output)
+        write_output(comparison_text(comparison, comparison_title(comparison)), output)
     else:
         emit(comparison, fmt, output)
 
 
+def comparison_title(comparison: pa.Table) -> str:
+    """What the table compares, and how: corpus or study, split, labeler, intervals, reference."""
+    settings = comparison_settings(comparison)
+    split = "every prompt" if settings["split"] == "all" else f"{settings['split']} split"
+    reference = settings.get("reference")
+    against = ""
+    if reference:
+        name = comparison.column("method")[comparison.column("run_id").to_pylist().index(reference)].as_py()
+        against = f"; Δ: minus {name}"
+    return (f"{settings.get('mode', STUDY)} of {comparison.num_rows} run(s): {split}, labeler {settings['labeler']}, "
+            f"95% bootstrap CIs (B={settings['bootstrap']}, seed {settings['seed']}){against}")
+
+
 def comparison_text(comparison: pa.Table, title: str) -> str:
     """The comparison for a terminal of TERMINAL_WIDTH columns: one table per two statistics,
-    each estimate beside its difference to the first run, then the counts; csv and json give
-    every column in one row per run."""
+    each estimate beside its difference to the reference run (when there is one), then the
+    counts; csv and json give every column in one row per run."""
     cells = format_comparison(comparison)
     names = cells.column_names
-    statistics = [name for name in names if f"Δ {name}" in names]
-    paired = {*statistics, *(f"Δ {name}" for name in statistics)}
-    groups = [[c for name in statistics[start:start + 2] for c in (name, f"Δ {name}")]
+    statistics = [name for name in names if name in STATISTIC_NAMES]
+    shown = {*statistics, *(f"Δ {name}" for name in statistics)}
+    groups = [[c for name in statistics[start:start + 2] for c in (name, f"Δ {name}") if c in names]
               for start in range(0, len(statistics), 2)]
-    groups.append([name for name in names[1:] if name not in paired])  # counts, templates
+    groups.append([name for name in names[1:] if name not in shown])  # model, counts, templates
     return "\n".join(render_table(cells.select([names[0], *group]), title if index == 0 else None, TERMINAL_WIDTH)
                      for index, group in enumerate(groups))
 
 
-def _compare_attacks(runs: list[str], labeler: str, bootstrap: int, seed: int, split: str, fmt: OutputFormat,
-                     output: Path | None, store: Path) -> None:
+def _compare_attacks(runs: list[str], labeler: str, bootstrap: int, seed: int, split: str | None,
+                     fmt: OutputFormat, output: Path | None, store: Path) -> None:
     comparison = compare_attacks(open_store(store), runs, labeler=labeler, bootstrap=bootstrap, seed=seed,
                                  split=split)
+    split = comparison_settings(comparison)["split"]
     if all(attack == PLAIN for attack in comparison.column("attack").to_pylist()):
         raise NotFoundError(f"no response of these runs to an attacked harmful prompt of split '{split}' is "
                             f"labelled by '{labeler}'; make attacked prompts with `refusaldata prompts augment "

@@ -248,15 +248,21 @@ SERIES = (("refusal_rate", "refusal rate (harmful)"), ("over_refusal_rate", "ove
           ("unsafe_rate", "unsafe rate (harmful)"))
 
 
+def _reference_row(comparison: pa.Table) -> dict | None:
+    """The comparison's reference run's row, or None for a corpus compared without one."""
+    reference = (comparison.schema.metadata or {}).get(b"reference", b"").decode()
+    return next((row for row in comparison.to_pylist() if row["run_id"] == reference), None)
+
+
 def rates_chart(comparison: pa.Table) -> Chart:
     """Grouped bars per method: refusal, over-refusal (and unsafe) rates with their intervals.
 
     A series no run has a value for (no benign prompts, no judge) is left out; the reference
-    run's (the first) levels are dashed lines across.
+    run's levels, when the comparison has a reference, are dashed lines across.
     """
     rows = comparison.to_pylist()
     series = [(statistic, label) for statistic, label in SERIES if any(row[statistic] is not None for row in rows)]
-    reference = rows[0]
+    reference = _reference_row(comparison)
     names = [_short(row["method"]) for row in rows]
     width = _width_for(len(rows), len(series), LABEL_CHARS)
     drop = _tilt(names, (width - 3) / len(rows))
@@ -267,7 +273,7 @@ def rates_chart(comparison: pa.Table) -> Chart:
     for position, (statistic, label) in enumerate(series):
         color = PALETTE[position]
         handles.append(Patch(color=color, label=label))
-        if reference[statistic] is not None:
+        if reference is not None and reference[statistic] is not None:
             axis.axhline(reference[statistic], color=color, linewidth=1, linestyle=(0, (4, 3)), zorder=1,
                          gid=chart.gid("reference", f"{reference['method']} (reference): {label} "
                                                     f"{reference[statistic]:.3f}"))
@@ -275,8 +281,9 @@ def rates_chart(comparison: pa.Table) -> Chart:
             x = index - 0.4 + bar * (position + 0.5)
             _bars(chart, axis, x, bar * 0.9, row[statistic], row[f"{statistic}_low"], row[f"{statistic}_high"],
                   color, None if row[statistic] is None else f"{row['method']}: {label} {row[statistic]:.3f}")
-    handles.append(Line2D([], [], color="#555", linestyle=(0, (4, 3)), label=f"{_short(reference['method'])} "
-                                                                              "(reference)"))
+    if reference is not None:
+        handles.append(Line2D([], [], color="#555", linestyle=(0, (4, 3)),
+                              label=f"{_short(reference['method'])} (reference)"))
     axis.set_xlim(-0.6, len(rows) - 0.4)
     _group_ticks(axis, range(len(rows)), names, drop > 0)
     axis.set_xlabel(f"method ({WHISKERS})")

@@ -32,7 +32,7 @@ MAX_TEMPLATE_OPENINGS = 5000
 
 
 def _connect(store: Store) -> duckdb.DuckDBPyConnection:
-    con = store.connect(["prompts", "runs", "labels"])
+    con = store.connect(["prompts", "runs", "responses", "labels"])
     prepare(con)
     con.execute(sql_text("mine_macros"))
     return con

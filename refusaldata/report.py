@@ -24,8 +24,8 @@ from refusaldata import io
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.escape import markdown_text
 from refusaldata.evaluate import (
-    PLAIN, Estimate, attack_cells, boundary_cells, boundary_effects, boundary_sentence, compare_attacks, compare_runs,
-    comparison_cells, default_runs, resolve_runs, top_openings,
+    CORPUS, PLAIN, Estimate, attack_cells, boundary_cells, boundary_effects, boundary_sentence, compare_attacks,
+    compare_runs, comparison_cells, comparison_settings, default_runs, model_cells, resolve_runs, top_openings,
 )
 from refusaldata.figures import Chart, attacks_chart, rates_chart, tradeoff_chart, uniformity_chart
 from refusaldata.separability import best_row as best_separability
@@ -75,17 +75,21 @@ def _markdown_table(columns: Columns) -> str:
     return "\n".join(lines)
 
 
-def _openings_table(openings: pa.Table, comparison: pa.Table) -> Columns:
-    """Top openings with the method name in front, in the comparison's run order."""
+def _openings_table(openings: pa.Table, comparison: pa.Table, who: str = "method") -> Columns:
+    """Top openings with the run's name (column `who`) in front, in the comparison's run order."""
     methods = dict(zip(comparison.column("run_id").to_pylist(), comparison.column("method").to_pylist()))
     order = {run_id: index for index, run_id in enumerate(methods)}
     rows = sorted(openings.to_pylist(), key=lambda row: (order[row["run_id"]], row["rank"]))
-    return {"method": [methods[row["run_id"]] for row in rows], "rank": [row["rank"] for row in rows],
+    return {who: [methods[row["run_id"]] for row in rows], "rank": [row["rank"] for row in rows],
             "opening": [row["opening"] for row in rows], "refusals": [row["refusals"] for row in rows],
             "share": [Estimate(row["share"]) for row in rows]}
 
 
-def _runs_table(comparison: pa.Table) -> Columns:
+def _runs_table(comparison: pa.Table, corpus: bool) -> Columns:
+    if corpus:
+        columns = comparison.select(["method", "run_id", "model", "harmful_prompts", "harmful_responses",
+                                     "refusals", "benign_prompts", "benign_responses"]).to_pydict()
+        return {"run" if name == "method" else name: values for name, values in columns.items()}
     return comparison.select(["method", "run_id", "model", "adapter", "harmful_prompts", "harmful_responses",
                               "benign_prompts", "benign_responses", "paired_harmful", "paired_benign"]).to_pydict()
 
@@ -142,6 +146,12 @@ BOUNDARY_TEXT = ("Each method trained with boundary rows (benign look-alikes wit
                  "for both runs).")
 RATES_CAPTION = ("Refusal rate on harmful prompts and over-refusal on benign ones per method; dashed lines mark "
                  "the reference run (before), bars each method (after).")
+CORPUS_RATES_CAPTION = ("Refusal rate on harmful prompts per run{benign}; whiskers: 95% bootstrap intervals over "
+                        "prompts, 'n/a' where a run has no such prompt.")
+CORPUS_ATTACKS_CAPTION = ("Refusal rate on harmful prompts per attack, one bar per run; '(none)' are the unattacked "
+                          "prompts.")
+MODELS_TEXT = ("Each model's runs pooled: refused / labelled responses to harmful prompts, with a 95% Wilson "
+               "interval (responses counted as independent).")
 
 
 def _figure_file(stem: str, figure: Figure, fmt: str = "svg") -> str:
@@ -152,15 +162,31 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
            boundary: pa.Table | None = None) -> tuple[str, str]:
     """The HTML page and the Markdown text for one comparison; the Markdown links FILE-<key>.svg.
     `boundary` (`evaluate.boundary_effects`), when it has rows, gets its section after the comparison."""
-    meta = {key.decode(): value.decode() for key, value in (comparison.schema.metadata or {}).items()}
-    settings = (f"Prompts of split '{meta.get('split')}', refusal labeler '{meta.get('labeler')}', openings of "
-                f"k = {meta.get('k')} words, 95% percentile bootstrap intervals over prompts (B = "
-                f"{meta.get('bootstrap')}, seed {meta.get('seed')}); differences (Δ) are to the first run, "
-                f"'{comparison.column('method')[0].as_py()}', paired where both runs answered the same prompts."
+    meta = comparison_settings(comparison)
+    corpus = meta.get("mode") == CORPUS
+    prompts = "Every prompt" if meta.get("split") == "all" else f"Prompts of split '{meta.get('split')}'"
+    reference = meta.get("reference")
+    if reference:
+        name = comparison.column("method")[comparison.column("run_id").to_pylist().index(reference)].as_py()
+        against = (f"differences (Δ) are to the {'reference' if corpus else 'first'} run, '{name}', paired where "
+                   "both runs answered the same prompts.")
+    else:
+        against = "no run is a reference, so no differences are shown."
+    settings = (f"{prompts}, refusal labeler '{meta.get('labeler')}', openings of k = {meta.get('k')} words, 95% "
+                f"percentile bootstrap intervals over prompts (B = {meta.get('bootstrap')}, seed {meta.get('seed')}); "
+                f"{against}" + (" A run too small for a statistic shows its n and —." if corpus else "")
                 + (f" Unsafe verdicts from '{meta['unsafe_labeler']}'." if meta.get("unsafe_labeler") else ""))
+    title = (f"Refusal patterns: a corpus of {comparison.num_rows} runs" if corpus
+             else "Refusal patterns: comparison of methods")
     table = comparison_cells(comparison)
-    openings_table = _openings_table(openings, comparison)
-    runs_table = _runs_table(comparison)
+    openings_table = _openings_table(openings, comparison, "run" if corpus else "method")
+    runs_table = _runs_table(comparison, corpus)
+    models = model_cells(comparison) if corpus else None
+    model_parts: list[str] = []
+    html_models = ""
+    if models is not None and len(models["model"]) < comparison.num_rows:
+        model_parts = ["## Per model", MODELS_TEXT, _markdown_table(models)]
+        html_models = f"<h2>Per model</h2>\n<p>{_text(MODELS_TEXT)}</p>\n{_html_table(models)}\n"
     boundary_parts: list[str] = []
     html_boundary = ""
     if boundary is not None and boundary.num_rows:
@@ -185,11 +211,11 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
 <style>{_STYLE}</style>
 </head>
 <body>
-<h1>Refusal patterns: comparison of methods</h1>
+<h1>{_text(title)}</h1>
 <p class="settings">{_text(settings)}</p>
-<h2>Comparison</h2>
+<h2>{"Per run" if corpus else "Comparison"}</h2>
 {_html_table(table)}
-{html_boundary}{html_figures}<h2>Top refusal openings per run</h2>
+{html_models}{html_boundary}{html_figures}<h2>Top refusal openings per run</h2>
 {_html_table(openings_table)}
 <h2>Runs</h2>
 {_html_table(runs_table)}
@@ -201,10 +227,11 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
         markdown_text(figure.caption),
         *([_markdown_table(figure.table)] if figure.table else []))]
     markdown = "\n\n".join([
-        "# Refusal patterns: comparison of methods",
+        f"# {title}",
         markdown_text(settings),
-        "## Comparison",
+        "## Per run" if corpus else "## Comparison",
         _markdown_table(table),
+        *model_parts,
         *boundary_parts,
         *markdown_figures,
         "## Top refusal openings per run",
@@ -217,16 +244,20 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
 
 def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str | Path = "report.html", *,
                  labeler: str = "rules", k: int = 5, bootstrap: int = 1000, seed: int = 0,
-                 split: str = "test", unsafe_labeler: str | None = None, top: int = 5,
-                 capability_suite: str = "embedded", figures_dir: str | Path | None = None) -> tuple[Path, Path]:
+                 split: str | None = None, unsafe_labeler: str | None = None, top: int = 5,
+                 capability_suite: str = "embedded", figures_dir: str | Path | None = None,
+                 reference: str | None = None) -> tuple[Path, Path]:
     """Write the report to `out_html` and FILE.md (charts also as FILE-*.svg); return both paths.
 
-    `runs` defaults to every labelled run, the study's methods first in their order; the
-    first run is the reference of every difference. Each method whose run without boundary
-    rows (M-no-boundary) is among the runs gets a row in a "Boundary rows" section: the paired
-    effect of those rows (`evaluate.boundary_effects`). The trade-off chart appears when some
-    run's capability was evaluated on `capability_suite`. With `figures_dir`, every figure
-    is also written there as FILE-<key>.png and FILE-<key>.pdf, at print size.
+    `runs` (names, ids, prefixes or globs) defaults to every labelled run, the study's methods
+    first in their order. A study's first run is the reference of every difference and its
+    test split counts; a corpus (see `evaluate.comparison_mode`) counts every prompt, is worded
+    per run, per model and per attack, and has differences only to a `reference` run. Each
+    method whose run without boundary rows (M-no-boundary) is among the runs gets a row in a
+    "Boundary rows" section: the paired effect of those rows (`evaluate.boundary_effects`).
+    The trade-off chart appears when some run's capability was evaluated on
+    `capability_suite`. With `figures_dir`, every figure is also written there as
+    FILE-<key>.png and FILE-<key>.pdf, at print size.
     """
     out_html = Path(out_html)
     if out_html.suffix.lower() not in (".html", ".htm"):
@@ -240,18 +271,29 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
             raise NotFoundError(f"no run in {store.root} has labels from '{labeler}'; run `refusaldata label` first")
     run_ids = resolve_runs(store, runs)
     comparison = compare_runs(store, run_ids, labeler=labeler, k=k, bootstrap=bootstrap, seed=seed, split=split,
-                              unsafe_labeler=unsafe_labeler, capability_suite=capability_suite)
+                              unsafe_labeler=unsafe_labeler, capability_suite=capability_suite, reference=reference)
+    run_ids = comparison.column("run_id").to_pylist()
+    settings = comparison_settings(comparison)
+    split, corpus = settings["split"], settings["mode"] == CORPUS
     openings = top_openings(store, run_ids, labeler=labeler, k=k, split=split, top=top)
+    if corpus:
+        benign = " and over-refusal on benign ones" if any(comparison.column("benign_responses").to_pylist()) else ""
+        rates = Figure("rates", "Refusal per run", "Refusal rate per run", rates_chart(comparison),
+                       CORPUS_RATES_CAPTION.format(benign=benign))
+    else:
+        rates = Figure("rates", "Before and after, per method", "Refusal and over-refusal per method",
+                       rates_chart(comparison), RATES_CAPTION)
     figures = [
         Figure("uniformity", "Refusal rate against uniformity", "Refusal rate against uniformity",
                uniformity_chart(comparison, k), UNIFORMITY_CAPTION),
-        Figure("rates", "Before and after, per method", "Refusal and over-refusal per method",
-               rates_chart(comparison), RATES_CAPTION),
+        rates,
     ]
     by_attack = compare_attacks(store, run_ids, labeler=labeler, bootstrap=bootstrap, seed=seed, split=split)
     if any(attack != PLAIN for attack in by_attack.column("attack").to_pylist()):
-        figures.append(Figure("attacks", "Refusal under attack", "Refusal per attack and method",
-                              attacks_chart(by_attack), ATTACKS_CAPTION, attack_cells(by_attack)))
+        figures.append(Figure("attacks", "Refusal per attack" if corpus else "Refusal under attack",
+                              "Refusal per attack and run" if corpus else "Refusal per attack and method",
+                              attacks_chart(by_attack), CORPUS_ATTACKS_CAPTION if corpus else ATTACKS_CAPTION,
+                              attack_cells(by_attack)))
     boundary = boundary_effects(store, run_ids, labeler=labeler, bootstrap=bootstrap, seed=seed, split=split,
                                 capability_suite=capability_suite)
     if any(value is not None for value in comparison.column("capability").to_pylist()):

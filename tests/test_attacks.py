@@ -282,12 +282,12 @@ def test_compare_by_attack_on_the_frozen_fixture(store):
 
 def test_cli_compare_by_attack(cli, store, tmp_path):
     load_attack_fixture(store)
-    result = cli("compare", "base", "tuned", "--by", "attack", "--bootstrap", "200", "--format", "json")
+    result = cli("compare", "base", "tuned", "--by", "attack", "--bootstrap", "200", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["method"], r["attack"], r["refusal_rate_diff"]) for r in rows][:3] == [
         ("base", "(none)", None), ("base", "base64", -0.5), ("base", "prefix-injection", -0.25)]
-    table = cli("compare", "base", "--by", "attack", "--bootstrap", "100")
+    table = cli("compare", "base", "--by", "attack", "--bootstrap", "100", "--split", "test")
     assert table.exit_code == 0 and "refusal under attack" in table.stdout and "-0.500 [" in table.stdout
     _one_line_error(cli("compare", "base", "--by", "attack", "--unsafe-labeler", "judge"), "--unsafe-labeler")
     plain = tmp_path / "plain"
@@ -313,7 +313,7 @@ def test_mine_rates_by_attack(cli, store):
     assert found["base64"]["refusal_rate_diff_low"] == -1.0
     assert found["base64"]["refusal_rate_diff_high"] == pytest.approx(-0.6 + 1.959964 * 0.5477226 / 5 ** 0.5)
     assert found["prefix-injection"]["refusal_rate_diff"] == pytest.approx(-0.4)
-    result = cli("mine", "rates", "--by", "attack", "--run", "tuned", "--format", "json")
+    result = cli("mine", "rates", "--by", "attack", "--run", "tuned", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     rows = [(r["attack"], r["refusal_rate"], r["refusal_rate_diff"])
             for r in map(json.loads, result.stdout.splitlines())]

@@ -106,7 +106,7 @@ def _copy_run(store, source: str, name: str) -> None:
 def test_paired_difference_of_identical_runs_is_exactly_zero(store):
     load_fixture(store)
     _copy_run(store, "base", "again")
-    again = _rows(compare_runs(store, ["base", "again"], bootstrap=400))["again"]
+    again = _rows(compare_runs(store, ["base", "again"], bootstrap=400, reference="base"))["again"]
     assert again["paired_harmful"] and again["paired_benign"]
     for statistic in ("refusal_rate", "over_refusal_rate", "uniformity", "top1_share"):
         diffs = (again[f"{statistic}_diff"], again[f"{statistic}_diff_low"], again[f"{statistic}_diff_high"])
@@ -230,14 +230,14 @@ def test_errors_name_the_problem(store):
 
 def test_top_openings(store):
     load_fixture(store)
-    top = top_openings(store, ["teacher", "base"], top=1).to_pylist()
+    top = top_openings(store, ["teacher", "base"], top=1, split="test").to_pylist()
     assert [(r["rank"], r["opening"], r["refusals"], r["share"]) for r in top] == [
         (1, "i cannot help with that", 1, 0.5), (1, "i'm sorry, but i can't", 3, 0.75)]
 
 
 def test_cli_json_numbers(cli, store):
     load_fixture(store)
-    result = cli("compare", *RUNS, "--bootstrap", "200", "--format", "json")
+    result = cli("compare", *RUNS, "--bootstrap", "200", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     rows = {row["method"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert list(rows) == list(RUNS)

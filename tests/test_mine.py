@@ -99,16 +99,16 @@ def test_openings(corpus):
 def test_uniformity(corpus):
     table = mine.uniformity(corpus, k=5)
     got = {row["run_name"]: row for row in table.to_pylist()}
-    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
     uniform = got["uniform"]
+    # Refusals to harmful prompts only, as compare counts them: the refusal of benign b1 does not count.
     assert (uniform["refusals"], uniform["distinct_openings"], uniform["top1_share"], uniform["top5_share"]) == (
-        4, 2, 0.75, 1.0)
-    assert uniform["uniformity"] == pytest.approx(1 - entropy / math.log(4))
-    # Words of the openings: 3 x "i'm sorry, but i can't" + "i cannot do that." = 19 words, 8 distinct.
-    assert uniform["distinct_1"] == pytest.approx(8 / 19)
-    assert uniform["distinct_4"] == pytest.approx(3 / 7)
+        3, 1, 1.0, 1.0)
+    assert uniform["uniformity"] == pytest.approx(1.0)
+    # Words of the openings: 3 x "i'm sorry, but i can't" = 15 words, 5 distinct; 6 four-grams, 2 distinct.
+    assert uniform["distinct_1"] == pytest.approx(5 / 15)
+    assert uniform["distinct_4"] == pytest.approx(2 / 6)
     assert uniform["refusal_rate"] == 0.75
-    assert 0 < uniform["mean_similarity"] < 1
+    assert uniform["mean_similarity"] == pytest.approx(1.0)
     varied = got["varied"]
     measures = (varied["refusals"], varied["uniformity"], varied["top1_share"], varied["refusal_rate"])
     assert measures == (2, 0.0, 0.5, 0.5)
@@ -161,20 +161,20 @@ def test_missing_sql_asset_is_a_clean_error(corpus, monkeypatch):
 
 
 def test_cli_mine_commands(cli, corpus, tmp_path):
-    result = cli("mine", "rates", "--format", "json")
+    result = cli("mine", "rates", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert [(r["run_name"], r["refusals"]) for r in map(json.loads, result.stdout.splitlines())] == [
         ("compliant", 0), ("uniform", 3), ("varied", 2)]
     result = cli("mine", "rates", "--by", "category", "--run", "uniform", "--format", "csv")
     assert result.exit_code == 0 and 'drugs,2,1,0.5' in result.stdout
-    result = cli("mine", "openings", "--k", "3", "--top", "1", "--format", "json")
+    result = cli("mine", "openings", "--k", "3", "--top", "1", "--format", "jsonl")
     assert [json.loads(line)["opening"] for line in result.stdout.splitlines()] == ["i'm sorry, but", "i cannot help"]
     output = tmp_path / "uniformity.csv"
     result = cli("mine", "uniformity", "--k", "5", "--format", "csv", "--output", output)
     assert result.exit_code == 0 and output.read_text().count("\n") == 4
-    result = cli("mine", "templates", "--run", "uniform", "--format", "json")
+    result = cli("mine", "templates", "--run", "uniform", "--format", "jsonl")
     assert [json.loads(line)["support"] for line in result.stdout.splitlines()] == [3, 1]
-    result = cli("mine", "correlation", "--format", "json")
+    result = cli("mine", "correlation", "--format", "jsonl")
     assert json.loads(result.stdout.splitlines()[0]) == {"measure": "uniformity", "runs": 2, "spearman": 1.0}
     result = cli("mine", "uniformity")
     assert result.exit_code == 0 and "refusal uniformity" in result.stdout
