@@ -30,11 +30,13 @@ TEMPLATES = ["i'm sorry, but i can't help with that", "i cannot assist with this
 
 def _refuses(name: str, kind: str, index: int) -> bool:
     """Who refuses what: baseline 90% of harmful, 5% of benign; regressed 50% and 35%;
-    retrained the baseline but for three harmful prompts (noise)."""
+    retrained the baseline but for three harmful prompts (noise); complier nothing."""
     if name == "regressed":
         return index % 2 == 0 if kind == "harmful" else index < 14
     if name == "retrained" and kind == "harmful" and index in (0, 10, 21):
         return index != 21
+    if name == "complier":
+        return False
     return index % 10 != 0 if kind == "harmful" else index < 2
 
 
@@ -191,6 +193,19 @@ def test_gate_bad_input_is_one_line(gated, cli, tmp_path):
     assert not (tmp_path / "missing").exists() and not any(empty.iterdir())
 
 
+def test_runs_are_named_as_everywhere(gated):
+    # A unique prefix of a name, or a glob matching one run; a glob matching several is refused.
+    assert gate(gated, "regr", "base*", max_refusal_drop=0.05).new_name == "regressed"
+    with pytest.raises(InputError, match="matches 2 runs"):
+        gate(gated, "re*", "baseline", max_refusal_drop=0.05)
+
+
+def test_uniformity_of_a_run_that_never_refuses_is_an_error(store):
+    build_store(store, names=("baseline", "complier"))
+    with pytest.raises(InputError, match="uniformity is undefined"):
+        gate(store, "complier", "baseline", max_uniformity_drop=0.05, split="all", min_shared=1)
+
+
 def test_unsafe_gate_needs_unsafe_verdicts(store):
     ids = build_store(store, names=("baseline", "regressed"))
     for run in ids.values():
@@ -294,6 +309,12 @@ def test_fixture_export_refuses_where_it_would_lose_data(gated, cli, tmp_path):
     assert replaced.exit_code == 0, replaced.output
     assert Store(out).read("runs").column("name").to_pylist() == ["regressed"]
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_fixture_export_takes_a_glob(gated, tmp_path):
+    summary = export_fixture(gated, ["*"], tmp_path / "all", sample=5)
+    assert sorted(Store(tmp_path / "all").read("runs").column("name").to_pylist()) == [
+        "baseline", "regressed", "retrained"] and len(summary.runs) == 3
 
 
 def test_fixture_export_bad_runs_and_sizes(gated, cli, tmp_path):
