@@ -82,6 +82,8 @@ BASE_ARGS: dict[str, list | None] = {
     "sets": [],
     "train": ["--set", "no-such-set", "--model", "smollm2-135m-instruct", "--out", "{tmp}/adapter"],
     "compare": ["base", "--bootstrap", "20"],
+    "gate": ["base", "--baseline", "base", "--max-refusal-drop", "0.05", "--min-shared", "1", "--bootstrap", "20"],
+    "fixture export": ["--run", "base", "--sample", "5", "--out", "{tmp}/fixture", "--replace"],
     "report": ["--out", "{tmp}/report.html", "--bootstrap", "20"],
     "quickstart": None,
     "sql": ["SELECT * FROM runs"],
@@ -201,7 +203,7 @@ def generated_cases() -> dict[str, Case]:
                 keep = OUTPUT_NAMES.get(name, "keep.out")
                 cases[f"{name}|{parameter.name}=existing-file"] = Case(
                     name, with_value(base, parameter, f"{{tmp}}/{keep}"), "output", output_name=keep)
-        json_out = ["--format", "json"] if any(p.name == "fmt" for p in command.params) else []
+        json_out = ["--format", "jsonl"] if any(p.name == "fmt" for p in command.params) else []
         for label in ("brackets", "hive"):
             cases[f"{name}|store={label}"] = Case(name, [*base, *json_out], f"store-{label}")
     return cases
@@ -410,12 +412,12 @@ def test_stored_hostile_text_prints_as_data(reader, fmt, hostile_store, tmp_path
     if fmt == "table":
         assert not CONTROL.search(outcome.stdout)
     elif fmt == "json":
-        [json.loads(line) for line in outcome.stdout.splitlines()]
+        assert isinstance(json.loads(outcome.stdout), list)
     else:
         list(csv.reader(io.StringIO(outcome.stdout)))
     if reader[0] == "sql" and fmt != "table":
         values = (list(csv.DictReader(io.StringIO(outcome.stdout))) if fmt == "csv"
-                  else [json.loads(line) for line in outcome.stdout.splitlines()])
+                  else json.loads(outcome.stdout))
         assert {row["category"] for row in values if row["category"]} >= {t[:200] for t in STORED_TEXT}
         assert {row["name"] for row in values} == {"base", "[/INST] \x1b[31mrun\u202e [link](http://x)"}
     assert snapshot(root) == before
@@ -435,7 +437,7 @@ def test_any_text_round_trips_through_every_format(text, name, tmp_path_factory)
     store.append("runs", pa.table({"run_id": ["r-0"], "name": [name], "backend": ["import"]}))
     query = "SELECT p.text, p.category, u.name FROM prompts p, runs u"
     expected = {"text": text, "category": text, "name": name}
-    as_json = invoke(["sql", query, "--format", "json", "--store", root])
+    as_json = invoke(["sql", query, "--format", "jsonl", "--store", root])
     assert json.loads(as_json.stdout) == expected
     as_csv = invoke(["sql", query, "--format", "csv", "--store", root])
     row = next(csv.DictReader(io.StringIO(as_csv.stdout, newline="")))
@@ -857,7 +859,7 @@ def test_doctor_reports_missing_metrics_and_orphaned_human_labels(hostile_store,
          "refusal": True} for prompt in (kept["prompt_id"], "gone-1", "gone-2")]))
     before = snapshot(root)
 
-    outcome = invoke(["doctor", "--format", "json", "--store", root])
+    outcome = invoke(["doctor", "--format", "jsonl", "--store", root])
 
     assert outcome.code == 1 and snapshot(root) == before
     details = {row["detail"] for row in map(json.loads, outcome.stdout.splitlines())}
@@ -965,3 +967,16 @@ def test_review_export_neutralises_formulas_and_import_restores_them_exactly(tex
     assert imported.code == 0, imported.stderr
     human = [row for row in Store(root).read("labels").to_pylist() if row["labeler"] == "human"]
     assert len(human) == len(reader)
+
+
+# -- names that collide: a run name names one run ----------------------------------------------------------------------
+
+def test_a_run_name_another_run_holds_is_refused(hostile_store, tmp_path):
+    """Imports and generate check names before writing anything (Inspect folders and several
+    adapters under one name: tests/test_inspect.py, tests/test_generate_many.py)."""
+    root = _copy(hostile_store, tmp_path)
+    inputs(tmp_path)
+    _refused(["responses", "import", tmp_path / "responses.csv", "--format", "csv", "--name", "base"], root,
+             "run name 'base' is taken by run base-0123456789")
+    _accepted(["responses", "import", tmp_path / "responses.csv", "--format", "csv", "--name", "fresh"], root,
+              changes=True)
