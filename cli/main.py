@@ -18,7 +18,7 @@ import typer
 import typer.core
 import typer.main
 
-from refusaldata.errors import RefusalDataError, excerpt, redact, shorten_quoted
+from refusaldata.errors import RefusalDataError, excerpt, redact, sql_error_text
 
 HELP = "Study and align how language models refuse harmful requests, over a Parquet store."
 
@@ -55,7 +55,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fixture": ("fixture", "Fixtures: small stores sampled from runs, for tests and CI (the folder is a store)."),
     "runs": ("runs", "Every run: name, id, model, adapter, source (generated or imported, from what), responses, "
                      "labelers, created."),
-    "review": ("review", "Human review: export the least certain labels as CSV, fill human_verdict, import it."),
+    "review": ("review", "Human review: export the least certain labels or a random sample as CSV, fill "
+                         "human_verdict, import it; measure the labelers against it."),
     "mine": ("mine", "Mine the labels: refusal rates, openings, uniformity, templates."),
     "judge": ("judge", "Learned unsafe-content or refusal labelers (MiniLM embeddings + a small classifier)."),
     "evaluate": ("evaluate", "Evaluate runs beyond refusal: the capability cost of alignment, and how separable a "
@@ -185,8 +186,7 @@ def _guarded(callback):
         except duckdb.Error as exc:
             if "KeyboardInterrupt" in str(exc):  # Ctrl-C inside Python code DuckDB called (reading a frame)
                 raise typer.Exit(130) from None
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise fail(f"SQL: {shorten_quoted(first_line)}") from None
+            raise fail(f"SQL: {sql_error_text(str(exc)) or type(exc).__name__}") from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit, BrokenPipeError):
@@ -204,8 +204,10 @@ def _guarded(callback):
 
 
 def _guard_all(typer_app: typer.Typer) -> None:
+    from refusaldata.cli.common import with_output_options
+
     for info in typer_app.registered_commands:
-        info.callback = _guarded(info.callback)
+        info.callback = _guarded(with_output_options(info.callback))
     for group in typer_app.registered_groups:
         _guard_all(group.typer_instance)
 

@@ -92,13 +92,50 @@ def tables_section() -> list[str]:
     return out
 
 
+def macros_section() -> list[str]:
+    """Every macro `refusaldata sql` defines, found on a connection made as it makes one (over an
+    empty store), with the file that defines it: the list cannot name a macro that is not there."""
+    import re
+    import tempfile
+
+    from refusaldata.analyst import analyst_connection
+    from refusaldata.store import Store
+
+    defined_in = {}
+    for path in sorted(SQL.glob("*.sql")):
+        for name in re.findall(r"CREATE OR REPLACE MACRO (\w+)", path.read_text(encoding="utf-8")):
+            defined_in.setdefault(name, path.name)
+    with tempfile.TemporaryDirectory() as folder:
+        con = analyst_connection(Store(Path(folder) / "store"))
+        try:
+            found = con.execute(
+                "SELECT function_name, function_type, parameters FROM duckdb_functions() "
+                "WHERE function_type IN ('macro', 'table_macro') AND NOT internal ORDER BY 1").fetchall()
+        finally:
+            con.close()
+    out = ["## Macros", "",
+           "Every macro `refusaldata sql` defines, which the DuckDB CLI has too after the statements "
+           "`refusaldata sql --print-setup` prints. Each file's header below says what it computes.", "",
+           "| macro | returns | defined in |", "|---|---|---|"]
+    listed = set()
+    for name, kind, parameters in found:  # a macro overloaded by arity is listed once per signature
+        if (name, tuple(parameters)) in listed:
+            continue
+        listed.add((name, tuple(parameters)))
+        source = defined_in.get(name, "")
+        anchor = source.replace(".", "")
+        out.append(f"| `{name}({', '.join(parameters)})` | {'a table' if kind == 'table_macro' else 'a value'} | "
+                   + (f"[{source}](#{anchor}) |" if source else "|"))
+    return [*out, ""]
+
+
 def render() -> str:
     files = sorted(SQL.glob("*.sql"))
     grouped: dict[str, list[Path]] = {}
     for path in files:
         grouped.setdefault(section_of(path.name), []).append(path)
     order = [title for title, _ in SECTIONS] + ["Other"]
-    out = [HEADER, *tables_section()]
+    out = [HEADER, *tables_section(), *macros_section()]
     for title in order:
         if title not in grouped:
             continue

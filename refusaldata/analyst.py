@@ -5,10 +5,11 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from refusaldata.errors import InputError, StoreError, shorten_quoted
+from refusaldata.errors import InputError, StoreError, sql_error_text
 from refusaldata.queries import sql_text
 from refusaldata.schemas import TABLES
 from refusaldata.store import Store
+from refusaldata.store import _sql_types as store_sql_types
 
 # Statement types that only read, as DuckDB classes each parsed statement; any other
 # (COPY, CREATE, INSERT, ATTACH, EXPORT, INSTALL, LOAD, CALL, a type this release does not
@@ -94,7 +95,7 @@ def _read_only(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _sql_error(exc: duckdb.Error, allow_write: bool) -> InputError:
-    message = shorten_quoted(str(exc).strip().splitlines()[0])
+    message = sql_error_text(str(exc))
     if isinstance(exc, duckdb.PermissionException) and not allow_write:
         message += f" ({_READ_ONLY_HINT})"
     return InputError(f"SQL: {message}")
@@ -115,7 +116,7 @@ def run_sql(store: Store, query: str, allow_write: bool = False) -> pa.Table:
         raise _sql_error(exc, allow_write) from None
     if not statements:
         raise InputError("SQL: no statement given")
-    con = store.connect()
+    con = analyst_connection(store)
     try:
         if not allow_write:
             _read_only(con)
@@ -129,6 +130,58 @@ def run_sql(store: Store, query: str, allow_write: bool = False) -> pa.Table:
         raise _sql_error(exc, allow_write) from None
     finally:
         con.close()
+
+
+# The macro files `refusaldata sql` and the DuckDB CLI set-up define beside the views (the
+# store's own connection brings best_labels.sql and best_templates.sql).
+ANALYST_MACROS = ("normalize", "mine_macros", "attack_macros")
+
+
+def analyst_connection(store: Store) -> duckdb.DuckDBPyConnection:
+    """The store's views with every macro the SQL reference lists: what `refusaldata sql` queries."""
+    con = store.connect()
+    try:
+        for name in ANALYST_MACROS:
+            con.execute(sql_text(name))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def macro_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The macros defined on `con` (scalar and table), by name."""
+    return [name for (name,) in con.execute(
+        "SELECT DISTINCT function_name FROM duckdb_functions() "
+        "WHERE function_type IN ('macro', 'table_macro') AND NOT internal ORDER BY 1").fetchall()]
+
+
+def duckdb_setup(store: Store) -> str:
+    """SQL that gives the plain DuckDB CLI the store's views and macros, as `refusaldata sql` has them.
+
+    Views are sql/views.sql's, reading the store's files by its naming rules as they are when
+    queried; a table with no file yet is a typed empty view instead (DuckDB refuses a view
+    over a pattern that matches no file), so run the set-up again once it has some.
+    """
+    views = {}
+    for statement in duckdb.extract_statements(sql_text("views")):
+        query = "\n".join(line for line in statement.query.strip().splitlines() if not line.startswith("--"))
+        if query.upper().startswith("CREATE OR REPLACE VIEW"):
+            views[query.split()[4]] = query
+    root = str(store.root).replace("'", "''")
+    lines = [f"-- refusaldata: the store {store.root} as DuckDB views and macros (refusaldata sql --print-setup).",
+             "-- Tables empty now are typed empty views: print the set-up again once they hold files.",
+             f"SET VARIABLE store = '{root}';"]
+    for name, spec in TABLES.items():
+        if store.files(name):
+            lines.append(views[name] + ";")
+        else:
+            columns = ", ".join(f'NULL::{sql_type} AS "{column}"'
+                                for column, sql_type in zip(spec.columns, store_sql_types(spec), strict=True))
+            lines.append(f"CREATE OR REPLACE VIEW {name} AS SELECT {columns} LIMIT 0;")
+    for name in ("best_labels", "best_templates", *ANALYST_MACROS):
+        lines.append(sql_text(name).strip())
+    return "\n".join(lines) + "\n"
 
 
 def table_summary(store: Store) -> pa.Table:

@@ -100,3 +100,17 @@ def without_userinfo(url: str) -> str:
     if not (parts.username or parts.password):
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+# Lines of a DuckDB error after its first that help the reader: the name it guesses, the
+# columns a reference could mean. The query excerpt (LINE 1: ...) and long candidate lists are left out.
+_SQL_HINT = re.compile(r"^(Did you mean|Candidate bindings:|HINT:)")
+
+
+def sql_error_text(message: str) -> str:
+    """A DuckDB error message as one line: its first line, then its hints ("Did you mean "labels"?")."""
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    kept = [lines[0], *(line for line in lines[1:] if _SQL_HINT.match(line))]
+    return shorten_quoted(" ".join(kept))

@@ -6,8 +6,9 @@
 -- `key=value` partition folders, then part-<32 hex>.parquet or data.parquet), never the
 -- path above the store (hive_partitioning = false), and a column that older files lack
 -- reads as NULL (the typed empty row set first, UNION ALL BY NAME).
--- A view over a table with no files yet fails with "No files found"; the library
--- (`refusaldata sql`) defines typed empty views instead and checks each file's schema.
+-- A view over a table with no files yet fails with "No files found": on such a store use
+-- `refusaldata sql --print-setup`, which prints these statements with typed empty views
+-- for the empty tables and every macro `refusaldata sql` has.
 -- tests/test_sql.py checks each statement against refusaldata/schemas.py.
 -- The last four statements are sql/best_labels.sql and sql/best_templates.sql as they are
 -- (rd_verdict, the best_labels view, the labels_of and templates_of macros; see there),

@@ -58,7 +58,7 @@ def test_a_pipe_is_written_in_place(cli, tmp_path):
     received = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
     reader.start()
-    assert cli("sql", "SELECT 2 AS two", "--format", "json", "-o", fifo).exit_code == 0
+    assert cli("sql", "SELECT 2 AS two", "--format", "jsonl", "-o", fifo).exit_code == 0
     reader.join(timeout=30)
     assert received == [b'{"two": 2}\n'] and fifo.is_fifo()
 
@@ -162,7 +162,7 @@ def test_csv_quotes_only_where_needed(cli):
 
 
 def test_json_lines_are_valid_json(cli):
-    result = cli("sql", "SELECT 'nan'::DOUBLE AS x, ['inf'::DOUBLE, 1.0] AS l, '\\x00'::BLOB AS b", "--format", "json")
+    result = cli("sql", "SELECT 'nan'::DOUBLE AS x, ['inf'::DOUBLE, 1.0] AS l, '\\x00'::BLOB AS b", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"x": None, "l": [None, 1.0], "b": "\\x00"}
 
