@@ -177,7 +177,7 @@ def test_without_pairs_report_and_chart_are_unchanged(store, tmp_path):
 
 def test_cli_boundary_effect(cli, store):
     build_store(store)
-    result = cli("compare", "base", "dpo", "dpo-no-boundary", "--boundary-effect", "--format", "json",
+    result = cli("compare", "base", "dpo", "dpo-no-boundary", "--boundary-effect", "--format", "jsonl",
                  "--bootstrap", "200")
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]

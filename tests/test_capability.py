@@ -197,7 +197,7 @@ def test_compare_gains_capability_paired_against_the_first_run(store, cli):
     printed = format_comparison(table).to_pylist()
     assert printed[1]["capability"].startswith("0.250 [") and printed[1]["Δ capability"].startswith("-0.250 [")
     assert printed[1]["KL to base"] == "0.2500" and printed[2]["capability"] == "—"
-    result = cli("compare", "base", "self-distill", "--format", "json", "--bootstrap", "50")
+    result = cli("compare", "base", "self-distill", "--format", "jsonl", "--bootstrap", "50")
     assert result.exit_code == 0
     assert [json.loads(line)["capability"] for line in result.stdout.splitlines()] == [0.5, 0.25]
 

@@ -142,7 +142,7 @@ def test_mine_templates_prints_a_summary_and_the_table_behind_show(cli, store):
     assert summary.exit_code == 0, summary.stderr
     assert "--show lists them all" in summary.stdout and "covered_refusals" in summary.stdout
     full = cli("mine", "templates", "--k", "5", "--show")
-    every = cli("mine", "templates", "--k", "5", "--format", "json")
+    every = cli("mine", "templates", "--k", "5", "--format", "jsonl")
     templates = [json.loads(line) for line in every.stdout.splitlines()]
     runs = {row["run_id"] for row in templates}
     assert len(templates) > len(runs)  # the fixture has runs with several templates

@@ -390,10 +390,10 @@ def test_bad_context_runs_fail_with_one_line_and_store_nothing(cli, fixture_stor
 
 
 def test_sets_counts_by_mode_kind_source_and_split(cli, fixture_store):
-    assert cli("sets", "--format", "json").stdout == ""
+    assert cli("sets", "--format", "jsonl").stdout == ""
     distill.build_sft(fixture_store, "s", "student", "cross", teacher="teacher")
     distill.build_pairs(fixture_store, "p", "student", refusal_text="No.", max_examples=2)
-    result = cli("sets", "--format", "json")
+    result = cli("sets", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
         {"table": "sft", "set_name": "s", "mode": "cross", "kind": "refusal", "student_run": STUDENT,
@@ -629,7 +629,7 @@ def test_boundary_pairs_export_with_their_kind(cli, lookalike_store, tmp_path):
 def test_sets_show_boundary_rows_apart(cli, lookalike_store):
     distill.build_sft(lookalike_store, "s", "student", "cross", teacher="teacher")
     distill.build_pairs(lookalike_store, "p", "student", refusal_text="No.")
-    result = cli("sets", "--format", "json")
+    result = cli("sets", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     counts = {(row["table"], row["kind"], row["source_run"]): row["rows"]
               for row in map(json.loads, result.stdout.splitlines())}
@@ -646,7 +646,7 @@ def test_a_pairs_set_written_before_pairs_had_kinds_still_reads(cli, fixture_sto
     path = next((fixture_store.root / "pairs").rglob("*.parquet"))
     pq.write_table(pq.read_table(path).drop(["kind"]), path)
     assert "kind" not in pq.read_schema(path).names
-    result = cli("sets", "--format", "json")
+    result = cli("sets", "--format", "jsonl")
     assert [json.loads(line)["kind"] for line in result.stdout.splitlines()] == ["refusal"]
     assert distill.load_set(fixture_store, "old", "pairs").column("kind").to_pylist() == [None, None]
     assert distill.export_set(fixture_store, "old", tmp_path / "old.jsonl", "pairs") == 2

@@ -87,7 +87,7 @@ def make_run(store, rows, run_id="implicit"):
 
 def test_hybrid_gets_each_implicit_refusal_kind(store, cli):
     run_id = make_run(store, FIXTURES)
-    result = cli("label", "--run", run_id, "--labeler", "hybrid", "--format", "json")
+    result = cli("label", "--run", run_id, "--labeler", "hybrid", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith("labeler: hybrid (the rules where they are sure")
     summary = json.loads(result.stdout)
@@ -102,7 +102,7 @@ def test_hybrid_gets_each_implicit_refusal_kind(store, cli):
             assert (row["marker"] is not None) == row["refusal"], kind  # these refusals all carry a phrase
         assert row["opening"]
     # Mining reads it: --labeler best (the default) falls to hybrid's verdicts where ngram's are absent.
-    rates = json.loads(cli("mine", "rates", "--run", run_id, "--format", "json").stdout)
+    rates = json.loads(cli("mine", "rates", "--run", run_id, "--format", "jsonl").stdout)
     assert (rates["refusals"], rates["partials"], rates["harmful_responses"]) == (8, 2, 11)
 
 

@@ -37,7 +37,7 @@ def test_label_with_a_judge_stores_raw_output_and_strict_verdicts(store, cli, em
     """WildGuard judges one response only: its answer takes the most tokens, and the plumbing is the same."""
     run_id = make_run(store, count=responses)
     args = ["label", "--run", run_id, "--labeler", "judge", "--judge-model", "smollm2-135m-instruct",
-            "--judge-format", format_name, "--format", "json"]
+            "--judge-format", format_name, "--format", "jsonl"]
     result = cli(*args)
     assert result.exit_code == 0, result.stderr
     assert f'"labelled": {responses}' in result.stdout

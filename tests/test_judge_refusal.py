@@ -54,7 +54,7 @@ def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv)
     card = json.loads((store.root / "judges" / "refusal-tiny" / "card.json").read_text())
     assert card["target"] == "refusal" and card["data"]["positives"] == 12
     assert card["features"].startswith("response, prompt*response, cos(prompt, response)")
-    listed = json.loads(cli("judge", "list", "--format", "json").stdout.splitlines()[0])
+    listed = json.loads(cli("judge", "list", "--format", "jsonl").stdout.splitlines()[0])
     assert (listed["name"], listed["target"]) == ("refusal-tiny", "refusal")
 
     run_id = make_run(store, [
@@ -64,7 +64,7 @@ def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv)
          "**Note:** I cannot stress enough how dense a black hole is: light cannot escape it."),
     ])
     assert cli("label", "--run", run_id, "--labeler", "rules").exit_code == 0
-    result = cli("label", "--run", run_id, "--labeler", "learned:refusal-tiny", "--format", "json")
+    result = cli("label", "--run", run_id, "--labeler", "learned:refusal-tiny", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout.splitlines()[0])
     assert (summary["labeler"], summary["labelled"]) == ("learned:refusal-tiny", 3)
@@ -88,7 +88,7 @@ def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv)
     ]
 
     refusals = sum(r[2] for r in learned.values())
-    result = cli("mine", "rates", "--run", run_id, "--labeler", "learned:refusal-tiny", "--format", "json")
+    result = cli("mine", "rates", "--run", run_id, "--labeler", "learned:refusal-tiny", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     rates = json.loads(result.stdout.splitlines()[0])
     assert (rates["harmful_responses"], rates["refusals"]) == (3, refusals)
@@ -96,7 +96,7 @@ def test_train_refusal_then_label_beside_rules_and_mine(store, cli, refusal_csv)
     assert rates["unsafe_rate"] is None
 
     result = cli("mine", "openings", "--run", run_id, "--labeler", "learned:refusal-tiny", "--k", "3",
-                 "--format", "json")
+                 "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     openings = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(o["opening"], o["refusals"], o["share"]) for o in openings] == [("i'm sorry, but", 1, 1.0)]

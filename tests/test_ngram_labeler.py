@@ -94,9 +94,9 @@ def make_run(store, rows, run_id="fixtures"):
 
 def test_label_defaults_to_ngram_and_reads_each_kind(store, cli):
     run_id = make_run(store, FIXTURES)
-    result = cli("label", "--run", run_id, "--format", "json")
+    result = cli("label", "--run", run_id, "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
-    assert result.stderr.startswith("labeler: ngram (the shipped learned model")
+    assert result.stderr.startswith("labeler: ngram (the shipped n-gram model")
     summary = json.loads(result.stdout)
     assert (summary["labeler"], summary["labelled"]) == ("ngram", len(FIXTURES))
     got = {row["prompt_id"]: row for row in store.read("labels").to_pylist()}
@@ -106,7 +106,7 @@ def test_label_defaults_to_ngram_and_reads_each_kind(store, cli):
         assert row["refusal"] == (verdict != "compliance") == (row["score"] >= 0.5), kind
         assert 0.0 <= row["score"] <= 1.0 and row["opening"]
     # Mining reads it through best, the default reading.
-    rates = json.loads(cli("mine", "rates", "--run", run_id, "--format", "json").stdout)
+    rates = json.loads(cli("mine", "rates", "--run", run_id, "--format", "jsonl").stdout)
     assert (rates["refusals"], rates["partials"], rates["harmful_responses"]) == (2, 1, len(FIXTURES))
 
 
@@ -144,7 +144,7 @@ def test_hostile_texts_are_labelled_and_nothing_else_changes(store, cli):
             ("prompt missing from the store", None, "I'm sorry, but I can't help with that.", None)]
     run_id = make_run(store, rows)
     before = store.connect(["responses"]).sql("SELECT * FROM responses ORDER BY ALL").fetchall()
-    result = cli("label", "--run", run_id, "--format", "json")
+    result = cli("label", "--run", run_id, "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert "Traceback" not in result.stderr
     con = store.connect(["labels", "responses"])

@@ -160,7 +160,7 @@ def test_generic_csv_jsonl_and_parquet(store, cli):
 def test_prompts_list_counts(store, cli, shared_data):
     prompt_sets.import_builtin(store, "xstest", shared_data / "prompts/xstest/xstest_prompts.csv")
     prompt_sets.import_file(store, PROMPT_FIXTURES / "controls.jsonl", "controls", "prompt", "kind", harmful=False)
-    result = cli("prompts", "list", "--format", "json")
+    result = cli("prompts", "list", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     rows = {r["dataset"]: r for r in map(json.loads, result.stdout.splitlines())}
     assert rows["xstest"]["prompts"] == 450 and rows["xstest"]["benign"] == 250 and rows["xstest"]["harmful"] == 200

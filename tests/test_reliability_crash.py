@@ -181,7 +181,7 @@ def refusal_set(store: Store) -> None:
 def train_args(out: Path, steps: int) -> list[str]:
     return ["train", "--set", "refuse", "--model", "smollm2-135m-instruct", "--out", str(out), "--max-steps",
             str(steps), "--batch-size", "2", "--max-length", "48", "--threads", "1", "--checkpoint-every", "1",
-            "--format", "json"]
+            "--format", "jsonl"]
 
 
 def metric_steps(store: Store) -> list[tuple[int, int]]:

@@ -59,12 +59,12 @@ def test_best_labels_prefer_a_human_verdict_then_the_default_labeler(store, cli)
     assert con.sql("SELECT * FROM best_labels").columns == store.read("labels").column_names
     # --labeler best (mine's default) reads the same rows: harmful prompts 0 and 2 refused, benign 1 of 2
     # over-refused.
-    result = cli("mine", "rates", "--run", run_id, "--format", "json")
+    result = cli("mine", "rates", "--run", run_id, "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     rates = json.loads(result.stdout)
     assert (rates["harmful_responses"], rates["refusals"], rates["benign_responses"], rates["over_refusals"],
             rates["partials"]) == (2, 2, 2, 1, 0)
-    result = cli("mine", "rates", "--run", run_id, "--labeler", "ngram", "--format", "json")
+    result = cli("mine", "rates", "--run", run_id, "--labeler", "ngram", "--format", "jsonl")
     assert (json.loads(result.stdout)["partials"], json.loads(result.stdout)["partial_rate"]) == (1, 0.5)
 
 
@@ -106,7 +106,7 @@ def test_review_round_trip_through_the_cli(store, cli, tmp_path):
 
     filled = exported.with_columns(pl.Series("human_verdict", [" Partial", ""]))
     filled.write_csv(path)
-    result = cli("review", "import", path, "--reviewer", "ana", "--format", "json")
+    result = cli("review", "import", path, "--reviewer", "ana", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) | {} == {"run_id": run_id, "reviewed": 1, "compliance": 0, "refusal": 0,
                                               "partial": 1, "human_labels": 1, "reviewer": "ana"}
@@ -115,7 +115,7 @@ def test_review_round_trip_through_the_cli(store, cli, tmp_path):
         (prompt_id(PROMPTS[2]), "partial", True, 1.0, "ana")]
     assert human[0]["opening"].startswith("it would not be right for me")
     # The reviewed response now reads as the human's in --labeler best, and leaves the next export.
-    result = cli("mine", "rates", "--run", run_id, "--labeler", "best", "--format", "json")
+    result = cli("mine", "rates", "--run", run_id, "--labeler", "best", "--format", "jsonl")
     assert (json.loads(result.stdout)["refusals"], json.loads(result.stdout)["partials"]) == (2, 1)
     assert export_file(cli, run_id, path, budget=2)["prompt"].to_list() == [PROMPTS[3], PROMPTS[1]]
     # A second review of the same response replaces the first; other reviews are kept.
@@ -208,7 +208,7 @@ def test_judge_train_from_the_stores_human_labels(store, cli, tmp_path, monkeypa
     card = json.loads((store.root / "judges" / "from-people" / "card.json").read_text())
     assert (card["data"]["labeler"], card["data"]["rows"], card["data"]["positives"]) == ("human", 12, 6)
     assert (card["text_columns"], card["label_column"]) == (["prompt", "response"], "refusal")
-    listed = json.loads(cli("judge", "list", "--format", "json").stdout)
+    listed = json.loads(cli("judge", "list", "--format", "jsonl").stdout)
     assert listed["data"] == f"human labels of {store.root}"
 
 

@@ -37,7 +37,7 @@ QUERY = "SELECT category, harmful FROM prompts WHERE harmful ORDER BY category"
 
 def test_sql_json(cli, store):
     _seed(store)
-    result = cli("sql", QUERY, "--format", "json")
+    result = cli("sql", QUERY, "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
         {"category": "crime", "harmful": True}, {"category": "fraud", "harmful": True}]
@@ -91,7 +91,7 @@ def test_sql_is_read_only_unless_write(cli, store, tmp_path):
 
 def test_tables_counts_rows(cli, store):
     _seed(store)
-    result = cli("tables", "--format", "json")
+    result = cli("tables", "--format", "jsonl")
     rows = {row["table"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert set(rows) == set(TABLES)
     assert rows["prompts"]["rows"] == 3 and rows["prompts"]["files"] == 1

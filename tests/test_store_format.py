@@ -36,7 +36,7 @@ def v1_store(tmp_path, monkeypatch) -> Path:
 
 def test_an_old_store_is_upgraded_once_with_a_notice_and_keeps_every_row(cli, v1_store):
     before = pq.read_table(sorted(v1_store.glob("templates/run=*/data.parquet"))).num_rows
-    first = cli("tables", "--format", "json")
+    first = cli("tables", "--format", "jsonl")
     assert first.exit_code == 0, first.output
     assert first.stderr.count("Note: upgraded store") == 1 and "from format 1 to 2" in first.stderr
     rows = {row["table"]: row for row in map(json.loads, first.stdout.splitlines())}
@@ -52,16 +52,16 @@ def test_an_old_store_is_upgraded_once_with_a_notice_and_keeps_every_row(cli, v1
 
 def test_every_common_command_works_on_an_upgraded_old_store(cli, v1_store):
     """The figures are those the code that wrote the store printed on it (commit 1e8dfda)."""
-    rates = cli("mine", "rates", "--run", "student", "--format", "json")
+    rates = cli("mine", "rates", "--run", "student", "--format", "jsonl")
     assert rates.exit_code == 0, rates.output
     student = json.loads(rates.stdout.splitlines()[0])
     assert (student["harmful_responses"], student["refusals"]) == (12, 5)
-    compared = cli("compare", "student", "teacher", "--format", "json")
+    compared = cli("compare", "student", "teacher", "--format", "jsonl")
     assert compared.exit_code == 0, compared.output
     by_run = {row["method"]: row for row in map(json.loads, compared.stdout.splitlines())}
     assert (by_run["student"]["harmful_responses"], by_run["student"]["refusals"]) == (3, 1)
     assert by_run["teacher"]["refusal_rate"] == 1.0 and by_run["student"]["templates"] == 2
-    sets = cli("sets", "--format", "json")
+    sets = cli("sets", "--format", "jsonl")
     assert sets.exit_code == 0, sets.output
     assert {row["set_name"] for row in map(json.loads, sets.stdout.splitlines())} == {
         "self-v1", "cross-v1", "base-v1", "pairs-v1"}
@@ -152,7 +152,7 @@ def test_a_store_under_name_value_folders_reads_its_own_columns(cli, tmp_path):
     again = cli("prompts", "import", "benign-controls", "--store", root)
     assert "0 new" in again.stdout or "(64 already stored)" in again.stdout, again.stdout
     listed = cli("sql", "SELECT dataset, split, count(*) AS n FROM prompts GROUP BY ALL ORDER BY ALL",
-                 "--format", "json", "--store", root)
+                 "--format", "jsonl", "--store", root)
     assert [json.loads(line) for line in listed.stdout.splitlines()] == [
         {"dataset": "benign-controls", "split": "test", "n": 12},
         {"dataset": "benign-controls", "split": "train", "n": 52}]
@@ -164,10 +164,10 @@ def test_keys_stored_twice_are_reported_and_never_doubled_into_labels(cli, v1_st
     run = part.parent.name.removeprefix("run=")
     rows = pq.read_table(part).num_rows
     shutil.copy(part, part.parent / f"part-{'a' * 32}.parquet")
-    listed = cli("tables", "--format", "json")
+    listed = cli("tables", "--format", "jsonl")
     responses = next(row for row in map(json.loads, listed.stdout.splitlines()) if row["table"] == "responses")
     assert responses["duplicate_keys"] == rows
-    doctor = cli("doctor", "--format", "json")
+    doctor = cli("doctor", "--format", "jsonl")
     assert doctor.exit_code == 1
     assert [json.loads(line)["problem"] for line in doctor.stdout.splitlines()] == ["duplicate keys"]
     assert cli("label", "--run", run, "--labeler", "rules").exit_code == 0
@@ -185,7 +185,7 @@ def test_doctor_lists_each_foreign_file_and_the_table_stays_refused_until_it_goe
     (v1_store / "runs" / "backup" / "old.parquet").write_bytes(b"PAR1")
     refused = cli("prompts", "list")
     assert refused.exit_code == 1 and "not a file of table 'prompts'" in refused.stderr
-    doctor = cli("doctor", "--format", "json")
+    doctor = cli("doctor", "--format", "jsonl")
     assert doctor.exit_code == 1
     found = [json.loads(line) for line in doctor.stdout.splitlines()]
     assert [(row["table"], row["problem"], Path(row["path"]).name) for row in found] == [

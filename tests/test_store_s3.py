@@ -127,7 +127,7 @@ def test_every_table_round_trips_through_s3_as_on_a_local_folder(cli, s3, tmp_pa
     remote.replace("sft", remote.read("sft").slice(0, 0), partition={"set_name": "cross-v1"})
     assert remote.count("sft") == 0
     # What analysts run reads back through DuckDB, and the same answer comes from both stores.
-    rates = [cli("mine", "rates", "-f", "json", "--store", where).stdout for where in (local, s3)]
+    rates = [cli("mine", "rates", "-f", "jsonl", "--store", where).stdout for where in (local, s3)]
     assert rates[0] == rates[1] and "uncensorbench-refusals" in rates[1]
     tables = cli("tables", "-f", "csv", "--store", s3)
     assert tables.exit_code == 0 and f"{s3}/responses" in tables.stdout and '\nresponses,300,' in tables.stdout

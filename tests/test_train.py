@@ -188,7 +188,7 @@ def trained(tmp_path_factory, embedded_model):
     store.replace("sft", pa.Table.from_pylist(_sft_rows("refuse", prompts) + _sft_rows("refuse", held_out, "test")))
     out = root / "adapter"
     args = ["train", "--set", "refuse", "--model", EMBEDDED_MODEL, "--out", str(out), *SMALL,
-            "--format", "json", "--store", str(store.root)]
+            "--format", "jsonl", "--store", str(store.root)]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     return {"store": store, "out": out, "args": args, "prompts": prompts, "result": result,
             "row": json.loads(result.stdout.strip().splitlines()[-1]) if result.exit_code == 0 else None}

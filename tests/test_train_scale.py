@@ -53,7 +53,7 @@ def test_bf16_weights_with_checkpointing_follow_the_fp32_loss_curve(cli, store, 
     """
     _store_set(store, "tiny", _shortest_prompts(1))
     options = ["--set", "tiny", "--model", EMBEDDED_MODEL, "--max-steps", "2", "--batch-size", "1", "--lr", "2e-3",
-               "--max-length", "46", "--threads", "1", "--format", "json"]
+               "--max-length", "46", "--threads", "1", "--format", "jsonl"]
     fp32 = _last_row(cli("train", *options, "--out", tmp_path / "fp32", "--dtype", "float32"))
 
     attention_calls = []  # decoder attention run with autograd on: once per layer, twice when checkpointed
@@ -90,7 +90,7 @@ def test_grad_accum_gives_the_update_of_one_bigger_batch(cli, store, tmp_path, e
     # of 1 take the same step as 1 batch of 2 (fp32: equal up to padding's rounding).
     _store_set(store, "pair", _shortest_prompts(2))
     options = ["--set", "pair", "--model", EMBEDDED_MODEL, "--max-steps", "2", "--lr", "2e-3", "--max-length", "64",
-               "--threads", "1", "--format", "json"]
+               "--threads", "1", "--format", "jsonl"]
     whole = _last_row(cli("train", *options, "--out", tmp_path / "whole", "--batch-size", "2"))
     accumulated = _last_row(cli("train", *options, "--out", tmp_path / "accum", "--batch-size", "1",
                                 "--grad-accum", "2"))

@@ -75,7 +75,7 @@ KNOWN_MISSES = {"deflection to something harmless", "instructions in a translati
 
 def _judged(store, cli, rows) -> dict[str, dict]:
     run_id = make_run(store, rows)
-    result = cli("label", "--run", run_id, "--labeler", "unsafe", "--format", "json")
+    result = cli("label", "--run", run_id, "--labeler", "unsafe", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("labeler: unsafe (the shipped unsafe-content judge")
