@@ -40,7 +40,7 @@ from refusaldata.fetch import offline, package_data
 from refusaldata.keys import canonical_json, prompt_id, run_id
 from refusaldata.queries import sql_text
 from refusaldata.registry import BUILTINS
-from refusaldata.runs import GLOB_CHARACTERS, config_text, now, record_run, stored_run_config
+from refusaldata.runs import GLOB_CHARACTERS, check_names, config_text, now, record_run, stored_run_config
 from refusaldata.store import Store
 
 FORMATS = ("jbb", "harmbench", "csv", "jsonl", "uncensorbench", "inspect", "garak", "hf")
@@ -828,6 +828,7 @@ def import_responses(store: Store, source: str | Path, fmt: str, model: str | No
     prepared = [(run, *_keyed(run)) for run in runs]
     for run in runs:
         _check_same_source(store, run)
+    check_names(store, [(run.run_id, run.name) for run in runs])
     return [_store_run(store, run, keyed, skipped, test_fraction) for run, keyed, skipped in prepared]
 
 

@@ -38,11 +38,38 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+NAMES_LOCK = "run-names"
+
+
+def check_names(store: Store, runs: Sequence[tuple[str, str | None]]) -> None:
+    """Refuse a run name that would name two runs: given to two of `runs` (run_id, name), or
+    held by another stored run. Every `--run`, `compare` and `report` reference resolves a
+    name to one run, so a second run of that name would make them ambiguous. Commands that
+    create several runs call this before writing anything; `record_run` calls it for each."""
+    wanted: dict[str, str] = {}
+    for run_id, name in runs:
+        if name is None:
+            continue
+        other = wanted.setdefault(name, run_id)
+        if other != run_id:
+            raise InputError(f"two runs would be named '{name}' ({other} and {run_id}); a run name names one run, "
+                             "so give each its own name")
+    if not wanted:
+        return
+    for stored_id, stored_name in _known_runs(store):
+        if stored_name in wanted and wanted[stored_name] != stored_id:
+            raise InputError(f"run name '{stored_name}' is taken by run {stored_id} in {store.root} (another "
+                             f"configuration or source, not {wanted[stored_name]}); a run name names one run, so "
+                             "give this one another name (--name) or use another store")
+
+
 def record_run(store: Store, run_id: str, backend: str, config: dict, **columns) -> bool:
     """Store the run's row unless it is already there; True when it was new.
 
     `config` is kept whole as JSON; `columns` fills the typed columns of the runs table
-    (model, adapter, system_prompt, temperature, ...). Unknown columns are an error.
+    (model, adapter, system_prompt, temperature, ...). Unknown columns are an error. A name
+    another run holds is refused (`check_names`), checked and stored under one lock so two
+    processes cannot both take it.
     """
     unknown = set(columns) - set(RUNS.columns)
     if unknown:
@@ -55,7 +82,9 @@ def record_run(store: Store, run_id: str, backend: str, config: dict, **columns)
         "created_at": now(),
         **columns,
     }
-    return store.append("runs", pa.Table.from_pylist([row]), where=f"run {run_id}") == 1
+    with store.lock(NAMES_LOCK):
+        check_names(store, [(run_id, columns.get("name"))])
+        return store.append("runs", pa.Table.from_pylist([row]), where=f"run {run_id}") == 1
 
 
 def config_text(config: dict) -> str:

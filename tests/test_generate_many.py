@@ -81,6 +81,7 @@ def test_a_finished_run_is_not_answered_again(store, adapters):
     ("same", "the same adapter twice"),
     ("sampled", "one sample per prompt"),
     ("openai", "need a local engine"),
+    ("one-name", "two runs would be named 'dup'"),
 ])
 def test_runs_that_cannot_share_a_pass_are_refused_before_anything_is_stored(store, adapters, changes, message):
     add_prompts(store, PROMPTS)
@@ -88,6 +89,8 @@ def test_runs_that_cannot_share_a_pass_are_refused_before_anything_is_stored(sto
         runs = [options(adapters[0]), options(adapters[0])]
     elif changes == "sampled":
         runs = [options(adapters[0], n=2, temperature=0.7), options(adapters[1], n=2, temperature=0.7)]
+    elif changes == "one-name":
+        runs = [options(adapters[0], name="dup"), options(adapters[1], name="dup")]
     elif changes == "openai":
         runs = [options(None, backend="openai"), options(None, backend="openai", name="other")]
     else:
@@ -111,6 +114,21 @@ def test_generate_with_several_adapters_answers_each_in_one_pass(cli, store, ada
     add_prompts(alone_store, PROMPTS)
     alone = generate(alone_store, options(adapters[1], name="second"))
     assert alone.run_id == run_ids[1] and rows(store, run_ids[1]) == rows(alone_store, run_ids[1])
+
+
+def test_a_run_name_names_one_run(cli, store, adapters):
+    """One name twice on the command line, or a name another run holds: refused before anything is stored."""
+    add_prompts(store, PROMPTS)
+    base = ["generate", "--model", "smollm2-135m-instruct", "--prompts", "tiny", "--backend", "transformers",
+            "--max-tokens", "2", "--dtype", "float32"]
+    twice = cli(*base, "--adapter", adapters[0], "--adapter", adapters[1], "--name", "dup", "--name", "dup")
+    assert twice.exit_code == 1 and twice.stderr.count("\n") == 1 and "two runs would be named 'dup'" in twice.stderr
+    assert store.read("runs").num_rows == 0 and store.read("responses").num_rows == 0
+    assert cli(*base, "--adapter", adapters[0], "--name", "taken").exit_code == 0
+    held = store.read("responses").num_rows
+    again = cli(*base, "--adapter", adapters[1], "--name", "taken")
+    assert again.exit_code == 1 and "run name 'taken' is taken by run" in again.stderr
+    assert store.read("runs").num_rows == 1 and store.read("responses").num_rows == held
 
 
 @pytest.mark.parametrize("names", [["one"], ["one", "two", "three"]])

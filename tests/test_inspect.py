@@ -121,10 +121,29 @@ def test_reimport_and_a_json_copy(store, cli, tmp_path, inspect_logs):
     assert _snapshot(store.root) == before
     copy = tmp_path / "epochs.json"
     inspect_log.write_eval_log(inspect_log.read_eval_log(str(inspect_logs["epochs"])), str(copy))
-    assert cli("responses", "import", copy, "--input-format", "inspect").exit_code == 0
+    # another source is another run, which may not take the first one's name
+    taken = cli("responses", "import", copy, "--input-format", "inspect")
+    assert taken.exit_code == 1 and "run name 'inspect-epochs-hf/local' is taken by run" in taken.stderr
+    assert _snapshot(store.root) == before
+    assert cli("responses", "import", copy, "--input-format", "inspect", "--name", "epochs-copy").exit_code == 0
     by_run = _rows(store, """SELECT list(prompt_id || sample_index || response ORDER BY prompt_id, sample_index)
                               FROM responses GROUP BY run_id""")
     assert len(by_run) == 2 and by_run[0] == by_run[1]
+
+
+def test_two_models_under_one_model_name_are_refused(store, cli, tmp_path, inspect_logs):
+    """--model renames every run of the folder: two models' runs would share one name."""
+    folder = _logs_folder(tmp_path, inspect_logs, "single")
+    log = inspect_log.read_eval_log(str(inspect_logs["single"]))
+    log.eval.model = "hf/other"
+    inspect_log.write_eval_log(log, str(folder / "other-model.eval"))
+    both = cli("responses", "import", folder, "--input-format", "inspect", "--model", "gpt-x")
+    assert both.exit_code == 1 and both.stderr.count("\n") == 1
+    assert "two runs would be named 'inspect-single-gpt-x'" in both.stderr
+    assert not store.root.exists() or _snapshot(store.root) == {}
+    apart = cli("responses", "import", folder, "--input-format", "inspect")
+    assert apart.exit_code == 0, apart.stderr
+    assert sorted(_rows(store, "SELECT name FROM runs")) == [("inspect-single-hf/local",), ("inspect-single-hf/other",)]
 
 
 def _rewritten(tmp_path, source: Path, name: str, **changes) -> Path:

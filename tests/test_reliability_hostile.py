@@ -980,3 +980,16 @@ def test_a_run_name_another_run_holds_is_refused(hostile_store, tmp_path):
              "run name 'base' is taken by run base-0123456789")
     _accepted(["responses", "import", tmp_path / "responses.csv", "--format", "csv", "--name", "fresh"], root,
               changes=True)
+
+
+# -- names that collide: a run name names one run ----------------------------------------------------------------------
+
+def test_a_run_name_another_run_holds_is_refused(hostile_store, tmp_path):
+    """Imports and generate check names before writing anything (Inspect folders and several
+    adapters under one name: tests/test_inspect.py, tests/test_generate_many.py)."""
+    root = _copy(hostile_store, tmp_path)
+    inputs(tmp_path)
+    _refused(["responses", "import", tmp_path / "responses.csv", "--format", "csv", "--name", "base"], root,
+             "run name 'base' is taken by run base-0123456789")
+    _accepted(["responses", "import", tmp_path / "responses.csv", "--format", "csv", "--name", "fresh"], root,
+              changes=True)

@@ -31,7 +31,7 @@ from refusaldata import keys
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.io import sha256_text
 from refusaldata.queries import sql_text
-from refusaldata.runs import now, record_run, stored_run_name
+from refusaldata.runs import check_names, now, record_run, stored_run_name
 from refusaldata.store import Store
 
 BACKENDS = ("auto", "vllm", "transformers", "openai", "ray")
@@ -510,6 +510,7 @@ def generate_many(store: Store, runs: Sequence[GenerateOptions], progress: Progr
     run_ids = [backend_run_id(options, backend) for options, backend in zip(runs, backends)]
     if len(set(run_ids)) < len(run_ids):
         raise InputError("two of the runs answered in one pass are the same run (the same adapter twice)")
+    check_names(store, [(run_id, options.name) for run_id, options in zip(run_ids, runs)])
     summaries = [GenerationSummary(run_id=run_id, backend=backend.name, shard=first.shard)
                  for run_id, backend in zip(run_ids, backends)]
     with contextlib.ExitStack() as locks:
