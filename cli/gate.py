@@ -81,7 +81,8 @@ def gate(
     upper bound is below −margin, for a rise (over-refusal, unsafe) when its lower bound is
     above +margin. Noise on a small fixture widens the interval and passes; a regression
     the data are sure of fails. Exit 0: every gated statistic passed; 1: one failed (the
-    table names it) or the gate could not be decided (one line on stderr).
+    table names it), or an error kept the gate from deciding (one line on stderr; 2 for a
+    usage error).
     """
     result = run_gate(open_store(store), new, baseline, max_refusal_drop=max_refusal_drop,
                       max_over_refusal_rise=max_over_refusal_rise, max_unsafe_rise=max_unsafe_rise,

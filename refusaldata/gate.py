@@ -156,7 +156,7 @@ def _margins(margins: dict[str, float | None]) -> list[tuple[Check, float]]:
         margin = margins.get(check.statistic)
         if margin is None:
             continue
-        if not 0.0 <= margin <= 1.0 or margin != margin:
+        if not 0.0 <= margin <= 1.0:  # NaN included
             raise InputError(f"{check.option} must be between 0 and 1 (got {margin})")
         chosen.append((check, margin))
     if not chosen:
