@@ -993,3 +993,24 @@ def test_a_run_name_another_run_holds_is_refused(hostile_store, tmp_path):
              "run name 'base' is taken by run base-0123456789")
     _accepted(["responses", "import", tmp_path / "responses.csv", "--format", "csv", "--name", "fresh"], root,
               changes=True)
+
+
+# -- crashes behind the catch-all: a run with nothing to label ---------------------------------------------------------
+
+def _labelers_without_options() -> list[str]:
+    from refusaldata.labelers.registry import LEARNED, labelers
+
+    return [labeler.name for labeler in labelers() if not labeler.options and labeler.name != LEARNED]
+
+
+@pytest.mark.parametrize("labeler", _labelers_without_options())
+def test_every_labeler_takes_a_run_without_responses(labeler, hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    Store(root).append("runs", pa.table({"run_id": ["empty-0123456789"], "name": ["empty"], "backend": ["import"]}))
+    for args in (["label", "--labeler", labeler, "--run", "empty"], ["label", "--labeler", labeler, "--run", "empty",
+                                                                     "--run", "base"]):
+        outcome = invoke([*args, "--store", root])
+        assert_kept_promise(outcome, args)
+        assert outcome.code == 0, outcome.stderr
+    labelled = {row["run_id"] for row in Store(root).read("labels").to_pylist() if row["labeler"] == labeler}
+    assert "empty-0123456789" not in labelled and "base-0123456789" in labelled

@@ -432,3 +432,25 @@ def test_markdown_text_is_inert(text, shown):
     from refusaldata.escape import markdown_text
 
     assert markdown_text(text) == shown
+
+
+@pytest.mark.parametrize("damage", ["random-bytes", "truncated"])
+def test_generate_refuses_a_corrupt_adapter_before_recording_a_run(cli, small_store, tmp_path, embedded_model, damage):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    adapter = tmp_path / "corrupt-adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16, "peft_type": "LORA"}')
+    weights = adapter / "adapter_model.safetensors"
+    if damage == "random-bytes":
+        weights.write_bytes(bytes(range(256)) * 4)
+    else:
+        save_file({"base_model.model.lora_A.weight": np.zeros((8, 64), np.float32)}, str(weights))
+        weights.write_bytes(weights.read_bytes()[:-100])
+    before = _snapshot(small_store.root)
+    result = cli("generate", "--model", "smollm2-135m-instruct", "--prompts", "tiny", "--backend", "transformers",
+                 "--adapter", adapter, "--max-tokens", "4")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "not a readable safetensors file" in result.stderr and "unexpected" not in result.stderr
+    assert _snapshot(small_store.root) == before

@@ -42,7 +42,23 @@ class Adapter:
         rank = config.get("r")
         if not isinstance(rank, int) or rank < 1:
             raise InputError(f"{config_path}: 'r' (the LoRA rank) must be a positive integer")
+        _check_weights(weights)
         return cls(path, sha256_files([config_path, weights]), rank)
+
+
+def _check_weights(weights: Path) -> None:
+    """Refuse an adapter whose safetensors file is not one (truncated, another format) before any
+    run is recorded: its header and tensor offsets are read here, the tensors by the engine."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as handle:
+            tensors = len(list(handle.keys()))
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{weights}: not a readable safetensors file ({reason})") from None
+    if not tensors:
+        raise InputError(f"{weights}: holds no tensors")
 
 
 def model_label(name: str, path: Path | None) -> str:
