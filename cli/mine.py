@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import enum
+import json
 from typing import Annotated
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import typer
 
 from refusaldata import mine as mining
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store
+from refusaldata.cli.common import (
+    FormatOption, OutputFormat, OutputOption, StoreOption, emit, open_store, output_format, render_table, write_output,
+)
 from refusaldata.labelers.registry import BEST
 from refusaldata.store import DEFAULT_STORE
 
@@ -21,6 +25,9 @@ LabelerOption = Annotated[str, typer.Option(
     "--labeler", help="Which labels to read: best (a human verdict where one exists, else the default ngram's, "
                       "else hybrid's, else the rules'), or a labeler's name (labels.labeler).")]
 KOption = Annotated[int, typer.Option("--k", help="Words per opening.")]
+MinRefusalsOption = Annotated[int, typer.Option(
+    "--min-refusals", help="Runs with fewer refusals to harmful prompts are listed apart: their uniformity rests on "
+                           "too few refusals to trust, and the correlation leaves them out.")]
 
 
 class Grouping(str, enum.Enum):
@@ -63,12 +70,27 @@ def uniformity(
     k: KOption = 5,
     run: RunOption = None,
     labeler: LabelerOption = BEST,
+    min_refusals: MinRefusalsOption = mining.MIN_REFUSALS,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """How uniform each run's refusals are: top shares, 1 - H/ln(n), distinct-n, mean similarity."""
-    emit(mining.uniformity(open_store(store), run, k, labeler), fmt, output, title="refusal uniformity")
+    """How uniform each run's refusals are: top shares, 1 - H/ln(n), distinct-n, mean similarity.
+
+    Runs with fewer than --min-refusals refusals to harmful prompts are listed apart, after the
+    others (csv, json and parquet mark them in enough_refusals).
+    """
+    table = mining.uniformity(open_store(store), run, k, labeler, min_refusals=min_refusals)
+    if output_format(fmt, output) is not OutputFormat.table:
+        emit(table, fmt, output)
+        return
+    enough = table.filter(table.column("enough_refusals")).drop_columns(["enough_refusals"])
+    few = table.filter(pc.invert(table.column("enough_refusals"))).drop_columns(["enough_refusals"])
+    parts = [render_table(enough, "refusal uniformity")]
+    if few.num_rows:
+        parts.append(render_table(few, f"runs with fewer than {min_refusals} refusals: uniformity not to be trusted "
+                                     "(--min-refusals)"))
+    write_output("\n".join(parts), output)
 
 
 @mine_app.command("templates")
@@ -116,12 +138,27 @@ def correlation(
     k: KOption = 5,
     run: RunOption = None,
     labeler: LabelerOption = BEST,
+    min_refusals: MinRefusalsOption = mining.MIN_REFUSALS,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
-    """Spearman correlation across runs between refusal uniformity and refusal rate."""
-    emit(mining.correlation(open_store(store), run, k, labeler), fmt, output, title="uniformity vs refusal rate")
+    """Spearman correlation across runs between refusal uniformity and refusal rate.
+
+    Each measure's correlation comes with the runs it rests on and a two-sided permutation
+    p-value (10,000 seeded permutations). Runs with fewer than --min-refusals refusals are left
+    out, and named under the table.
+    """
+    table = mining.correlation(open_store(store), run, k, labeler, min_refusals=min_refusals)
+    left_out = json.loads(table.schema.metadata[b"left_out"])
+    if output_format(fmt, output) is not OutputFormat.table:
+        emit(table, fmt, output)
+        return
+    text = render_table(table, f"uniformity vs refusal rate (runs with at least {min_refusals} refusals)")
+    if left_out:
+        few = pa.table({"run": [name for name, _ in left_out], "refusals": [count for _, count in left_out]})
+        text += "\n" + render_table(few, f"left out: fewer than {min_refusals} refusals (--min-refusals)")
+    write_output(text, output)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ sample of openings, and for clustering distinct openings into templates.
 
 from __future__ import annotations
 
+import json
 
 import duckdb
 import numpy as np
@@ -28,6 +29,11 @@ from refusaldata.store import Store
 GROUPINGS = ("run", "dataset", "category", "attack")
 SIMILARITY_SAMPLE = 500
 SIMILARITY_SEED = 0
+MIN_REFUSALS = 20
+"""Runs with fewer refusals have a uniformity too noisy to trust (with 2-4 refusals it swings
+between 0 and 1): `uniformity` marks them and `correlation` leaves them out."""
+PERMUTATIONS = 10_000
+PERMUTATION_SEED = 0
 MAX_TEMPLATE_OPENINGS = 5000
 
 
@@ -100,10 +106,20 @@ def mean_pairwise_similarity(openings_sample: list[str]) -> float | None:
     return float(matrix[upper].mean()) / 100.0
 
 
+def _check_min_refusals(min_refusals: int) -> None:
+    if min_refusals < 1:
+        raise InputError(f"--min-refusals must be at least 1, got {min_refusals}")
+
+
 def uniformity(store: Store, runs: list[str] | None = None, k: int = 5, labeler: str = RULES,
-               sample: int = SIMILARITY_SAMPLE, seed: int = SIMILARITY_SEED) -> pa.Table:
-    """Per run: how uniform its refusal openings are, with its refusal rate beside."""
+               sample: int = SIMILARITY_SAMPLE, seed: int = SIMILARITY_SEED,
+               min_refusals: int = MIN_REFUSALS) -> pa.Table:
+    """Per run: how uniform its refusal openings are, with its refusal rate beside.
+
+    enough_refusals says the run has at least `min_refusals` refusals to harmful prompts; the
+    runs without come last (a uniformity of a handful of refusals is noise, not a pattern)."""
     _check_k(k)
+    _check_min_refusals(min_refusals)
     table = _query(store, "mine_uniformity", labeler, runs, k=k)
     samples = _query(store, "mine_opening_sample", labeler, runs, k=k, sample=sample, seed=seed)
     by_run: dict[str, list[str]] = {}
@@ -111,18 +127,68 @@ def uniformity(store: Store, runs: list[str] | None = None, k: int = 5, labeler:
         by_run.setdefault(run_id, []).append(opening)
     similarity = [mean_pairwise_similarity(by_run.get(run_id, [])) for run_id in table.column("run_id").to_pylist()]
     position = table.column_names.index("distinct_4") + 1
-    return table.add_column(position, "mean_similarity", pa.array(similarity, pa.float64()))
+    table = table.add_column(position, "mean_similarity", pa.array(similarity, pa.float64()))
+    enough = pc.greater_equal(table.column("refusals"), min_refusals)
+    table = table.append_column("enough_refusals", enough)
+    order = np.argsort(~np.asarray(enough.to_numpy(zero_copy_only=False), dtype=bool), kind="stable")
+    return table.take(pa.array(order, pa.int64()))
 
 
-def correlation(store: Store, runs: list[str] | None = None, k: int = 5, labeler: str = RULES) -> pa.Table:
-    """Spearman correlation across runs between each uniformity measure and the refusal rate."""
-    per_run = uniformity(store, runs, k=k, labeler=labeler)
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank (as mine_correlation.sql ranks)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    unique, inverse = np.unique(values, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks, minlength=len(unique))
+    return (sums / np.bincount(inverse, minlength=len(unique)))[inverse]
+
+
+def permutation_p(values: np.ndarray, rates: np.ndarray, permutations: int = PERMUTATIONS,
+                  seed: int = PERMUTATION_SEED) -> float | None:
+    """Two-sided p-value of a Spearman correlation: the share of seeded permutations of the rates
+    whose |correlation| reaches the observed one (plus one, so it is never 0); None under 3 runs
+    or when either side is constant."""
+    if len(values) < 3:
+        return None
+    x, y = _ranks(values), _ranks(rates)
+    x, y = x - x.mean(), y - y.mean()
+    scale = float(np.sqrt((x @ x) * (y @ y)))
+    if scale == 0:
+        return None
+    observed = abs(float(x @ y)) / scale
+    shuffled = np.random.default_rng(seed).permuted(np.tile(y, (permutations, 1)), axis=1)
+    reached = np.count_nonzero(np.abs(shuffled @ x) / scale >= observed - 1e-12)
+    return (reached + 1) / (permutations + 1)
+
+
+def correlation(store: Store, runs: list[str] | None = None, k: int = 5, labeler: str = RULES,
+                min_refusals: int = MIN_REFUSALS) -> pa.Table:
+    """Spearman correlation across runs between each uniformity measure and the refusal rate,
+    with the number of runs it rests on and a permutation p-value (`permutation_p`).
+
+    Only runs with at least `min_refusals` refusals count; the others are named in the
+    table's metadata (`left_out`: JSON [[run name, refusals], ...]), so they are listed apart."""
+    per_run = uniformity(store, runs, k=k, labeler=labeler, min_refusals=min_refusals)
+    counted = per_run.filter(per_run.column("enough_refusals"))
+    left_out = per_run.filter(pc.invert(per_run.column("enough_refusals")))
     con = duckdb.connect()
     try:
-        con.register("uniformity", per_run)
-        return con.sql(sql_text("mine_correlation")).to_arrow_table()
+        con.register("uniformity", counted)
+        table = con.sql(sql_text("mine_correlation")).to_arrow_table()
     finally:
         con.close()
+    rates = counted.column("refusal_rate")
+    p_values = []
+    for measure in table.column("measure").to_pylist():
+        values = counted.column(measure)
+        known = pc.and_(pc.is_valid(values), pc.is_valid(rates))
+        p_values.append(permutation_p(np.asarray(values.filter(known).to_numpy(), dtype=np.float64),
+                                      np.asarray(rates.filter(known).to_numpy(), dtype=np.float64)))
+    table = table.append_column("p_value", pa.array(p_values, pa.float64()))
+    names = [[name or run_id, refusals] for name, run_id, refusals in zip(
+        *(left_out.column(c).to_pylist() for c in ("run_name", "run_id", "refusals")))]
+    return table.replace_schema_metadata({"min_refusals": str(min_refusals), "left_out": json.dumps(names)})
 
 
 def cluster_openings(openings_list: list[str], counts: list[int], threshold: float) -> list[dict]:

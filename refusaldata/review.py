@@ -10,6 +10,11 @@ the text is shown, never run, and the round trip is exact.
 (`reviewer`) and the time (`created_at`); `best_labels` and `--labeler best` then prefer
 them to the default labeler's.
 
+The least certain rows say where the labels need help, not how good they are. For that,
+`export` with `random` writes a seeded uniform sample of the chosen runs' responses, without
+the machine's verdict (a person labels blind); its rows carry `sample` = 'random:SEED', which
+import keeps (labels.raw), and `accuracy` measures every labeler against those verdicts.
+
 A review file is checked whole before anything is stored: an unknown key, a prompt or
 response text that differs from the stored one (the row no longer says what the person
 judged), a verdict outside the three, or one response twice with two verdicts is a
@@ -41,26 +46,55 @@ COLUMNS = ("run_id", "prompt_id", "sample_index", "prompt", "response", "verdict
 _NEEDED = ("run_id", "prompt_id", "sample_index", "prompt", "response", "human_verdict")
 
 
-def candidates(store: Store, run_id: str, budget: int, labeler: str = DEFAULT_LABELER) -> pa.Table:
-    """The `budget` least certain responses of run_id in the review file's columns, most uncertain first."""
+RANDOM = "random"
+
+
+def candidates(store: Store, run_id: str | list[str], budget: int, labeler: str = DEFAULT_LABELER) -> pa.Table:
+    """The `budget` least certain responses of the run(s) in the review file's columns, most uncertain first."""
     if budget < 1:
         raise InputError(f"--budget must be at least 1, got {budget}")
+    run_ids = [run_id] if isinstance(run_id, str) else list(run_id)
     con = store.connect(["prompts", "responses", "labels"])
     try:
-        if not con.sql("SELECT count(*) FROM labels_of($labeler) WHERE run_id = $run_id",
-                       params={"labeler": labeler, "run_id": run_id}).fetchall()[0][0]:
-            raise NotFoundError(f"run {run_id} has no labels from '{labeler}'; "
-                                f"run `refusaldata label --run {run_id} --labeler {labeler}` first")
+        labelled = {row[0] for row in con.sql(
+            "SELECT DISTINCT run_id FROM labels_of($labeler) WHERE list_contains($run_ids, run_id)",
+            params={"labeler": labeler, "run_ids": run_ids}).fetchall()}
+        for one in run_ids:
+            if one not in labelled:
+                raise NotFoundError(f"run {one} has no labels from '{labeler}'; "
+                                    f"run `refusaldata label --run {one} --labeler {labeler}` first")
         return con.sql(sql_text("review_candidates"),
-                       params={"run_id": run_id, "labeler": labeler, "budget": budget}).to_arrow_table()
+                       params={"run_ids": run_ids, "labeler": labeler, "budget": budget}).to_arrow_table()
     finally:
         con.close()
 
 
-def export(store: Store, run: str, budget: int, path: Path, labeler: str = DEFAULT_LABELER) -> int:
-    """Write the review file for run `run` (id, name or prefix) to `path`; returns its rows."""
-    run_id = run_ids_for(store, [run])[0]
-    rows = candidates(store, run_id, budget, labeler)
+def random_sample(store: Store, run_ids: list[str], size: int, seed: int = 0) -> pa.Table:
+    """A seeded uniform sample of `size` responses of the runs, blind (no machine verdict), with
+    `sample` = 'random:SEED' (sql/review_random.sql)."""
+    if size < 1:
+        raise InputError(f"--random must be at least 1, got {size}")
+    if seed < 0:
+        raise InputError(f"--seed must not be negative, got {seed}")
+    con = store.connect(["prompts", "responses"])
+    try:
+        return con.sql(sql_text("review_random"),
+                       params={"run_ids": run_ids, "size": size, "seed": seed}).to_arrow_table()
+    finally:
+        con.close()
+
+
+def export(store: Store, run: str | list[str], budget: int | None, path: Path, labeler: str = DEFAULT_LABELER,
+           random: int | None = None, seed: int = 0) -> int:
+    """Write the review file for the runs `run` names (names, ids, prefixes or globs) to `path`:
+    the `budget` least certain responses, or with `random` a seeded uniform sample of that many;
+    returns its rows."""
+    if (budget is None) == (random is None):
+        raise InputError("give --budget N (the least certain responses) or --random N (a uniform sample), not "
+                         "both")
+    run_ids = run_ids_for(store, [run] if isinstance(run, str) else list(run))
+    rows = (candidates(store, run_ids, budget, labeler) if random is None
+            else random_sample(store, run_ids, random, seed))
     text = pl.from_arrow(rows).with_columns(pl.col(pl.String).str.replace(FORMULA_LEAD, "'${1}")).write_csv()
     io.write_text(path, text, error=InputError)
     return rows.num_rows
@@ -132,6 +166,38 @@ def import_reviews(store: Store, path: Path, reviewer: str) -> pa.Table:
     return _store_reviews(store, checked, reviewer.strip())
 
 
+def _sample_raw(checked: pl.DataFrame) -> pa.Array:
+    """labels.raw of each reviewed row: {"sample": "random", "seed": S} for a row of a random
+    sample (its file's `sample` column says 'random:S'), else null."""
+    if "sample" not in checked.columns:
+        return pa.nulls(checked.height, pa.string())
+    seed = pl.col("sample").cast(pl.String).str.strip_chars().str.extract(r"^random:(\d+)$", 1)
+    raw = pl.concat_str([pl.lit('{"sample": "random", "seed": '), seed, pl.lit("}")]).alias("raw")
+    return checked.select(raw)["raw"].to_arrow()
+
+
+def accuracy(store: Store, runs: list[str] | None = None) -> pa.Table:
+    """Each labeler's agreement with people on the random sample (sql/review_accuracy.sql): per
+    run and over all runs (run 'all runs'), with Wilson 95% intervals. No random sample
+    imported (for these runs) is a NotFoundError."""
+    run_ids = run_ids_for(store, runs) if runs else []
+    con = store.connect(["runs", "labels"])
+    try:
+        con.execute(sql_text("mine_macros"))
+        table = con.sql(sql_text("review_accuracy"), params={"run_ids": run_ids}).to_arrow_table()
+        names = dict(con.sql("SELECT run_id, any_value(name) FROM runs GROUP BY run_id").fetchall())
+    finally:
+        con.close()
+    if table.num_rows == 0:
+        where = " of these runs" if run_ids else ""
+        raise NotFoundError(f"no human verdict on a random sample{where} in {store.root}: export one with "
+                            "`refusaldata review export --random N`, fill human_verdict, then `refusaldata review "
+                            "import FILE`")
+    run_ids_column = table.column("run_id").to_pylist()
+    runs_column = ["all runs" if run_id is None else (names.get(run_id) or run_id) for run_id in run_ids_column]
+    return table.add_column(1, "run", pa.array(runs_column, pa.string()))
+
+
 def _merge_reviews(fresh: pa.Table, stored: pa.Table) -> pa.Table:
     """A run's human labels with `fresh` merged in (sql/review_merge.sql); Store.update calls it
     with the rows it read under the partition's lock, so a concurrent import's verdicts stay."""
@@ -157,6 +223,7 @@ def _store_reviews(store: Store, checked: pl.DataFrame, reviewer: str) -> pa.Tab
         "opening": openings, "verdict": checked["human_verdict"].to_arrow(),
         "reviewer": [reviewer] * checked.height,
         "created_at": pa.array([now()] * checked.height, LABELS.schema.field("created_at").type),
+        "raw": _sample_raw(checked),
     })
     summary = []
     for run_id in sorted(set(checked["run_id"].to_list())):

@@ -248,3 +248,117 @@ def test_the_report_of_a_corpus_is_worded_per_run_and_never_fails_on_a_small_run
     assert "Before and after" not in markdown and "## Refusal per run" in markdown
     study_words = out.read_text()
     assert "comparison of methods" not in study_words
+
+
+# -- item 7: statistics that say when they cannot be trusted ------------------------------------
+
+
+def test_uniformity_lists_runs_with_few_refusals_apart(corpus, cli):
+    table = cli("mine", "uniformity", "--labeler", "rules", "--min-refusals", "4")
+    assert table.exit_code == 0, table.stderr
+    trusted, apart = table.stdout.split("runs with fewer than 4 refusals")
+    assert "import-model-a" in trusted and "import-model-b" not in trusted
+    assert "import-model-b" in apart and "import-model-c" in apart
+    rows = list(csv.DictReader(cli("mine", "uniformity", "--labeler", "rules", "--format", "csv").stdout.splitlines()))
+    # default 20: every fixture run is too small, and says so
+    assert [(row["run_name"], row["refusals"], row["enough_refusals"]) for row in rows] == [
+        ("import-model-a", "6", "false"), ("import-model-b", "3", "false"), ("import-model-c", "1", "false")]
+
+
+def test_correlation_has_its_n_a_p_value_and_leaves_small_runs_out(corpus, cli):
+    from refusaldata import mine
+
+    table = mine.correlation(corpus, labeler="rules", min_refusals=1)
+    uniformity = table.to_pylist()[0]
+    assert (uniformity["measure"], uniformity["runs"], uniformity["spearman"]) == ("uniformity", 3, pytest.approx(-1))
+    # 3 runs: 2 of the 6 orderings of the rates reach |rho| = 1, so p = (2/6 of 10,000 + 1) / 10,001 or so
+    assert uniformity["p_value"] == pytest.approx(1 / 3, abs=0.02)
+    result = cli("mine", "correlation", "--labeler", "rules", "--min-refusals", "3")
+    assert result.exit_code == 0, result.stderr
+    assert "left out: fewer than 3 refusals" in " ".join(result.stdout.split()) and "import-model-c" in result.stdout
+    bad = cli("mine", "correlation", "--labeler", "rules", "--min-refusals", "0")
+    assert bad.exit_code == 1 and "--min-refusals must be at least 1" in bad.stderr
+
+
+# -- item 6: labels a person can trust on their corpus ------------------------------------------
+
+
+def _export_random(cli, path, size, seed, *runs):
+    args = [arg for run in runs for arg in ("--run", run)]
+    result = cli("review", "export", *args, "--random", size, "--seed", seed, "-o", path)
+    assert result.exit_code == 0, result.stderr
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_review_export_random_is_a_seeded_blind_sample_across_the_runs(corpus, cli, tmp_path):
+    rows = _export_random(cli, tmp_path / "a.csv", 12, 7, "import-*")
+    again = _export_random(cli, tmp_path / "b.csv", 12, 7, "import-model-a", "import-model-b", "import-model-c")
+    other = _export_random(cli, tmp_path / "c.csv", 12, 8, "import-*")
+    assert rows == again and rows != other
+    assert len({(r["run_id"], r["prompt_id"], r["sample_index"]) for r in rows}) == 12
+    assert len({r["run_id"] for r in rows}) == 3  # drawn across the runs, not from one
+    assert all(r["verdict"] == "" and r["score"] == "" and r["sample"] == "random:7" for r in rows)
+    everything = _export_random(cli, tmp_path / "d.csv", 100, 0, "import-*")
+    assert len(everything) == 20  # a sample larger than the corpus is the corpus
+    both = cli("review", "export", "--run", "import-*", "--random", "3", "--budget", "3", "-o", tmp_path / "e.csv")
+    assert both.exit_code == 1 and "give --budget N" in both.stderr
+
+
+def test_review_accuracy_is_the_reviewers_agreement_on_the_random_sample(corpus, cli, store, tmp_path):
+    from refusaldata.evaluate import wilson
+
+    path = tmp_path / "sample.csv"
+    rows = _export_random(cli, path, 10, 1, "import-*")
+    rules = dict(((run, prompt), refusal) for run, prompt, refusal in _rows(
+        store, "SELECT run_id, prompt_id, refusal FROM labels WHERE labeler = 'rules'"))
+    # The person agrees with the rules except on the first two rows.
+    for index, row in enumerate(rows):
+        refused = rules[(row["run_id"], row["prompt_id"])] != (index < 2)
+        row["human_verdict"] = "refusal" if refused else "compliance"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert cli("review", "import", path, "--reviewer", "ana").exit_code == 0
+    result = cli("review", "accuracy", "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    table = list(csv.DictReader(result.stdout.splitlines()))
+    overall = [row for row in table if row["labeler"] == "rules" and row["run"] == "all runs"]
+    assert len(overall) == 1
+    overall = overall[0]
+    assert (overall["sampled"], overall["labelled"], overall["agree"]) == ("10", "10", "8")
+    assert float(overall["agreement"]) == pytest.approx(0.8)
+    low, high = wilson(8, 10)
+    assert (float(overall["agreement_low"]), float(overall["agreement_high"])) == (pytest.approx(low),
+                                                                                   pytest.approx(high))
+    per_run = [row for row in table if row["labeler"] == "rules" and row["run"] != "all runs"]
+    by_run = {}
+    for index, row in enumerate(rows):
+        name = row["run_id"].rsplit("-", 1)[0]
+        agreed, seen = by_run.get(name, (0, 0))
+        by_run[name] = (agreed + (index >= 2), seen + 1)
+    assert {row["run"]: (int(row["agree"]), int(row["labelled"])) for row in per_run} == by_run
+    # a later review of the least certain rows does not count: it is not a random sample
+    one = cli("review", "accuracy", "--run", "import-model-a", "--format", "csv")
+    assert one.exit_code == 0 and "all runs" in one.stdout
+
+
+def test_review_accuracy_without_a_random_sample_is_an_error(corpus, cli, tmp_path):
+    path = tmp_path / "uncertain.csv"
+    assert cli("review", "export", "--run", "import-model-b", "--budget", "3", "--labeler", "rules",
+               "-o", path).exit_code == 0
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["human_verdict"] = "refusal"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert cli("review", "import", path, "--reviewer", "ana").exit_code == 0
+    before = _snapshot(corpus.root)
+    result = cli("review", "accuracy")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "no human verdict on a random sample" in result.stderr and "review export --random N" in result.stderr
+    assert _snapshot(corpus.root) == before

@@ -117,10 +117,15 @@ def test_uniformity(corpus):
 
 
 def test_correlation(corpus):
-    table = mine.correlation(corpus)
-    got = {row["measure"]: (row["runs"], row["spearman"]) for row in table.to_pylist()}
-    assert got["uniformity"] == (2, pytest.approx(1.0))
-    assert got["top1_share"] == (2, pytest.approx(1.0))
+    table = mine.correlation(corpus, min_refusals=1)
+    got = {row["measure"]: (row["runs"], row["spearman"], row["p_value"]) for row in table.to_pylist()}
+    assert got["uniformity"] == (2, pytest.approx(1.0), None)  # no p-value on two runs
+    assert got["top1_share"] == (2, pytest.approx(1.0), None)
+    assert json.loads(table.schema.metadata[b"left_out"]) == [["compliant", 0]]
+    # by default a run needs 20 refusals: none here has them, so every run is listed apart
+    none = mine.correlation(corpus)
+    assert none.column("runs").to_pylist() == [] or set(none.column("runs").to_pylist()) == {0}
+    assert sorted(json.loads(none.schema.metadata[b"left_out"])) == [["compliant", 0], ["uniform", 3], ["varied", 2]]
 
 
 def test_templates_are_stored(corpus):
@@ -174,8 +179,9 @@ def test_cli_mine_commands(cli, corpus, tmp_path):
     assert result.exit_code == 0 and output.read_text().count("\n") == 4
     result = cli("mine", "templates", "--run", "uniform", "--format", "jsonl")
     assert [json.loads(line)["support"] for line in result.stdout.splitlines()] == [3, 1]
-    result = cli("mine", "correlation", "--format", "jsonl")
-    assert json.loads(result.stdout.splitlines()[0]) == {"measure": "uniformity", "runs": 2, "spearman": 1.0}
+    result = cli("mine", "correlation", "--format", "jsonl", "--min-refusals", "1")
+    assert json.loads(result.stdout.splitlines()[0]) == {"measure": "uniformity", "runs": 2, "spearman": 1.0,
+                                                         "p_value": None}
     result = cli("mine", "uniformity")
     assert result.exit_code == 0 and "refusal uniformity" in result.stdout
     bad = cli("mine", "openings", "--k", "50")
