@@ -8,7 +8,7 @@ import typer
 
 from refusaldata.cli.build_sft import (
     BoundaryOption, BoundaryRatioOption, ContextRunOption, ExportOption, LabelerOption, MaxExamplesOption,
-    ReplaceOption, SeedOption, SplitOption, describe,
+    ReplaceOption, SeedOption, SplitOption, check_boundary, describe,
 )
 from refusaldata.cli.common import StoreOption, echo, open_store
 from refusaldata.distill import build_pairs, check_export_path, export_set
@@ -17,6 +17,7 @@ from refusaldata.store import DEFAULT_STORE
 
 
 def build_pairs_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name of the set (a rebuild of the same set replaces it).")],
     student: Annotated[str, typer.Option("--student", help="The run to align: id, name or id prefix.")],
     teacher: Annotated[str | None, typer.Option(
@@ -42,6 +43,7 @@ def build_pairs_command(
     benign look-alike, chosen = a compliant answer, rejected = the refusal this set gives the
     most similar harmful prompt, so the loss learns both directions.
     """
+    check_boundary(ctx, boundary)
     if output is not None:
         check_export_path(output)
     store_ = open_store(store)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from refusaldata.cli.common import StoreOption, echo, open_store
+from refusaldata.cli.common import StoreOption, echo, open_store, refuse
 from refusaldata.distill import (
     DEFAULT_REFUSAL, SetSummary, build_sft, check_export_path, export_set,
 )
@@ -65,7 +65,14 @@ def describe(summary: SetSummary) -> str:
             f"mode {summary.mode}, student {summary.student_run}{source}")
 
 
+def check_boundary(ctx: typer.Context, boundary: bool) -> None:
+    """--boundary-ratio sizes the boundary rows; with --no-boundary there are none, so it is refused, not ignored."""
+    if not boundary:
+        refuse(ctx, ("boundary_ratio",), "does not apply with --no-boundary (no boundary rows are added)")
+
+
 def build_sft_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name of the set (a rebuild of the same set replaces it).")],
     student: Annotated[str, typer.Option("--student", help="The run to distill into: id, name or id prefix.")],
     mode: Annotated[Mode, typer.Option("--mode", help="Where refusal targets come from.")],
@@ -96,6 +103,7 @@ def build_sft_command(
     the benign datasets it answered (benign-controls, ...). Boundary: benign look-alikes (safe
     requests with risky words) with a compliant answer, so the student learns where the line is.
     """
+    check_boundary(ctx, boundary)
     if output is not None:
         check_export_path(output)
     store_ = open_store(store)

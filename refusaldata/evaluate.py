@@ -777,6 +777,7 @@ def paired_effects(store: Store, pairs: Sequence[tuple[str, str]], *, labeler: s
     try:
         run_rows = {row["run_id"]: row for row in _query(
             con, "compare_runs", {"runs": paired, "labeler": labeler, "k": 1}).to_pylist()}
+        _check_labelled(con, paired, run_rows, labeler)  # as compare does: no all-null row for a labeler typo
         prompt_rows = _query(con, "compare_prompts",
                              {"runs": paired, "labeler": labeler, "split": split, "unsafe_labeler": None})
         capability_rows = _query(con, "compare_capability", {"runs": paired, "suite": capability_suite})

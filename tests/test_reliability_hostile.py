@@ -1014,3 +1014,31 @@ def test_every_labeler_takes_a_run_without_responses(labeler, hostile_store, tmp
         assert outcome.code == 0, outcome.stderr
     labelled = {row["run_id"] for row in Store(root).read("labels").to_pylist() if row["labeler"] == labeler}
     assert "empty-0123456789" not in labelled and "base-0123456789" in labelled
+
+
+# -- options silently ignored: refused where they do not apply ---------------------------------------------------------
+
+@pytest.mark.parametrize("args, needles", [
+    (["build-sft", "s", "--student", "base", "--mode", "baseline", "--no-boundary", "--boundary-ratio", "2"],
+     ["--boundary-ratio does not apply with --no-boundary"]),
+    (["build-pairs", "p", "--student", "base", "--refusal-text", "No.", "--no-boundary", "--boundary-ratio", "2"],
+     ["--boundary-ratio does not apply with --no-boundary"]),
+    (["compare", "base", "hostile-0123456789", "--labeler", "ngarm", "--bootstrap", "20"],
+     ["has no responses labelled by 'ngarm'"]),
+])
+def test_an_option_that_would_be_ignored_is_refused(args, needles, hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    _refused(args, root, *needles)
+
+
+def test_compare_boundary_effect_refuses_an_unknown_labeler_like_plain_compare(hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    schema = Store(root).read("runs").schema
+    study_names = {"hostile-0123456789": "dpo", "base-0123456789": "dpo-no-boundary"}  # a method, and it without
+    runs = [{**row, "name": study_names[row["run_id"]]} for row in Store(root).read("runs").to_pylist()]
+    shutil.rmtree(root / "runs")
+    Store(root).append("runs", pa.Table.from_pylist(runs, schema=schema))
+    args = ["compare", "dpo", "dpo-no-boundary", "--boundary-effect", "--bootstrap", "20"]
+    plain = invoke([*args, "--labeler", "rules", "--store", root])
+    assert plain.code == 0, plain.stderr
+    _refused([*args, "--labeler", "ngarm"], root, "has no responses labelled by 'ngarm'")
