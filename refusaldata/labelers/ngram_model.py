@@ -93,6 +93,174 @@ def prompt_terms(text: str | None, settings: Settings = Settings()) -> list[str]
     return _grams(TOKEN.findall(_normal(text)[:settings.read_chars])[:settings.head_tokens], "p:")
 
 
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+              "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+"""What Python's `\\s` and str.strip() take for white space (str.isspace); Rust's `\\s` lacks \\x1c-\\x1f."""
+_TOKEN_KERNEL = "[a-z0-9']+|[^" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "a-z0-9]"
+"""TOKEN for Polars' regex engine."""
+_TAGS = {"o": 0, "h": 1, "t": 2, "ls": 3}
+
+
+class Vocabulary:
+    """A model's terms as integer keys (tag, first word, second word), so a batch of responses
+    is mapped on the vocabulary by array lookups instead of building each term's string."""
+
+    def __init__(self, terms: Sequence[str]):
+        self.words: dict[str, int] = {}
+        self.other: dict[str, int] = {}
+        keyed = []
+        for row, term in enumerate(terms):
+            tag, _, rest = term.partition(":")
+            if tag in _TAGS:
+                ids = [self.words.setdefault(word, len(self.words)) for word in rest.split(" ")]
+                keyed.append((_TAGS[tag], ids[0], ids[1] if len(ids) > 1 else -1, row))
+            else:
+                self.other[term] = row
+        # Keys once every word has its id: the base is the number of words.
+        keys = np.array([self.key(tag, first, second) for tag, first, second, _ in keyed], dtype=np.int64)
+        rows = np.array([row for *_, row in keyed], dtype=np.int64)
+        order = np.argsort(keys)
+        self.keys, self.rows, self.width = keys[order], rows[order], len(terms)
+        self._table = None
+        # Unigrams by direct lookup; a bigram is searched only where its first word starts one.
+        self.unigrams = np.full((len(_TAGS), len(self.words) + 1), -1, dtype=np.int64)
+        self.starts = np.zeros((len(_TAGS), len(self.words) + 1), dtype=bool)
+        for tag, first, second, row in keyed:
+            if second < 0:
+                self.unigrams[tag, first] = row
+            else:
+                self.starts[tag, first] = True
+
+    @property
+    def base(self) -> int:
+        return len(self.words) + 2
+
+    def key(self, tag, first, second):
+        """One integer per (tag, word id, word id or -1); ids are -1 for no word."""
+        return (tag * self.base + np.add(first, 1)) * self.base + np.add(second, 1)
+
+    def ids(self, words) -> np.ndarray:
+        """Each word's id, -2 for a word in no term."""
+        import polars as pl
+
+        return words.replace_strict(self.words, default=-2, return_dtype=pl.Int64).to_numpy() if len(words) else \
+            np.empty(0, np.int64)
+
+    def unigram(self, rows: np.ndarray, tag: str, ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, vocabulary index) of the `wanted` words that are terms under `tag`."""
+        found = np.where(wanted & (ids >= 0), self.unigrams[_TAGS[tag], ids], -1)
+        return rows[found >= 0], found[found >= 0]
+
+    def bigram(self, rows: np.ndarray, tag: str, ids: np.ndarray, following: np.ndarray,
+               wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, vocabulary index) of the `wanted` word pairs that are terms under `tag`."""
+        wanted = wanted & (ids >= 0) & (following >= 0)
+        wanted[wanted] = self.starts[_TAGS[tag], ids[wanted]]
+        return self.find(rows, self.key(_TAGS[tag], ids, following), wanted)
+
+    def find(self, rows: np.ndarray, keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, vocabulary index) of the `wanted` keys that are terms (a hash join: random lookups
+        into a sorted array of the keys are several times slower)."""
+        import polars as pl
+
+        if self._table is None:
+            self._table = pl.DataFrame({"key": self.keys, "index": self.rows})
+        hits = pl.DataFrame({"key": keys[wanted], "row": rows[wanted]}).join(self._table, on="key", how="inner")
+        return hits["row"].to_numpy(), hits["index"].to_numpy()
+
+
+def _flat(lists) -> tuple[np.ndarray, np.ndarray, object]:
+    """A Polars list Series as (row, position in its list, values)."""
+    lengths = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+    values = lists.explode().drop_nulls()
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    starts = np.cumsum(lengths) - lengths
+    return rows, np.arange(len(rows), dtype=np.int64) - np.repeat(starts, lengths), values
+
+
+def _log2_floor(values: np.ndarray) -> np.ndarray:
+    """int(log2(v)) of positive integers, exactly (frexp's exponent)."""
+    return np.frexp(values.astype(np.float64))[1].astype(np.int64) - 1
+
+
+@dataclass
+class Terms:
+    """response_terms of many responses at once: Polars' compiled string kernels split the words
+    (one pass per batch, no Python loop per response) and `bag` maps them on a model's vocabulary.
+    The terms and counts are response_terms' (tests/test_ngram_labeler.py compares them)."""
+
+    count: int
+    head: tuple
+    end: tuple
+    lines: tuple
+    sizes: np.ndarray
+    breaks: np.ndarray
+
+    @classmethod
+    def read(cls, texts: Sequence[str | None], settings: Settings = Settings()) -> Terms:
+        import polars as pl
+
+        # Python lower-cases: Polars' tables are of a newer Unicode than Python's for a few letters.
+        lowered = pl.Series("text", [_normal(text) for text in texts], dtype=pl.String)
+        tokens = lowered.str.slice(0, settings.read_chars).str.extract_all(_TOKEN_KERNEL)
+        chars = lowered.str.len_chars().to_numpy().astype(np.int64)
+        long = pl.Series(chars > settings.read_chars)
+        ending = pl.select(pl.when(long).then(lowered.str.slice(-600).str.extract_all(_TOKEN_KERNEL))
+                           .otherwise(tokens)).to_series()
+        ending = ending.list.tail(settings.tail_tokens) if settings.tail_tokens else ending
+        firsts = (pl.DataFrame({"line": lowered.str.split("\n")}).with_row_index("row").explode("line")
+                  .select("row", first=pl.col("line").str.strip_chars(WHITESPACE).str.slice(0, 12)
+                          .str.extract_all(_TOKEN_KERNEL).list.head(2))
+                  .filter(pl.col("first").list.len() > 0)
+                  .select("row", a=pl.col("first").list.get(0), b=pl.col("first").list.get(1, null_on_oob=True)))
+        # A line's first word keeps the one after it when it is not alphanumeric ("- **", "# step").
+        alnum = {word: word.isalnum() for word in firsts["a"].unique().to_list()}
+        firsts = firsts.with_columns(b=pl.when(pl.col("a").replace_strict(alnum, return_dtype=pl.Boolean))
+                                     .then(None).otherwise(pl.col("b")))
+        newlines = lowered.str.count_matches("\n", literal=True).to_numpy().astype(np.int64)
+        return cls(len(texts), _flat(tokens.list.head(max(settings.head_tokens, settings.opening_tokens))),
+                   _flat(ending), (firsts["row"].to_numpy().astype(np.int64), firsts["a"], firsts["b"]),
+                   _log2_floor(chars + 1), np.minimum(_log2_floor(newlines + 1), 6), )
+
+    def bag(self, vocabulary: Vocabulary, settings: Settings = Settings()) -> Bag:
+        """The Bag that Bag.of(response_terms of each text, the model's index) builds."""
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def grams(tag: str, rows: np.ndarray, ids: np.ndarray, unigram: np.ndarray, bigram: np.ndarray) -> None:
+            following = np.append(ids[1:], -2)
+            paired = np.append(rows[1:] == rows[:-1], False) if len(rows) else unigram
+            found.append(vocabulary.unigram(rows, tag, ids, unigram))
+            found.append(vocabulary.bigram(rows, tag, ids, following, paired & bigram))
+
+        rows, place, words = self.head
+        ids = vocabulary.ids(words)
+        grams("o", rows, ids, place < settings.opening_tokens, place + 1 < settings.opening_tokens)
+        grams("h", rows, ids, place < settings.head_tokens, place + 1 < settings.head_tokens)
+        rows, _, words = self.end
+        everywhere = np.ones(len(rows), dtype=bool)
+        grams("t", rows, vocabulary.ids(words), everywhere, everywhere)
+        rows, first, second = self.lines
+        first_ids, second_ids, two = vocabulary.ids(first), vocabulary.ids(second.fill_null("")), \
+            second.is_not_null().to_numpy()
+        found.append(vocabulary.find(rows, vocabulary.key(_TAGS["ls"], first_ids, np.where(two, second_ids, -1)),
+                                     (first_ids >= 0) & (~two | (second_ids >= 0))))
+        every = np.arange(self.count, dtype=np.int64)
+        for name, values in (("len", self.sizes), ("lines", self.breaks)):
+            index = {value: vocabulary.other.get(f"{name}:{value}", -1) for value in np.unique(values).tolist()}
+            column = np.array([index[value] for value in values.tolist()], dtype=np.int64)
+            found.append((every[column >= 0], column[column >= 0]))
+        keys = np.sort(np.concatenate([r * vocabulary.width + c for r, c in found]))
+        starts = np.flatnonzero(np.diff(keys, prepend=-1))
+        counts = np.diff(np.append(starts, len(keys)))
+        keys = keys[starts]
+        rows, indices = keys // vocabulary.width, keys % vocabulary.width
+        values = np.log1p(counts.astype(np.float32))
+        norms = np.sqrt(np.bincount(rows, weights=values.astype(np.float64) ** 2, minlength=self.count))
+        values = values / norms.astype(np.float32)[rows]
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.count))]).astype(np.int64)
+        return Bag(indptr, indices.astype(np.int64), values.astype(np.float32), vocabulary.width)
+
+
 def vocabulary(documents: Sequence[list[str]], min_df: int) -> list[str]:
     """Terms held by at least `min_df` documents, sorted (the order is the weights' row order)."""
     counts: Counter = Counter()
@@ -155,9 +323,15 @@ class Model:
     def index(self) -> dict[str, int]:
         return {term: i for i, term in enumerate(self.terms)}
 
-    def probabilities(self, documents: Sequence[list[str]], dense: np.ndarray) -> np.ndarray:
-        """(rows, classes) class probabilities."""
-        logits = Bag.of(documents, self.index).matmul(self.ngram_weights.astype(np.float64))
+    @functools.cached_property
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(self.terms)
+
+    def probabilities(self, documents: Sequence[list[str]] | Terms, dense: np.ndarray) -> np.ndarray:
+        """(rows, classes) class probabilities of documents given as term lists or read as Terms."""
+        bag = documents.bag(self.vocabulary, self.settings) if isinstance(documents, Terms) \
+            else Bag.of(documents, self.index)
+        logits = bag.matmul(self.ngram_weights.astype(np.float64))
         logits += dense.astype(np.float64) @ self.dense_weights.astype(np.float64) + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
