@@ -1042,3 +1042,54 @@ def test_compare_boundary_effect_refuses_an_unknown_labeler_like_plain_compare(h
     plain = invoke([*args, "--labeler", "rules", "--store", root])
     assert plain.code == 0, plain.stderr
     _refused([*args, "--labeler", "ngarm"], root, "has no responses labelled by 'ngarm'")
+
+
+# -- every writer against a store whose files link out of it; every command given credentials ------------------------
+
+def _link_out(root: Path, outside: Path) -> dict[Path, Path]:
+    """Every lock and data file of the store made a link to a copy outside it; link -> target."""
+    links = {}
+    for index, path in enumerate(sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp"))):
+        if path.suffix not in (".parquet", ".lock"):
+            continue
+        target = outside / f"{index}{path.suffix}"
+        shutil.copyfile(path, target)
+        path.unlink()
+        path.symlink_to(target)
+        links[path] = target
+    return links
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(name for name in WRITERS if BASE_ARGS.get(name) is not None))
+def test_no_writer_follows_a_link_out_of_the_store(name, hostile_store, tmp_path):
+    root = _copy(hostile_store, tmp_path)
+    invoke(["responses", "import", "--format", "uncensorbench", "uncensorbench", "--store", root])  # more locks
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    links = _link_out(root, outside)
+    assert any(path.suffix == ".lock" for path in links) and any(path.suffix == ".parquet" for path in links)
+    before = snapshot(outside)
+    tmp = tmp_path / "work"
+    tmp.mkdir()
+    inputs(tmp)
+    args = fill([*name.split(), *BASE_ARGS[name]], tmp, root)
+    outcome = invoke([*args, "--store", root])
+    assert_kept_promise(outcome, args)
+    assert snapshot(outside) == before, f"{args!r} wrote through a link out of the store"
+    assert all(path.is_symlink() and path.resolve() == target for path, target in links.items())
+
+
+SECRET_STORE = "s3://AKIAHOSTILEKEY:hostileSECRETvalue@bucket/prefix"
+
+
+@pytest.mark.parametrize("name", sorted(name for name, base in BASE_ARGS.items() if base is not None))
+def test_no_command_prints_credentials_of_its_store_uri(name, tmp_path):
+    tmp = tmp_path / "work"
+    tmp.mkdir()
+    inputs(tmp)
+    args = fill([*name.split(), *BASE_ARGS[name]], tmp, tmp_path / "unused")
+    outcome = invoke([*args, "--store", SECRET_STORE])
+    assert_kept_promise(outcome, args)
+    printed = outcome.stdout + outcome.stderr
+    assert "AKIAHOSTILEKEY" not in printed and "hostileSECRETvalue" not in printed, printed[-500:]
