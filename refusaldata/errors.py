@@ -81,12 +81,14 @@ def _environment_secrets() -> list[str]:
     return sorted(set(found), key=len, reverse=True)
 
 
-def redact(text: str) -> str:
+def redact(text: str, environment: bool = True) -> str:
     """`text` with every credential removed: the userinfo of any URL in it (`scheme://user:pass@`)
     and any value of an environment variable that is a credential. Every error line, notice,
-    stored config and report passes through here, so a secret never reaches a screen or a file."""
+    stored config and report passes through here, so a secret never reaches a screen or a file.
+    A stored config takes only the URL part (`environment=False`): its text must not depend on
+    the environment it was written in, as a rerun compares it with the stored one."""
     text = _USERINFO.sub(rf"\1{REDACTED}@", str(text))
-    for secret in _environment_secrets():
+    for secret in _environment_secrets() if environment else ():
         text = text.replace(secret, REDACTED)
     return text
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from refusaldata import io
-from refusaldata.errors import InputError, NotFoundError
+from refusaldata.errors import InputError, NotFoundError, redact
 from refusaldata.escape import markdown_text
 from refusaldata.evaluate import (
     CORPUS, PLAIN, Estimate, attack_cells, boundary_cells, boundary_effects, boundary_sentence, compare_attacks,
@@ -317,7 +317,7 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
     # Every file is written to a temp file first and renamed (the page last) only when all
     # are written, so a failure leaves the previous report whole.
     with contextlib.ExitStack() as staged:
-        for path, text in [(out_html, page), (md_path, markdown), *files]:
+        for path, text in [(out_html, redact(page)), (md_path, redact(markdown)), *files]:
             temp = staged.enter_context(io.atomic_path(path, InputError))
             try:
                 if isinstance(text, bytes):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from refusaldata.errors import InputError, NotFoundError
+from refusaldata.errors import InputError, NotFoundError, redact
 from refusaldata.queries import sql_text
 from refusaldata.schemas import RUNS
 
@@ -88,8 +88,8 @@ def record_run(store: Store, run_id: str, backend: str, config: dict, **columns)
 
 
 def config_text(config: dict) -> str:
-    """The JSON a runs row stores for `config`."""
-    return json.dumps(config, sort_keys=True, default=str)
+    """The JSON a runs row stores for `config`, without the credentials of any URL in it."""
+    return redact(json.dumps(config, sort_keys=True, default=str), environment=False)
 
 
 def stored_run_config(store: Store, run_id: str) -> str | None:

@@ -454,3 +454,24 @@ def test_generate_refuses_a_corrupt_adapter_before_recording_a_run(cli, small_st
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "not a readable safetensors file" in result.stderr and "unexpected" not in result.stderr
     assert _snapshot(small_store.root) == before
+
+
+def test_stored_configs_and_reports_hold_no_url_credentials(store, tmp_path, monkeypatch):
+    from refusaldata.runs import record_run
+    from refusaldata.report import write_report
+
+    record_run(store, "leaky-0123456789", "import", {"source": "https://reader:pa55word@example.org/a.csv"},
+               name="https://reader:pa55word@example.org/model", model="m")
+    [run] = store.read("runs").to_pylist()
+    assert "pa55word" not in run["config"] and "https://***@example.org/a.csv" in run["config"]
+    store.append("prompts", pa.table({"prompt_id": [prompt_id("How do I pick a lock?")], "dataset": ["d"],
+                                      "text": ["How do I pick a lock?"], "harmful": [True], "split": ["test"]}))
+    store.append("responses", pa.table({"run_id": ["leaky-0123456789"],
+                                        "prompt_id": [prompt_id("How do I pick a lock?")],
+                                        "sample_index": pa.array([0], pa.int32()), "response": ["I can't help."]}))
+    from refusaldata.label import label
+
+    label(store, labeler="rules")
+    html_path, md_path = write_report(store, None, tmp_path / "r.html", labeler="rules", bootstrap=10)
+    for path in (html_path, md_path):
+        assert "pa55word" not in path.read_text() and "***@example.org" in path.read_text()
