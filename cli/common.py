@@ -29,6 +29,7 @@ import typer
 
 from refusaldata import io
 from refusaldata.errors import InputError
+from refusaldata.escape import markdown_text
 from refusaldata.store import STORE_ENV, Store
 
 StoreOption = Annotated[
@@ -485,11 +486,9 @@ def _fit(natural: dict[int, int], least: dict[int, int], room: int) -> dict[int,
 
 
 def _markdown_cell(value: object) -> str:
-    """A cell as Markdown text: every character Markdown or HTML would read escaped, lines as <br>."""
+    """A cell as Markdown text (refusaldata.escape.markdown_text, the report's escape too), lines as <br>."""
     text = _format_cell(value) if not isinstance(value, str) else printable(value)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
-    return text.replace("\r\n", "\n").replace("\n", "<br>")
+    return "<br>".join(markdown_text(line) for line in text.replace("\r\n", "\n").split("\n"))
 
 
 def _markdown_text(result: pa.Table) -> str:

@@ -12,13 +12,13 @@ import re
 
 # Characters that make Markdown structure in running text or a table cell, each written so
 # that every renderer (CommonMark, GitHub, Python-Markdown as MkDocs uses it, pandoc) shows
-# the character and never reads it as structure: `& < > [ ]` as character references (no
+# the character and never reads it as structure: `& < > [ ] ~` as character references (no
 # raw HTML such as `<script>` or `<img onerror=…>`, no link or image `[x](javascript:…)`,
 # no autolink `<javascript:…>`; a backslash before `[` is math to some MkDocs setups), and
 # the backslash, backtick, `*`, `_` and `|` backslash-escaped, as all of them read it (no code
 # span, emphasis or cell break).
-_MARKDOWN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "&#91;", "]": "&#93;", "\\": "\\\\", "`": "\\`",
-             "*": "\\*", "_": "\\_", "|": "\\|", "\n": " ", "\r": " "}
+_MARKDOWN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "&#91;", "]": "&#93;", "~": "&#126;", "\\": "\\\\",
+             "`": "\\`", "*": "\\*", "_": "\\_", "|": "\\|", "\n": " ", "\r": " "}
 _MARKDOWN_SPECIAL = re.compile("[" + re.escape("".join(_MARKDOWN)) + "]")
 
 # A cell a spreadsheet would read as a formula (or a formula after its own quote marks):

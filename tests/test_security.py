@@ -310,7 +310,7 @@ def test_label_refuses_a_partition_file_that_links_out_of_the_store(cli, store, 
     content = outside.read_bytes()
     stored.unlink()
     stored.symlink_to(outside)
-    result = cli("label", "--labeler", "rules")
+    result = cli("label", "--labeler", "rules", "--force")
     _refused_leaving(result, outside, content, str(stored), "is a link", "never writes through a link")
 
 
