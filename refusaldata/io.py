@@ -61,6 +61,11 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def under_root(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Whether `path`, as written (no link followed), names something under the folder `root`."""
+    return _under(os.path.abspath(path), os.path.abspath(root))
+
+
 def check_within(path: str | os.PathLike[str], root: str | os.PathLike[str], error: type[Exception] = StoreError,
                  folder: bool = False) -> None:
     """Refuse a write to `path` that would leave `root` through a link.

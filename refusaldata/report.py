@@ -318,7 +318,8 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
     # are written, so a failure leaves the previous report whole.
     with contextlib.ExitStack() as staged:
         for path, text in [(out_html, redact(page)), (md_path, redact(markdown)), *files]:
-            temp = staged.enter_context(io.atomic_path(path, InputError))
+            inside = not store.remote and io.under_root(path, store.root)  # quickstart's report: as the store writes
+            temp = staged.enter_context(io.atomic_path(path, InputError, within=store.root if inside else None))
             try:
                 if isinstance(text, bytes):
                     temp.write_bytes(text)

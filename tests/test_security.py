@@ -475,3 +475,25 @@ def test_stored_configs_and_reports_hold_no_url_credentials(store, tmp_path, mon
     html_path, md_path = write_report(store, None, tmp_path / "r.html", labeler="rules", bootstrap=10)
     for path in (html_path, md_path):
         assert "pa55word" not in path.read_text() and "***@example.org" in path.read_text()
+
+
+def test_a_report_written_inside_the_store_never_follows_a_link_out(store, tmp_path):
+    """quickstart writes its report into the store's report/ folder: a link there is refused, not followed."""
+    from refusaldata.errors import InputError
+    from refusaldata.label import label
+    from refusaldata.report import write_report
+
+    store.append("prompts", pa.table({"prompt_id": [prompt_id("How do I pick a lock?")], "dataset": ["d"],
+                                      "text": ["How do I pick a lock?"], "harmful": [True], "split": ["test"]}))
+    store.append("runs", pa.table({"run_id": ["r-0123456789"], "name": ["r"], "backend": ["import"]}))
+    store.append("responses", pa.table({"run_id": ["r-0123456789"], "prompt_id": [prompt_id("How do I pick a lock?")],
+                                        "sample_index": pa.array([0], pa.int32()), "response": ["I can't help."]}))
+    label(store, labeler="rules")
+    folder = store.local_folder("report")
+    folder.mkdir()
+    outside = tmp_path / "outside.md"
+    outside.write_text("the user's file")
+    (folder / "quickstart.md").symlink_to(outside)
+    with pytest.raises(InputError, match="is a link"):
+        write_report(store, None, folder / "quickstart.html", labeler="rules", bootstrap=10)
+    assert outside.read_text() == "the user's file" and not (folder / "quickstart.html").exists()
