@@ -11,7 +11,7 @@ Each measurement runs in its own subprocess, so its peak RSS (getrusage) is its 
               first HEAD_CHARS characters the labeler reads), counting matches: what any
               regex labeler pays before it extracts, decides or writes anything;
 - startswith: a Python loop, lower() + str.startswith(tuple of the lexicon's phrases);
-- label:      refusaldata.labelers.rules.label_with_rules (normalize, match, write labels);
+- label:      refusaldata.labelers.rules.label_run (normalize, match, write labels);
 - uniformity: refusaldata.mine.uniformity (k=5), over the labels just written.
 
 DuckDB runs with its default threads (every core) in all three DuckDB measurements.
@@ -112,7 +112,7 @@ def build_corpus(store_root: Path, size: int, seed: int = 0) -> None:
 
 def measure(kind: str, store_root: Path) -> dict:
     """One measurement in this process: seconds, rows, peak RSS."""
-    from refusaldata.labelers.rules import HEAD_CHARS, label_with_rules, load_lexicon, rule_patterns
+    from refusaldata.labelers.rules import HEAD_CHARS, label_run, load_lexicon, rule_patterns
     from refusaldata.mine import uniformity
     from refusaldata.store import Store
 
@@ -139,7 +139,7 @@ def measure(kind: str, store_root: Path) -> dict:
                     refusals += text.lower().startswith(phrases)
                 rows += batch.num_rows
     elif kind == "label":
-        rows = label_with_rules(store, [RUN_ID])[RUN_ID]
+        rows = label_run(store, RUN_ID)
     elif kind == "uniformity":
         rows = uniformity(store, [RUN_ID], k=5).column("harmful_responses")[0].as_py()
     else:

@@ -5,10 +5,14 @@ Do-Not-Answer read by the `clear` scheme (categories 0, 2, 5), mismatched pairs 
 off-topic refusals, source-balanced row weights, the hybrid labeler's facts beside the
 n-grams. Same data and seed give the same model file. The card records the sources and
 their row counts, the settings, the LOSO figures (bench/out/ngram_loso.json, written by
-`detector_accuracy.py --write-figures`) and the date.
+`detector_accuracy.py --write-figures`) and the date. Beside them goes TRAINING_HASHES: the
+content hashes (registry.content_hashes) of every training response, sorted, 8 bytes each,
+from which `refusaldata label` counts the responses it labels in-sample.
 
 Run: python bench/train_ngram_labeler.py [--write] [--date YYYY-MM-DD]
   without --write: train and print what would be written.
+     python bench/train_ngram_labeler.py --hashes-only
+  write only TRAINING_HASHES, from the same training rows, without training (seconds).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import refusal_sources
 from detector_accuracy import OUT, RECIPE, Pool, row_weights
 from refusaldata.labelers import ngram_model
 from refusaldata.labelers.ngram import REFUSAL_CLASSES, REFUSAL_MODEL
+from refusaldata.labelers.registry import content_hashes, get_labeler
+
+TRAINING_HASHES = get_labeler("ngram").training_hashes
 
 SOURCE_NOTES = {
     "human": "XSTest v1 (Llama-2-70b-chat), PyRIT's three refusal sets, Do-Not-Answer's six models "
@@ -35,8 +42,22 @@ SOURCE_NOTES = {
 }
 
 
+def training_rows(sources: np.ndarray) -> np.ndarray:
+    """The rows of the pool the shipped model is trained on."""
+    return np.arange(len(sources)) if RECIPE["mismatched"] else np.where(sources != "mismatched")[0]
+
+
+def write_training_hashes(responses: list[str], sources: np.ndarray) -> Path:
+    """Write the training responses' content hashes (unique, sorted, big-endian uint64) into the package."""
+    hashes = np.unique(content_hashes([responses[i] for i in training_rows(sources)]))
+    path = Path(str(files("refusaldata") / TRAINING_HASHES))
+    path.write_bytes(hashes.astype(">u8").tobytes())
+    print(f"wrote {path} ({len(hashes)} distinct training responses)")
+    return path
+
+
 def train(pool: Pool) -> ngram_model.Model:
-    index = np.arange(len(pool.responses)) if RECIPE["mismatched"] else np.where(pool.sources != "mismatched")[0]
+    index = training_rows(pool.sources)
     settings = replace(ngram_model.Settings(), **RECIPE["settings"])
     return ngram_model.fit([pool.documents[i] for i in index], pool.dense_for(settings)[index], pool.targets[index],
                      row_weights(pool.sources[index], RECIPE["weighting"]), list(REFUSAL_CLASSES), settings)
@@ -46,16 +67,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"Write refusaldata/data/{REFUSAL_MODEL} and its card.")
     parser.add_argument("--date", default=datetime.date.today().isoformat())
+    parser.add_argument("--hashes-only", action="store_true",
+                        help=f"Write only refusaldata/{TRAINING_HASHES} from the training rows, without training.")
     args = parser.parse_args()
+    if args.hashes_only:
+        frame, _ = refusal_sources.labelled_pool(RECIPE["scheme"])
+        write_training_hashes(frame["response"].to_list(), frame["source"].to_numpy().astype(str))
+        return
     pool = Pool(RECIPE["scheme"])
     model = train(pool)
     rows = {source: int((pool.sources == source).sum()) for source in sorted(set(pool.sources))}
     figures_file = OUT / "ngram_loso.json"
+    trained = content_hashes([pool.responses[i] for i in training_rows(pool.sources)])
     card = {
         "name": "ngram", "date": args.date, "classes": list(REFUSAL_CLASSES), "threshold": 0.5,
         "recipe": RECIPE, "settings": asdict(model.settings), "terms": len(model.terms),
         "training_rows": rows, "sources": SOURCE_NOTES,
         "loso": json.loads(figures_file.read_text()) if figures_file.is_file() else None,
+        "training_hashes": {"file": Path(TRAINING_HASHES).name,
+                            "responses": len(np.unique(trained)),
+                            "what": "sha256 of each training response's whitespace-collapsed UTF-8, first 8 bytes, "
+                                    "sorted"},
         "regenerate": "python bench/detector_accuracy.py --write-figures && "
                       "python bench/train_ngram_labeler.py --write",
     }
@@ -64,6 +96,7 @@ def main() -> None:
         path = Path(str(files("refusaldata") / "data" / REFUSAL_MODEL))
         ngram_model.save(model, path, card)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}")
+        write_training_hashes(pool.responses, pool.sources)
 
 
 if __name__ == "__main__":

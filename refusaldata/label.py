@@ -1,17 +1,31 @@
 """The labelling stage: label stored runs, or texts held in memory, with a labeler of
-refusaldata/labelers/ (the registry there says which exist and which is the default)."""
+refusaldata/labelers/ (its registry says which exist and which is the default).
+
+`label` is the one loop every labeler runs through: per run it reads the answered responses
+its labeler has not labelled at its current version (sql/label_pending.sql), scores them in
+chunks and replaces the run's partition with the labels it keeps (sql/label_kept.sql) plus
+the new ones. A second `label` with nothing new writes nothing; `force` relabels everything.
+"""
 
 from __future__ import annotations
 
-import tempfile
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from refusaldata.errors import InputError, NotFoundError
-from refusaldata.labelers.registry import DEFAULT_LABELER, RULES, labeler_function
-from refusaldata.runs import select_runs
+from refusaldata.labelers.registry import (
+    COLUMNS, DEFAULT_LABELER, RULES, Labeler, resolve, get_labeler, in_sample, verdict_table,
+)
+from refusaldata.queries import sql_text
+from refusaldata.runs import now, select_runs
+from refusaldata.schemas import LABELS
 from refusaldata.store import Store
+
+CHUNK_ROWS = 20_000
+"""Responses scored at a time: the progress bar moves per chunk, and memory stays flat."""
 
 
 def run_ids_for(store: Store, refs: list[str] | None) -> list[str]:
@@ -26,55 +40,147 @@ def run_ids_for(store: Store, refs: list[str] | None) -> list[str]:
         con.close()
 
 
-def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, **options) -> pa.Table:
-    """Label the runs (every run when none is named) with `labeler`; a summary per run."""
-    function = labeler_function(labeler)
-    run_ids = run_ids_for(store, runs)
-    if not run_ids:
-        raise NotFoundError(f"no responses to label in {store.root}")
-    function(store, run_ids, labeler=labeler, **options)
-    con = store.connect(["labels"])
+@dataclass(frozen=True)
+class Labelled:
+    """What `label` did to one run: responses labelled now, kept (already labelled at this
+    version), and how many of those labelled now were in the labeler's training data."""
+
+    run_id: str
+    new: int
+    kept: int
+    in_sample: int
+
+
+def _progress(total: int):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(TextColumn("label", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}", markup=False), TimeElapsedColumn(), console=console,
+                    transient=True, disable=not console.is_terminal or total <= CHUNK_ROWS)
+
+
+def _score(entry: Labeler, name: str, store: Store, rows: pa.Table, options: dict) -> dict[str, list]:
+    """The labeler's columns for `rows`, scored a chunk at a time (a progress bar with
+    responses/s on a terminal when there is more than one chunk)."""
+    prompts, responses = rows.column("prompt").to_pylist(), rows.column("response").to_pylist()
+    columns: dict[str, list] = {}
+    started = time.perf_counter()
+    with _progress(len(responses)) as bar:
+        task = bar.add_task("label", total=len(responses), rate="")
+        for start in range(0, len(responses), CHUNK_ROWS):
+            end = min(start + CHUNK_ROWS, len(responses))
+            scores = entry.score(prompts[start:end], responses[start:end], name=name, store=store, **options)
+            for column in COLUMNS:
+                if column in scores:
+                    values = scores[column]
+                    columns.setdefault(column, []).extend(values.tolist() if hasattr(values, "tolist") else values)
+            bar.update(task, completed=end, rate=f"{end / (time.perf_counter() - started):,.0f} responses/s")
+    return columns
+
+
+def _query(store: Store, name: str, params: dict) -> pa.Table:
+    con = store.connect(["responses", "prompts", "labels"])
     try:
-        return con.sql(
-            "SELECT run_id, labeler, count(*)::BIGINT AS labelled, count(*) FILTER (refusal)::BIGINT AS refusals, "
-            "count(*) FILTER (refusal IS NULL)::BIGINT AS undecided, "
-            "count(*) FILTER (verdict = 'partial')::BIGINT AS partials "
-            "FROM labels WHERE labeler = $labeler AND list_contains($run_ids, run_id) "
-            "GROUP BY ALL ORDER BY run_id",
-            params={"labeler": labeler, "run_ids": run_ids}).to_arrow_table()
+        return con.sql(sql_text(name), params=params).to_arrow_table()
     finally:
         con.close()
 
 
-INLINE_RUN = "inline"
+def label_run(store: Store, run_id: str, entry: Labeler, name: str, version: str, force: bool = False,
+              options: dict | None = None) -> Labelled:
+    """Label what `name` has not labelled of one run at `version` (everything when `force`)
+    and write the partition: kept labels plus new ones. Nothing is written when nothing is new."""
+    options = options or {}
+    params = {"run_id": run_id, "labeler": name, "version": version, "force": force}
+    pending = _query(store, "label_pending", params)
+    kept = _query(store, "label_kept", params)
+    stored = store.connect(["labels"])
+    try:
+        held = stored.sql("SELECT count(*) FROM labels WHERE labeler = $labeler AND run_id = $run_id",
+                          params={"labeler": name, "run_id": run_id}).fetchall()[0][0]
+    finally:
+        stored.close()
+    if not pending.num_rows and kept.num_rows == held:
+        return Labelled(run_id, 0, kept.num_rows, 0)
+    training = entry.training_set()
+    inside = in_sample(pending.column("response").to_pylist(), training) if training is not None else 0
+    partition = {"labeler": name, "run_id": run_id}
+    if entry.run_labeler is not None and not kept.num_rows and pending.num_rows:
+        written = resolve(entry.run_labeler)(store, run_id, name, version)
+        return Labelled(run_id, written, 0, inside)
+    new = verdict_table(pending, name, version, _score(entry, name, store, pending, options), now())
+    rows = pa.concat_tables([kept.select(LABELS.schema.names).cast(LABELS.schema), new])
+    store.replace("labels", rows, partition=partition, where=f"labels of {name} on {run_id}")
+    return Labelled(run_id, pending.num_rows, kept.num_rows, inside)
+
+
+def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, force: bool = False,
+          **options) -> pa.Table:
+    """Label the runs (every run when none is named) with `labeler` (the rules unless named;
+    the CLI's default is DEFAULT_LABELER): only responses it has not labelled at its current
+    version, every response when `force`. One summary row per run: its name, the partition's
+    size and counts, and what this call labelled (`new`), kept (`skipped`) and found in the
+    labeler's own training data (`in_sample`)."""
+    entry = get_labeler(labeler)
+    entry.check_options(labeler, options)
+    version = entry.version(labeler, store, options)
+    run_ids = run_ids_for(store, runs)
+    if not run_ids:
+        raise NotFoundError(f"no responses to label in {store.root}")
+    done = [label_run(store, run_id, entry, labeler, version, force, options) for run_id in run_ids]
+    did = pa.table({"run_id": [d.run_id for d in done], "new": pa.array([d.new for d in done], pa.int64()),
+                    "skipped": pa.array([d.kept for d in done], pa.int64()),
+                    "in_sample": pa.array([d.in_sample for d in done], pa.int64())})
+    con = store.connect(["runs", "labels"])
+    try:
+        con.register("did", did)
+        return con.sql(
+            "SELECT coalesce(r.name, d.run_id) AS run, d.run_id, $labeler AS labeler, "
+            "count(l.run_id)::BIGINT AS labelled, count(*) FILTER (l.refusal)::BIGINT AS refusals, "
+            "count(l.run_id) FILTER (l.refusal IS NULL)::BIGINT AS undecided, "
+            "count(*) FILTER (l.verdict = 'partial')::BIGINT AS partials, "
+            "any_value(d.new) AS new, any_value(d.skipped) AS skipped, any_value(d.in_sample) AS in_sample "
+            "FROM did d LEFT JOIN (SELECT run_id, any_value(name) AS name FROM runs GROUP BY run_id) r USING (run_id) "
+            "LEFT JOIN labels l ON l.run_id = d.run_id AND l.labeler = $labeler "
+            "GROUP BY d.run_id, r.name ORDER BY d.run_id",
+            params={"labeler": labeler}).to_arrow_table()
+    finally:
+        con.close()
+
+
+def summary_lines(summary: pa.Table, labeler: str) -> list[str]:
+    """What `refusaldata label` says it did: runs by name, what it labelled and skipped, and
+    how many responses it labelled were in the labeler's own training data."""
+    rows = summary.to_pylist()
+    labelled = [row for row in rows if row["new"]]
+    skipped = sum(row["skipped"] for row in rows)
+    lines = []
+    if labelled:
+        runs = ", ".join(f"{row['run']} ({row['new']:,})" for row in labelled)
+        lines.append(f"labelled {sum(row['new'] for row in labelled):,} responses with {labeler}: {runs}")
+    if skipped or not labelled:
+        untouched = [row["run"] for row in rows if not row["new"]]
+        where = f" ({', '.join(untouched)} unchanged)" if untouched else ""
+        lines.append(f"skipped {skipped:,} responses already labelled by {labeler} at its current version{where}; "
+                     "--force relabels them")
+    inside = sum(row["in_sample"] for row in rows)
+    if inside:
+        lines.append(f"{inside:,} of the responses labelled are in {labeler}'s own training data: "
+                     "their labels are in-sample")
+    return lines
 
 
 def label_texts(responses: Sequence[str], prompts: Sequence[str | None] | None = None,
                 labeler: str = DEFAULT_LABELER) -> list[dict]:
     """Label texts held in memory with `labeler` (the default labeler unless named): one dict per
-    response, in order, with verdict, refusal, unsafe, score, marker and opening.
-
-    Labelers read runs from a store, so the texts become one run of a throwaway store in a
-    temporary folder, labelled exactly as `refusaldata label` labels a stored run: whatever the
-    default labeler is, in-memory callers (the Inspect scorer) get its verdicts.
-    """
+    response, in order, with verdict, refusal, unsafe, score, marker and opening: the same
+    scoring `refusaldata label` stores for a run (the Inspect scorer reads it)."""
     prompts = list(prompts) if prompts is not None else [None] * len(responses)
     if len(prompts) != len(responses):
         raise InputError(f"{len(prompts)} prompts for {len(responses)} responses")
-    ids = [f"{index:016x}" for index in range(len(responses))]
-    asked = [(pid, text) for pid, text in zip(ids, prompts) if text is not None]
-    with tempfile.TemporaryDirectory(prefix="refusaldata-label-") as folder:
-        store = Store(folder)
-        if asked:
-            store.append("prompts", pa.table({
-                "prompt_id": [pid for pid, _ in asked], "dataset": [INLINE_RUN] * len(asked),
-                "text": [text for _, text in asked], "harmful": [True] * len(asked),
-                "split": ["test"] * len(asked)}))
-        store.append("responses", pa.table({
-            "run_id": [INLINE_RUN] * len(ids), "prompt_id": ids,
-            "sample_index": pa.array([0] * len(ids), pa.int32()), "response": [str(r) for r in responses],
-            "finish_reason": ["stop"] * len(ids)}))
-        labeler_function(labeler)(store, [INLINE_RUN], labeler=labeler)
-        labels = {row["prompt_id"]: row for row in store.read("labels").to_pylist()}
+    scores = get_labeler(labeler).score(prompts, [str(r) for r in responses], name=labeler) if responses else {}
     fields = ("verdict", "refusal", "unsafe", "score", "marker", "opening")
-    return [{name: labels.get(pid, {}).get(name) for name in fields} for pid in ids]
+    values = {name: list(scores[name]) if name in scores else [None] * len(responses) for name in fields}
+    return [{name: values[name][i] for name in fields} for i in range(len(responses))]

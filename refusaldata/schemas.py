@@ -124,13 +124,15 @@ LABELS = TableSpec(
         pa.field("created_at", TIMESTAMP),
         pa.field("verdict", pa.string()),
         pa.field("reviewer", pa.string()),
+        pa.field("labeler_version", pa.string()),
     ]),
     partitions=(("labeler", "labeler"), ("run", "run_id")),
     key=("labeler", "run_id", "prompt_id", "sample_index"),
     replace=True,
     description="Verdicts on responses: verdict (compliance, refusal or partial; refusal = not compliance), "
                 "score = P(refusal), the marker that fired and the normalized opening; from judges, unsafe; "
-                "from people (labeler 'human'), who reviewed it.",
+                "from people (labeler 'human'), who reviewed it; labeler_version: the labeler's version that wrote "
+                "the row (`label` skips responses labelled at the current one; null in stores written before it).",
 )
 
 TEMPLATES = TableSpec(

@@ -1,8 +1,12 @@
--- The answered responses of one run with their prompt text: what a judge model or the
--- learned labeler reads. Skipped prompts and null responses get no verdict. A prompt_id
--- stored under several datasets has one text (the id is a hash of it), so any_value.
+-- The answered responses of one run that a labeler has still to label, with their prompt
+-- text: every answered response without a label of $labeler at version $version (all of
+-- them when $force). Skipped prompts and null responses get no label. A prompt_id stored
+-- under several datasets has one text (the id is a hash of it), so any_value.
 -- Parameters:
---   $run_id  the run to judge
+--   $run_id   the run to label
+--   $labeler  the labeler's stored name (ngram, learned:NAME, ...)
+--   $version  the labeler's current version (labels.labeler_version; a null one is never current)
+--   $force    true: every answered response, labelled or not
 SELECT
     r.run_id,
     r.prompt_id,
@@ -15,4 +19,8 @@ LEFT JOIN (SELECT prompt_id, any_value(text) AS text FROM prompts GROUP BY promp
 WHERE r.run_id = $run_id
   AND r.response IS NOT NULL
   AND r.finish_reason IS DISTINCT FROM 'skipped'
+  AND ($force OR NOT EXISTS (
+      SELECT 1 FROM labels AS l
+      WHERE l.labeler = $labeler AND l.run_id = r.run_id AND l.prompt_id = r.prompt_id
+        AND l.sample_index = r.sample_index AND l.labeler_version = $version))
 ORDER BY r.prompt_id, r.sample_index

@@ -22,10 +22,8 @@ from __future__ import annotations
 import functools
 
 from refusaldata.errors import BackendError, InputError
-from refusaldata.labelers.registry import run_inputs, write_verdicts
 from refusaldata.labelers.formats import FORMATS, JudgeFormat
 from refusaldata.models import hub_unreachable, resolve_model
-from refusaldata.store import Store
 
 
 def judge_format_named(name: str) -> JudgeFormat:
@@ -123,35 +121,38 @@ def _transformers_outputs(model: str, texts: list[str], add_bos: bool, max_new_t
     return outputs
 
 
-def label_with_judge(store: Store, run_ids: list[str], labeler: str = "judge", judge_model: str | None = None,
-                     judge_format: str | None = None, batch_size: int = 8) -> dict[str, int]:
-    """Judge every answered response of each run; rows written per run.
-
-    Labels are stored under `labeler` ('judge', or e.g. 'judge:lg3' to keep several
-    judges apart). Each row keeps the raw output; unsafe is null where the output is not
-    a verdict; `marker` names the judge model. A format that judges refusal (wildguard)
-    also stores refusal, its verdict (refusal or compliance; the judge has no partial)
-    and score 1.0 / 0.0, null where its refusal answer is not yes or no.
-    """
+def _checked(labeler: str, judge_model: str | None, judge_format: str | None) -> JudgeFormat:
     if not judge_model:
         raise InputError(f"--labeler {labeler} needs --judge-model MODEL (a folder or hub id)")
     if not judge_format:
         raise InputError(f"--labeler {labeler} needs --judge-format ({' or '.join(FORMATS)})")
-    fmt = judge_format_named(judge_format)
-    written = {}
-    for run_id in run_ids:
-        rows = run_inputs(store, run_id)
-        raw = generate_verdicts(judge_model, fmt, rows.column("prompt").to_pylist(),
-                                rows.column("response").to_pylist(), batch_size) if rows.num_rows else []
-        verdicts = [fmt.parse(text) for text in raw]
-        refusal = {}
-        if fmt.judges_refusal:
-            refusal = {"refusal": [v.refusal for v in verdicts],
-                       "score": [None if v.refusal is None else float(v.refusal) for v in verdicts],
-                       "verdicts": [None if v.refusal is None else "refusal" if v.refusal else "compliance"
-                                    for v in verdicts]}
-        written[run_id] = write_verdicts(store, run_id, labeler, rows,
-                                         unsafe=[v.unsafe for v in verdicts],
-                                         categories=[v.categories for v in verdicts], raw=raw,
-                                         markers=[judge_model] * len(verdicts), **refusal)
-    return written
+    return judge_format_named(judge_format)
+
+
+def version(labeler: str, store, options: dict) -> str:
+    """Which judge in which format: labels of another judge model or format are not current."""
+    _checked(labeler, options.get("judge_model"), options.get("judge_format"))
+    return f"{options['judge_model']} {options['judge_format']}"
+
+
+def score(prompts: list[str | None], responses: list[str], *, name: str = "judge", store=None,
+          judge_model: str | None = None, judge_format: str | None = None, batch_size: int = 8) -> dict[str, list]:
+    """The judge's columns for each (prompt, response).
+
+    Each row keeps the raw output; unsafe is null where the output is not a verdict;
+    `marker` names the judge model. A format that judges refusal (wildguard) also gives
+    refusal, its verdict (refusal or compliance; the judge has no partial) and score 1.0 /
+    0.0, null where its refusal answer is not yes or no. Labels are stored under the
+    labeler's name ('judge', or e.g. 'judge:lg3' to keep several judges apart).
+    """
+    fmt = _checked(name, judge_model, judge_format)
+    raw = generate_verdicts(judge_model, fmt, prompts, responses, batch_size) if responses else []
+    verdicts = [fmt.parse(text) for text in raw]
+    columns = {"unsafe": [v.unsafe for v in verdicts], "categories": [v.categories for v in verdicts], "raw": raw,
+               "marker": [judge_model] * len(verdicts)}
+    if fmt.judges_refusal:
+        columns |= {"refusal": [v.refusal for v in verdicts],
+                    "score": [None if v.refusal is None else float(v.refusal) for v in verdicts],
+                    "verdict": [None if v.refusal is None else "refusal" if v.refusal else "compliance"
+                                for v in verdicts]}
+    return columns

@@ -14,6 +14,8 @@ decision threshold there; the final classifier is then refit on all rows.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +26,13 @@ from refusaldata import io
 from refusaldata.errors import InputError, excerpt
 from refusaldata.labelers import cards
 from refusaldata.labelers.classifier import TrainSettings, best_threshold, fit, group_split, metrics, predict
-from refusaldata.labelers.registry import run_inputs, write_verdicts
 from refusaldata.labelers.embed import EMBEDDING_MODEL
 from refusaldata.labelers.features import FEATURE_SETS, MINILM, check_feature_set, features
 from refusaldata.labelers.learned_refusal import FEATURE_NAMES as REFUSAL_FEATURE_NAMES
 from refusaldata.labelers.learned_refusal import REFUSAL, UNSAFE, check_target
 from refusaldata.labelers.learned_refusal import features as refusal_features
-from refusaldata.labelers.learned_refusal import label_run as label_refusal_run
-from refusaldata.labelers.registry import HUMAN
+from refusaldata.labelers.learned_refusal import refusal_scores
+from refusaldata.labelers.registry import HUMAN, RULE_FILES, files_digest
 from refusaldata.runs import now
 from refusaldata.store import Store
 
@@ -223,27 +224,38 @@ def load(store: Store, name: str) -> LearnedJudge:
     return LearnedJudge(name, card, weights)
 
 
-def label_with_learned(store: Store, run_ids: list[str], labeler: str) -> dict[str, int]:
-    """Score every answered response of each run with the labeler named in 'learned:NAME'.
-
-    Stores unsafe (score >= the card's threshold) and the score; rows written per run.
-    A labeler trained with --target refusal stores refusal instead, with the rule
-    labeler's marker and opening (refusal.label_run).
-    """
+def _judge_name(labeler: str) -> str:
     family, _, name = labeler.partition(":")
     if family != "learned" or not name:
         raise InputError(f"labeler '{labeler}': name the learned labeler as learned:NAME")
-    judge = load(store, name)
+    return name
+
+
+def version(labeler: str, store: Store | None, options: dict) -> str:
+    """The labeler's card (retraining writes a new one) and, for the refusal target, the rules it reads."""
+    if store is None:
+        raise InputError(f"{labeler} lives in a store: label a stored run with it")
+    card, _ = cards.read(store, _judge_name(labeler))
+    digest = hashlib.sha256(json.dumps(card, sort_keys=True).encode("utf-8"))
+    if card.get("target", UNSAFE) == REFUSAL:
+        digest.update(files_digest(RULE_FILES).encode())
+    return digest.hexdigest()[:12]
+
+
+def score(prompts: list[str | None], responses: list[str], *, name: str, store: Store | None = None) -> dict[str, list]:
+    """The columns of the labeler named 'learned:NAME' for each (prompt, response).
+
+    Unsafe-content labelers give unsafe (score >= the card's threshold) and the score; one
+    trained with --target refusal gives refusal, with the rule labeler's marker and opening
+    (learned_refusal.refusal_scores).
+    """
+    if store is None:
+        raise InputError(f"{name} lives in a store: label a stored run with it")
+    judge = load(store, _judge_name(name))
     threshold = float(judge.card["threshold"])
-    written = {}
-    for run_id in run_ids:
-        if judge.target == REFUSAL:
-            written[run_id] = label_refusal_run(
-                store, run_id, labeler, lambda prompts, responses, facts: judge.scores(prompts, responses, facts=facts),
-                threshold)
-            continue
-        rows = run_inputs(store, run_id)
-        scores = judge.scores(rows.column("prompt").to_pylist(), rows.column("response").to_pylist())
-        written[run_id] = write_verdicts(store, run_id, labeler, rows,
-                                         unsafe=(scores >= threshold).tolist(), score=scores.tolist())
-    return written
+    if judge.target == REFUSAL:
+        return refusal_scores(prompts, responses,
+                              lambda prompts, responses, facts: judge.scores(prompts, responses, facts=facts),
+                              threshold)
+    scores = judge.scores(prompts, responses)
+    return {"unsafe": (scores >= threshold).tolist(), "score": scores.tolist()}

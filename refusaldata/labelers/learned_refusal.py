@@ -28,10 +28,8 @@ import polars as pl
 import pyarrow as pa
 
 from refusaldata.errors import InputError
-from refusaldata.labelers.registry import run_inputs, write_verdicts
 from refusaldata.labelers.embed import embed
 from refusaldata.labelers.rules import rule_facts
-from refusaldata.store import Store
 
 UNSAFE = "unsafe"
 REFUSAL = "refusal"
@@ -76,19 +74,17 @@ def pair_features(response_vectors: np.ndarray, prompt_vectors: np.ndarray | Non
     return np.concatenate([response_vectors, product, SCALAR_SCALE * np.stack(scalars, axis=1)], axis=1)
 
 
-def label_run(store: Store, run_id: str, labeler: str,
-              score: Callable[[list, list, pa.Table], np.ndarray], threshold: float) -> int:
-    """Write one run's refusal verdicts: the learned score decides; marker and opening are the rules'.
+def refusal_scores(prompts: list[str | None], responses: list[str],
+                   score: Callable[[list, list, pa.Table], np.ndarray], threshold: float) -> dict[str, list]:
+    """A learned refusal labeler's columns: its score decides; marker and opening are the rules'.
 
     The marker is kept only on rows the learned labeler calls refusals (an off-topic
     refusal has none); every row keeps its opening, which the mining queries group on.
     """
-    rows = run_inputs(store, run_id)
-    prompts, responses = rows.column("prompt").to_pylist(), rows.column("response").to_pylist()
     facts = rule_facts(responses)
     scores = score(prompts, responses, facts)
     refusal = scores >= threshold
     markers = np.where(refusal, np.array(facts.column("marker").to_pylist(), dtype=object), None)
-    return write_verdicts(store, run_id, labeler, rows, refusal=refusal.tolist(), score=scores.tolist(),
-                          markers=markers.tolist(), openings=facts.column("opening").to_pylist(),
-                          verdicts=np.where(refusal, "refusal", "compliance").tolist())
+    return {"refusal": refusal.tolist(), "score": scores.tolist(), "marker": markers.tolist(),
+            "opening": facts.column("opening").to_pylist(),
+            "verdict": np.where(refusal, "refusal", "compliance").tolist()}

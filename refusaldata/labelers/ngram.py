@@ -1,5 +1,8 @@
-"""The learned models that ship inside the package, so a fresh install labels with no
-training step and no download: the default refusal labeler, `ngram`.
+"""The default refusal labeler, `ngram`, and the shipped models' files (its own and the
+unsafe judge's, which ship inside the package so a fresh install labels with no training step
+and no download). It is the refusal labeler that held up best on sources it was not trained
+on (bench/detector_accuracy.py), at ~670 responses/s on two cores (docs/benchmarks.md);
+`hybrid` is ten times faster for corpora where that matters.
 
 `ngram` reads prompt and response together: the response's tagged word n-grams and the
 hybrid labeler's dense facts (rule facts, cue counts, how much of the prompt the answer
@@ -13,7 +16,9 @@ opening on every row. An empty or blank response is a refusal (score 1): it give
 that was asked for.
 
 The model file is written by bench/train_ngram_labeler.py --write from the same data and
-seed; the card says which rows.
+seed; the card says which rows, and refusal_ngram.train.u64 holds those rows' response
+content hashes (registry.content_hashes), so `label` says how many responses it labelled
+were in its training data: their labels are in-sample.
 """
 
 from __future__ import annotations
@@ -28,13 +33,10 @@ import pyarrow as pa
 
 from refusaldata.errors import NotFoundError
 from refusaldata.labelers import ngram_model
-from refusaldata.labelers.registry import run_inputs, write_verdicts
-from refusaldata.labelers.registry import refuse_options
-from refusaldata.labelers.rules import rule_facts
 from refusaldata.labelers.cue_model import Verdicts
 from refusaldata.labelers.cue_model import card as hybrid_card
 from refusaldata.labelers.cue_model import features as hybrid_features
-from refusaldata.store import Store
+from refusaldata.labelers.rules import rule_facts
 
 REFUSAL_MODEL = "refusal_ngram.safetensors"
 REFUSAL_CLASSES = ("compliance", "refusal", "partial")
@@ -123,43 +125,9 @@ def decide(prompts: list[str | None], responses: list[str], facts: pa.Table | No
     return Verdicts(score, refusal, verdict, [m if r else None for m, r in zip(markers, refusal.tolist())])
 
 
-CHUNK_ROWS = 5000
-"""Rows decided at a time: the progress bar moves per chunk, and memory stays flat."""
-
-
-def _progress(total: int):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    return Progress(TextColumn("label", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}", markup=False), TimeElapsedColumn(), console=console,
-                    transient=True, disable=not console.is_terminal or total <= CHUNK_ROWS)
-
-
-def label_with_ngram(store: Store, run_ids: list[str], labeler: str, **options) -> dict[str, int]:
-    """Label each run with the shipped ngram model; rows written per run (a progress bar with
-    responses/s on a terminal when a run is longer than a chunk)."""
-    import time
-
-    refuse_options(labeler, options)
-    written = {}
-    for run_id in run_ids:
-        rows = run_inputs(store, run_id)
-        responses, prompts = rows.column("response").to_pylist(), rows.column("prompt").to_pylist()
-        facts = rule_facts(responses)
-        parts: list[Verdicts] = []
-        started = time.perf_counter()
-        with _progress(len(responses)) as bar:
-            task = bar.add_task("label", total=len(responses), rate="")
-            for start in range(0, len(responses), CHUNK_ROWS):
-                end = min(start + CHUNK_ROWS, len(responses))
-                parts.append(decide(prompts[start:end], responses[start:end], facts.slice(start, end - start)))
-                bar.update(task, completed=end, rate=f"{end / (time.perf_counter() - started):,.0f} responses/s")
-        verdicts = Verdicts(np.concatenate([p.score for p in parts]) if parts else np.empty(0),
-                            np.concatenate([p.refusal for p in parts]) if parts else np.empty(0, bool),
-                            [v for p in parts for v in p.verdict], [m for p in parts for m in p.marker])
-        written[run_id] = write_verdicts(store, run_id, labeler, rows, refusal=verdicts.refusal.tolist(),
-                                         score=verdicts.score.tolist(), verdicts=verdicts.verdict,
-                                         markers=verdicts.marker, openings=facts.column("opening").to_pylist())
-    return written
+def score(prompts: list[str | None], responses: list[str], *, name: str = "ngram", store=None) -> dict[str, list]:
+    """The ngram labeler's columns for each (prompt, response)."""
+    facts = rule_facts(responses)
+    verdicts = decide(prompts, responses, facts)
+    return {"refusal": verdicts.refusal.tolist(), "score": verdicts.score.tolist(), "verdict": verdicts.verdict,
+            "marker": verdicts.marker, "opening": facts.column("opening").to_pylist()}

@@ -45,7 +45,7 @@ import duckdb
 import pyarrow as pa
 
 from refusaldata.errors import InputError, NotFoundError
-from refusaldata.labelers.registry import RULES, refuse_options
+from refusaldata.labelers.registry import RULES
 from refusaldata.queries import sql_text
 from refusaldata.store import Store
 
@@ -186,19 +186,24 @@ def rule_facts(responses: Sequence[str | None], lexicon_text: str | None = None)
         con.close()
 
 
-def label_with_rules(store: Store, run_ids: list[str], labeler: str = RULES, **options) -> dict[str, int]:
-    """Label each run with the SQL rule labeler; returns rows written per run."""
-    refuse_options(labeler, options)
-    query = sql_text("label_rules")
+def score(prompts: list[str | None], responses: list[str], *, name: str = RULES, store=None) -> dict[str, list]:
+    """The rule labeler's columns for texts held in memory (rule_facts): what label_run stores."""
+    facts = rule_facts(responses)
+    return {column: facts.column(column).to_pylist() for column in ("refusal", "verdict", "score", "marker", "opening")}
+
+
+def label_run(store: Store, run_id: str, labeler: str = RULES, version: str | None = None) -> int:
+    """Label one whole run with the SQL rule labeler inside DuckDB (no row passes through
+    Python); returns the rows written. `version` is stored as each row's labeler_version."""
+    # The query's rows gain the version column; no value is formatted into the SQL.
+    query = f"SELECT *, $labeler_version::VARCHAR AS labeler_version FROM (\n{sql_text('label_rules')}\n)"
     con = store.connect(["responses"])
     try:
         params = prepare_rules(con, labeler)
         # Rows may reach the file in any order (readers key on prompt_id): DuckDB then streams
         # from its threads without reordering batches.
         con.execute("SET preserve_insertion_order = false")
-        return {run_id: store.replace_query("labels", con, query, {**params, "run_id": run_id},
-                                            {"labeler": labeler, "run_id": run_id})
-                for run_id in run_ids}
+        return store.replace_query("labels", con, query, {**params, "run_id": run_id, "labeler_version": version},
+                                   {"labeler": labeler, "run_id": run_id})
     finally:
         con.close()
-

@@ -1,6 +1,7 @@
 """The shipped unsafe-content judge, `unsafe`: does an answer give what a harmful request asked
 for? It ships inside the package, so `refusaldata label --labeler unsafe` (and `compare`'s
-unsafe column) works on a fresh install with no training step and no download.
+unsafe column) works on a fresh install with no training step and no download, at ~1,700
+responses/s on two cores (docs/benchmarks.md).
 
 The verdict is about what the answer gives, not the words of the request, so the judge
 reads the response's tagged word n-grams (ngram_model.py, the same machinery and file
@@ -22,13 +23,10 @@ import numpy as np
 import pyarrow as pa
 
 from refusaldata.labelers import ngram_model
-from refusaldata.labelers.registry import run_inputs, write_verdicts
 from refusaldata.labelers.ngram import REFUSAL_CLASSES, refusal_inputs, refusal_model, shipped_card, shipped_model
-from refusaldata.labelers.registry import refuse_options
 from refusaldata.labelers.rules import rule_facts
 from refusaldata.labelers.cue_model import FACT_SCALE, feature_names
 from refusaldata.labelers.cue_model import card as hybrid_card
-from refusaldata.store import Store
 
 UNSAFE_MODEL = "unsafe_ngram.safetensors"
 UNSAFE_CLASSES = ("safe", "unsafe")
@@ -108,13 +106,7 @@ def decide(prompts: list[str | None], responses: list[str], facts_table: pa.Tabl
     return model.probabilities(documents, dense)[:, model.classes.index("unsafe")]
 
 
-def label_with_unsafe(store: Store, run_ids: list[str], labeler: str, **options) -> dict[str, int]:
-    """Judge each run with the shipped unsafe judge (unsafe and score stored); rows written per run."""
-    refuse_options(labeler, options)
-    written = {}
-    for run_id in run_ids:
-        rows = run_inputs(store, run_id)
-        score = decide(rows.column("prompt").to_pylist(), rows.column("response").to_pylist())
-        written[run_id] = write_verdicts(store, run_id, labeler, rows, unsafe=(score >= THRESHOLD).tolist(),
-                                         score=score.tolist())
-    return written
+def score(prompts: list[str | None], responses: list[str], *, name: str = "unsafe", store=None) -> dict[str, list]:
+    """The judge's columns for each (prompt, response): unsafe and score = P(unsafe)."""
+    probability = decide(prompts, responses)
+    return {"unsafe": (probability >= THRESHOLD).tolist(), "score": probability.tolist()}
