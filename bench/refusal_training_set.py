@@ -9,7 +9,7 @@ response); see bench/refusal_sources.py. The file is written outside the repo; t
     refusaldata judge train refusal-minilm --target refusal --data FILE \\
         --text-columns prompt,response --label-column refusal
 
-The default labeler (`hybrid`) does not need this: its model ships in the package
+The `hybrid` labeler does not need this: its cue model ships in the package
 (bench/train_refusal_model.py). Accuracy of both is measured leave-one-source-out by
 bench/hybrid_recipes.py (--minilm for this one).
 

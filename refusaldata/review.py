@@ -212,7 +212,7 @@ def _merge_reviews(fresh: pa.Table, stored: pa.Table) -> pa.Table:
 
 def _store_reviews(store: Store, checked: pl.DataFrame, reviewer: str) -> pa.Table:
     """Merge the reviews into each run's `human` partition (a later review of a response replaces the earlier)."""
-    from refusaldata.labelers.learned_refusal import rule_facts
+    from refusaldata.labelers.rules import rule_facts
 
     openings = rule_facts(checked["stored_response"].to_list()).column("opening").to_pylist()
     fresh = pa.table({
