@@ -24,6 +24,7 @@ import contextlib
 import html
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -34,13 +35,20 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
+from matplotlib.transforms import blended_transform_factory
 
 from refusaldata.evaluate import boundary_pairs
 
 # Tableau 10: distinguishable, and readable by most colour-blind viewers.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
-MARKERS = ("o", "s", "D", "^")
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+# Above this many runs a chart lists runs on rows (labels never overlap) and puts its legend
+# under the axes, in as many columns as fit, so the axes keep their size however many runs.
+MANY_RUNS = 10
+ROW_INCHES = 0.2  # height per run in a chart of rows
+SIDE_LABEL_CHARS = 16  # a legend of longer names beside the axes would squeeze them: it goes below
+AXES_HEIGHT = 3.0  # inches of the scatter's axes when its legend goes below
 TICKS = [i / 5 for i in range(6)]
 LABEL_CHARS = 34  # longer run names are cut (the full name stays in each mark's tooltip)
 WIDTH, HEIGHT = 6.5, 3.6  # inches: a page's text width
@@ -132,13 +140,66 @@ def _new(chart_id: str, title: str, width: float = WIDTH, height: float = HEIGHT
     return Chart(chart_id, title, figure), list(axes)
 
 
-def _short(label: str) -> str:
-    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+def _short(label: str, head: int = (LABEL_CHARS - 1) * 2 // 5) -> str:
+    """A run name cut to LABEL_CHARS in the middle, keeping `head` characters of its start: names
+    of one corpus often share their start (jbb-prompt_with_random_search-black_box-...) and
+    differ at the end."""
+    if len(label) <= LABEL_CHARS:
+        return label
+    return label[:head] + "…" + label[-(LABEL_CHARS - 1 - head):]
+
+
+def _crowded(names: Sequence[str]) -> bool:
+    """Whether runs named so are too many, or too long-named, for bars in columns and a legend beside."""
+    return len(names) > MANY_RUNS or max((len(name) for name in names), default=0) > SIDE_LABEL_CHARS
+
+
+def short_names(labels: Sequence[str]) -> list[str]:
+    """`_short` of each label, names that would then read alike cut elsewhere until they differ."""
+    shown = [_short(label) for label in labels]
+    for text in {text for text in shown if shown.count(text) > 1}:
+        group = [index for index, other in enumerate(shown) if other == text]
+        default = (LABEL_CHARS - 1) * 2 // 5
+        for head in [*range(default - 1, 0, -1), *range(default + 1, LABEL_CHARS - 1)]:
+            cut = [_short(labels[index], head) for index in group]
+            if len(set(cut)) == len(cut):
+                for index, name in zip(group, cut):
+                    shown[index] = name
+                break
+    return shown
 
 
 def _run_style(index: int) -> tuple[str, str]:
-    """Colour and marker of the index-th run: ten colours, then the next marker shape."""
+    """Colour and marker of the index-th run: ten colours, then the next marker shape (no pair
+    repeats within len(PALETTE) x len(MARKERS) runs)."""
     return PALETTE[index % len(PALETTE)], MARKERS[(index // len(PALETTE)) % len(MARKERS)]
+
+
+def run_styles(rows: Sequence[dict]) -> list[tuple[str, str]]:
+    """A colour and marker per run, no pair used twice: when several runs share a model and the
+    models fit the palette, a model's runs share its colour and differ in marker (a corpus of
+    models under attacks reads by colour); otherwise colours, then markers, cycle by position."""
+    models = [row.get("model") for row in rows]
+    distinct = list(dict.fromkeys(models))
+    per_model = Counter(models)
+    if (None not in per_model and len(distinct) < len(rows) and len(distinct) <= len(PALETTE)
+            and max(per_model.values()) <= len(MARKERS)):
+        seen: Counter = Counter()
+        styles = []
+        for model in models:
+            styles.append((PALETTE[distinct.index(model)], MARKERS[seen[model]]))
+            seen[model] += 1
+        return styles
+    return [_run_style(index) for index in range(len(rows))]
+
+
+def _legend_below(chart: Chart, handles: list, width: float) -> int:
+    """A legend under the axes, in the columns that fit `width` inches; returns its rows."""
+    widest = max((len(handle.get_label()) for handle in handles), default=1)
+    columns = max(1, min(len(handles), int((width - 0.3) // (0.35 + widest * 0.06))))
+    chart.figure.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False,
+                        columnspacing=1.2, handletextpad=0.4)
+    return -(-len(handles) // columns)
 
 
 def _rate_axis(axis, label: str, which: str = "y", pad: float = 0.0) -> None:
@@ -213,19 +274,37 @@ def _width_for(groups: int, bars: int, legend_chars: int) -> float:
 
 
 def uniformity_chart(comparison: pa.Table, k: int) -> Chart:
-    """Refusal rate (y) against uniformity (x) per run, with both intervals as whiskers."""
+    """Refusal rate (y) against uniformity (x) per run, with both intervals as whiskers.
+
+    Up to MANY_RUNS runs with short names the legend sits beside the axes; past that it goes
+    under them, in columns, and the figure grows downward so the axes keep their size."""
     rows = comparison.to_pylist()
     plotted = [row for row in rows if row["uniformity"] is not None and row["refusal_rate"] is not None]
     missing = [row["method"] for row in rows if row not in plotted]
-    chart, (axis,) = _new("chart-uniformity", "Refusal rate against uniformity of refusals",
-                          height=max(HEIGHT, 0.9 + 0.16 * (len(rows) + 2)))
+    styles = run_styles(rows)
+    labels = dict(zip((row["run_id"] for row in rows), short_names([row["method"] for row in rows])))
+    handles = []
+    for row, (color, shape) in zip(rows, styles):
+        if row in plotted:
+            handles.append(Line2D([], [], linestyle="none", marker=shape, color=color, markeredgecolor="#222",
+                                  markeredgewidth=0.6, label=labels[row["run_id"]]))
+    if missing:
+        handles.append(Line2D([], [], linestyle="none", label="not plotted (no refusals):"))
+        handles += [Line2D([], [], linestyle="none", label=f"  {labels[row['run_id']]}")
+                    for row in rows if row not in plotted]
+    below = _crowded([row["method"] for row in rows])
+    if below:
+        widest = max(len(handle.get_label()) for handle in handles)
+        columns = max(1, min(len(handles), int((WIDTH - 0.3) // (0.35 + widest * 0.06))))
+        height = AXES_HEIGHT + 1.1 + 0.22 * -(-len(handles) // columns)
+    else:
+        height = max(HEIGHT, 0.9 + 0.16 * (len(rows) + 2))
+    chart, (axis,) = _new("chart-uniformity", "Refusal rate against uniformity of refusals", height=height)
     _rate_axis(axis, "refusal rate (harmful prompts)", "y", pad=0.04)
     _rate_axis(axis, f"uniformity of refusal openings, 1 − H/log n (k = {k})", "x", pad=0.04)
-    handles = []
-    for index, row in enumerate(rows):
+    for row, (color, shape) in zip(rows, styles):
         if row not in plotted:
             continue
-        color, shape = _run_style(index)
         x, y = row["uniformity"], row["refusal_rate"]
         if row["uniformity_low"] is not None and row["uniformity_high"] is not None:
             _whisker(chart, axis, x, y, row["uniformity_low"], row["uniformity_high"], color, horizontal=True)
@@ -234,12 +313,10 @@ def uniformity_chart(comparison: pa.Table, k: int) -> Chart:
         axis.plot([x], [y], linestyle="none", marker=shape, markersize=6, color=color, markeredgecolor="#222",
                   markeredgewidth=0.6, zorder=4, gid=chart.gid("point", f"{row['method']}: refusal rate "
                                                                f"{y:.3f}, uniformity {x:.3f}"))
-        handles.append(Line2D([], [], linestyle="none", marker=shape, color=color, markeredgecolor="#222",
-                              markeredgewidth=0.6, label=_short(row["method"])))
-    if missing:
-        handles.append(Line2D([], [], linestyle="none", label="not plotted (no refusals):"))
-        handles += [Line2D([], [], linestyle="none", label=f"  {_short(name)}") for name in missing]
-    _legend(axis, handles)
+    if below:
+        _legend_below(chart, handles, WIDTH)
+    else:
+        _legend(axis, handles)
     axis.set_title(WHISKERS, fontsize=7, color="#555")
     return chart
 
@@ -263,10 +340,13 @@ def rates_chart(comparison: pa.Table) -> Chart:
     rows = comparison.to_pylist()
     series = [(statistic, label) for statistic, label in SERIES if any(row[statistic] is not None for row in rows)]
     reference = _reference_row(comparison)
-    names = [_short(row["method"]) for row in rows]
+    who = "run" if _is_corpus(comparison) else "method"
+    if _crowded([row["method"] for row in rows]):
+        return _rates_rows(rows, series, reference, who)
+    names = short_names([row["method"] for row in rows])
     width = _width_for(len(rows), len(series), LABEL_CHARS)
     drop = _tilt(names, (width - 3) / len(rows))
-    chart, (axis,) = _new("chart-rates", "Refusal and over-refusal per method", width=width, height=HEIGHT + drop)
+    chart, (axis,) = _new("chart-rates", f"Refusal and over-refusal per {who}", width=width, height=HEIGHT + drop)
     _bar_axis(axis, "rate")
     bar = 0.8 / len(series)
     handles = []
@@ -286,8 +366,67 @@ def rates_chart(comparison: pa.Table) -> Chart:
                               label=f"{_short(reference['method'])} (reference)"))
     axis.set_xlim(-0.6, len(rows) - 0.4)
     _group_ticks(axis, range(len(rows)), names, drop > 0)
-    axis.set_xlabel(f"method ({WHISKERS})")
+    axis.set_xlabel(f"{who} ({WHISKERS})")
     _legend(axis, handles)
+    return chart
+
+
+def _is_corpus(comparison: pa.Table) -> bool:
+    return (comparison.schema.metadata or {}).get(b"mode") == b"corpus"
+
+
+def _hbar(chart: Chart, axis, y: float, height: float, value: float | None, low: float | None,
+          high: float | None, color: str, tooltip: str | None) -> None:
+    """A horizontal bar out to `value` with its interval as a whisker; nothing where there is no value."""
+    if value is None:
+        return
+    bar = axis.barh([y], [max(value, 0.002)], height, color=color, zorder=2)[0]
+    bar.set_gid(chart.gid("bar", tooltip))
+    if low is not None and high is not None:
+        _whisker(chart, axis, value, y, low, high, "#222", horizontal=True)
+
+
+def _row_count(axis, y: float, n: int) -> None:
+    """The row's number of responses, just right of the axes: a small run shows it is small."""
+    axis.text(1.01, y, f"n={n}", transform=blended_transform_factory(axis.transAxes, axis.transData),
+              ha="left", va="center", fontsize=6, color="#666")
+
+
+def _row_axis(axis, names: Sequence[str], label: str) -> None:
+    """Runs down the y axis, the first at the top, each name on its own line; rates across."""
+    axis.set_yticks(range(len(names)), names)
+    axis.set_ylim(len(names) - 0.5, -0.5)
+    axis.tick_params(axis="y", length=0)
+    axis.grid(False, axis="y")
+    _rate_axis(axis, label, "x")
+    axis.set_xlim(0, 1.04)
+
+
+def _rates_rows(rows: list[dict], series: list[tuple[str, str]], reference: dict | None, who: str) -> Chart:
+    """The rates chart for many runs: a row per run, its rates as horizontal bars with whiskers."""
+    height = 1.2 + ROW_INCHES * len(rows) * max(1.0, 0.6 * len(series))
+    what = "Refusal and over-refusal" if any(statistic == "over_refusal_rate" for statistic, _ in series) else "Refusal"
+    chart, (axis,) = _new("chart-rates", f"{what} per {who}", height=height)
+    _row_axis(axis, short_names([row["method"] for row in rows]), f"rate ({WHISKERS})")
+    bar = 0.8 / len(series)
+    handles = []
+    for position, (statistic, label) in enumerate(series):
+        color = PALETTE[position]
+        handles.append(Patch(color=color, label=label))
+        if reference is not None and reference[statistic] is not None:
+            axis.axvline(reference[statistic], color=color, linewidth=1, linestyle=(0, (4, 3)), zorder=1,
+                         gid=chart.gid("reference", f"{reference['method']} (reference): {label} "
+                                                    f"{reference[statistic]:.3f}"))
+        for index, row in enumerate(rows):
+            if position == 0:
+                _row_count(axis, index, row["harmful_responses"])
+            _hbar(chart, axis, index - 0.4 + bar * (position + 0.5), bar * 0.9, row[statistic],
+                  row[f"{statistic}_low"], row[f"{statistic}_high"], color,
+                  None if row[statistic] is None else f"{row['method']}: {label} {row[statistic]:.3f}")
+    if reference is not None:
+        handles.append(Line2D([], [], color="#555", linestyle=(0, (4, 3)),
+                              label=f"{_short(reference['method'])} (reference)"))
+    _legend_below(chart, handles, WIDTH)
     return chart
 
 
@@ -295,10 +434,13 @@ def attacks_chart(by_attack: pa.Table) -> Chart:
     """Refusal rate per attack (groups, the unattacked prompts first) and method (bars), with intervals.
 
     Takes the rows of `evaluate.compare_attacks`; a method with no prompts under an attack
-    gets `n/a` in that group.
+    gets `n/a` in that group. With many or long-named runs (`_crowded`): a row per (run,
+    attack) the run answered, grouped by attack, each attack its colour.
     """
     rows = by_attack.to_pylist()
     methods = list(dict.fromkeys(row["method"] for row in rows))
+    if _crowded(methods):
+        return _attacks_rows(rows)
     attacks = list(dict.fromkeys(row["attack"] for row in rows))
     found = {(row["method"], row["attack"]): row for row in rows}
     width = _width_for(len(attacks), len(methods), LABEL_CHARS)
@@ -319,7 +461,29 @@ def attacks_chart(by_attack: pa.Table) -> Chart:
     axis.set_xlim(-0.6, len(attacks) - 0.4)
     _group_ticks(axis, range(len(attacks)), names, drop > 0)
     axis.set_xlabel(f"attack ({WHISKERS})")
-    _legend(axis, [Patch(color=_run_style(index)[0], label=_short(method)) for index, method in enumerate(methods)])
+    _legend(axis, [Patch(color=_run_style(index)[0], label=name)
+                   for index, name in enumerate(short_names(methods))])
+    return chart
+
+
+def _attacks_rows(rows: list[dict]) -> Chart:
+    """The attacks chart for many runs: one row per (run, attack) with a refusal rate, grouped by
+    attack (the unattacked prompts first, as compare_attacks orders them), coloured by attack."""
+    attacks = list(dict.fromkeys(row["attack"] for row in rows))
+    shown = sorted((row for row in rows if row["refusal_rate"] is not None),
+                   key=lambda row: attacks.index(row["attack"]))
+    height = 1.2 + ROW_INCHES * max(1, len(shown))
+    chart, (axis,) = _new("chart-attacks", "Refusal per attack and run", height=height)
+    _row_axis(axis, short_names([row["method"] for row in shown]), f"refusal rate ({WHISKERS})")
+    colors = {attack: _run_style(index)[0] for index, attack in enumerate(attacks)}
+    for index, row in enumerate(shown):
+        change = (f", {row['refusal_rate_diff']:+.3f} against its unattacked prompts"
+                  if row.get("refusal_rate_diff") is not None else "")
+        _row_count(axis, index, row["responses"])
+        _hbar(chart, axis, index, 0.7, row["refusal_rate"], row["refusal_rate_low"], row["refusal_rate_high"],
+              colors[row["attack"]], f"{row['method']}, {row['attack']}: refusal rate {row['refusal_rate']:.3f}"
+                                     f"{change}")
+    _legend_below(chart, [Patch(color=colors[attack], label=_short(attack)) for attack in attacks], WIDTH)
     return chart
 
 

@@ -147,7 +147,8 @@ BOUNDARY_TEXT = ("Each method trained with boundary rows (benign look-alikes wit
 RATES_CAPTION = ("Refusal rate on harmful prompts and over-refusal on benign ones per method; dashed lines mark "
                  "the reference run (before), bars each method (after).")
 CORPUS_RATES_CAPTION = ("Refusal rate on harmful prompts per run{benign}; whiskers: 95% bootstrap intervals over "
-                        "prompts, 'n/a' where a run has no such prompt.")
+                        "prompts. A run with no such prompt has no bar; n, where shown: its responses to harmful "
+                        "prompts.")
 CORPUS_ATTACKS_CAPTION = ("Refusal rate on harmful prompts per attack, one bar per run; '(none)' are the unattacked "
                           "prompts.")
 MODELS_TEXT = ("Each model's runs pooled: refused / labelled responses to harmful prompts, with a 95% Wilson "
