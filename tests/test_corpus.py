@@ -362,3 +362,58 @@ def test_review_accuracy_without_a_random_sample_is_an_error(corpus, cli, tmp_pa
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "no human verdict on a random sample" in result.stderr and "review export --random N" in result.stderr
     assert _snapshot(corpus.root) == before
+
+
+# -- the real corpora: JailbreakBench artifacts, Do-Not-Answer, the frontier models' rows ---------
+
+
+def test_real_corpora_import_compare_and_report_as_a_corpus(store, cli, shared_data, tmp_path):
+    import polars as pl
+
+    artifacts = shared_data / "corpora/jbb_artifacts/attack-artifacts"
+    assert cli("responses", "import", artifacts, "--format", "jbb").exit_code == 0
+    for model in ("GPT4", "ChatGLM2"):
+        result = cli("responses", "import", shared_data / f"labelled/donotanswer/annotated_response_{model}.csv",
+                     "--format", "csv", "--prompt-column", "question", "--model", model, "--name", f"dna-{model}")
+        assert result.exit_code == 0, result.stderr
+    frontier = pl.read_csv(shared_data / "labelled/frontier_refusal/val.csv").with_columns(
+        harmful=pl.col("expected_label") != "no_refusal")
+    frontier.select("prompt", "response", "model", "harmful").write_csv(tmp_path / "frontier.csv")
+    result = cli("responses", "import", tmp_path / "frontier.csv", "--format", "csv", "--model-column", "model",
+                 "--harmful-column", "harmful", "--dataset", "frontier")
+    assert result.exit_code == 0, result.stderr
+    assert cli("label", "--labeler", "rules").exit_code == 0
+
+    # one run per model; benign prompts stored as benign; every JailbreakBench prompt has its attack
+    assert _rows(store, "SELECT count(*) FROM runs WHERE name LIKE 'jbb-%'") == [(21,)]
+    assert sorted(_rows(store, "SELECT model FROM runs WHERE name LIKE 'import-%'")) == [
+        ("claude-sonnet-4-5-20250929",), ("gpt-5.1-2025-11-13",)]
+    benign = frontier.filter(~pl.col("harmful"))["prompt"].unique().len()
+    assert _rows(store, "SELECT count(*) FROM prompts WHERE dataset = 'frontier' AND NOT harmful") == [(benign,)]
+    assert _rows(store, """SELECT count(*), count(p.attack), count(json_extract(x.source_scores, '$.jailbroken'))
+                           FROM responses x JOIN runs r USING (run_id)
+                           JOIN (SELECT prompt_id, min(attack) AS attack FROM prompts GROUP BY ALL) p USING (prompt_id)
+                           WHERE r.name LIKE 'jbb-%'""") == [(1640, 1640, 1640)]
+
+    # every prompt of a corpus counts: 939 of Do-Not-Answer's, not its test split's fifth
+    compared = cli("compare", "dna-*", "import-*", "--labeler", "rules", "--bootstrap", "20", "--format", "csv")
+    assert compared.exit_code == 0, compared.stderr
+    rows = {row["method"]: row for row in csv.DictReader(compared.stdout.splitlines())}
+    assert rows["dna-GPT4"]["harmful_responses"] == rows["dna-ChatGLM2"]["harmful_responses"] == "939"
+    frontier_runs = [row for name, row in rows.items() if name.startswith("import-")]
+    assert sum(int(row["harmful_responses"]) + int(row["benign_responses"]) for row in frontier_runs) == 702
+    assert all(row["refusal_rate_diff"] == "" for row in rows.values())
+    by_attack = cli("compare", "jbb-*", "--by", "attack", "--labeler", "rules", "--bootstrap", "20", "--format", "csv")
+    assert by_attack.exit_code == 0, by_attack.stderr
+    assert {row["attack"] for row in csv.DictReader(by_attack.stdout.splitlines())} >= {"PAIR", "GCG", "DSN"}
+
+    # one uniformity per run, whichever command asks
+    mined = cli("mine", "uniformity", "--run", "dna-GPT4", "--labeler", "rules", "--format", "csv")
+    mined_value = float(next(csv.DictReader(mined.stdout.splitlines()))["uniformity"])
+    assert float(rows["dna-GPT4"]["uniformity"]) == pytest.approx(mined_value)
+
+    # the report of the whole corpus, one-response runs included, does not fail
+    report = cli("report", "--labeler", "rules", "--bootstrap", "20", "--out", tmp_path / "corpus.html")
+    assert report.exit_code == 0, report.stderr
+    markdown = (tmp_path / "corpus.md").read_text()
+    assert markdown.startswith("# Refusal patterns: a corpus of 25 runs") and "## Per model" in markdown
