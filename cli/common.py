@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Annotated
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import typer
 
 from refusaldata import io
@@ -241,6 +240,8 @@ def _csv_field(value: str | None) -> str:
 
 def _csv_text(result: pa.Table) -> str:
     """CSV with Arrow's text for every value, quoted only where needed (shell pipelines read it)."""
+    import pyarrow.compute as pc  # here: slow to import, and only CSV needs it
+
     flat = _flat(result)
     lines = [",".join(_csv_field(name) for name in flat.column_names)]
     for batch in flat.to_batches(max_chunksize=1 << 16):

@@ -16,7 +16,6 @@ import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
@@ -30,6 +29,8 @@ def templates_by_labeler_run_and_k(store: Store) -> str:
     --k or --labeler replaced the others' templates. Each old file is split into one
     partition per (labeler, k) it holds; the old file goes only after its rows are stored.
     """
+    import pyarrow.compute as pc  # here: every store imports this module, few ever run the upgrade
+
     folder = store.root / "templates"
     old_files = sorted(folder.glob("run=*/data.parquet")) if folder.is_dir() else []
     moved = 0

@@ -43,7 +43,6 @@ from urllib.parse import quote
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refusaldata import migrations, runs, storage
@@ -181,6 +180,8 @@ def _sql_types(spec: TableSpec) -> tuple[duckdb.DuckDBPyType, ...]:
 
 def _check_written(spec: TableSpec, path: Path, partition: dict[str, object], where: str) -> int:
     """Rows of a file just written for `partition`: no null in a required column, none outside it."""
+    import pyarrow.compute as pc  # here: only writes need it, and it is slow to import
+
     required = [field.name for field in spec.schema if not field.nullable]
     rows = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 17, columns=list(dict.fromkeys(
@@ -511,6 +512,8 @@ class Store:
             yield
 
     def _partitions(self, spec: TableSpec, data: pa.Table) -> Iterator[tuple[Path, pa.Table]]:
+        import pyarrow.compute as pc  # here: only writes need it, and it is slow to import
+
         if not spec.partitions:
             yield Path(spec.name), data
             return
@@ -620,6 +623,8 @@ class Store:
         drop whatever another writer stored in between, a lost update. An empty result
         removes the partition. `change` must not take this partition's lock (it is held).
         """
+        import pyarrow.compute as pc  # here: only writes need it, and it is slow to import
+
         spec = TABLES[table]
         if not spec.replace:
             raise ValueError(f"table '{table}' is append-only; use Store.append")
