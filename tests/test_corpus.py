@@ -134,8 +134,12 @@ def test_runs_lists_every_run_with_its_source_responses_and_labelers(corpus, cli
                                                                                      ("c", "2"))]
     assert all(row["run_id"].startswith(row["name"]) and row["created_at"] for row in rows)
     written = cli("runs", "--format", "jsonl", "--output", tmp_path / "runs.json")
-    lines = (tmp_path / "runs.json").read_text().splitlines()
-    assert written.exit_code == 0 and [json.loads(line)["name"] for line in lines] == [row["name"] for row in rows]
+    assert written.exit_code == 0
+    assert [row["name"] for row in _json_rows((tmp_path / "runs.json").read_text())] == [row["name"] for row in rows]
+    chosen = cli("runs", "*-b", "import-model-c", "--format", "csv")
+    assert [row["name"] for row in csv.DictReader(chosen.stdout.splitlines())] == ["import-model-b", "import-model-c"]
+    nothing = cli("runs", "gpt-*")
+    assert nothing.exit_code == 1 and "no run name or id matches the glob 'gpt-*'" in nothing.stderr
 
 
 def test_runs_are_named_by_name_unique_prefix_or_glob(corpus):
