@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from refusaldata.cli.common import (
-    FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit, open_store, refuse,
+    FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit, open_store, output_format, refuse,
 )
 from refusaldata.label import label as label_runs
 from refusaldata.label import summary_lines
@@ -38,6 +38,7 @@ def label(
 
     Labels only what the labeler has not labelled at its current version; the rest is skipped.
     """
+    output_format(fmt, output)  # an output it cannot write is refused before any label is written
     for option in ("judge_model", "judge_format"):
         if option not in get_labeler(labeler).options:
             takers = [f"{entry.name} or {entry.name}:NAME" if entry.family else entry.name
