@@ -23,7 +23,9 @@ were in its training data: their labels are in-sample.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -73,15 +75,23 @@ def refusal_card() -> dict:
 
 def refusal_inputs(prompts: list[str | None], responses: list[str], facts: pa.Table,
                    settings: ngram_model.Settings) -> tuple[list[list[str]], np.ndarray]:
-    """The model's two inputs: each response's terms and its dense facts (read with its prompt)."""
-    documents = [ngram_model.response_terms(text, settings) for text in responses]
+    """The model's two inputs: each response's terms as a list (what training and the benches'
+    folds index) and its dense facts (read with its prompt)."""
+    return [ngram_model.response_terms(text, settings) for text in responses], \
+        dense_inputs(prompts, responses, facts, settings)
+
+
+def dense_inputs(prompts: list[str | None], responses: list[str], facts: pa.Table,
+                 settings: ngram_model.Settings) -> np.ndarray:
+    """The model's dense facts of each (prompt, response): the hybrid labeler's features, then
+    the semantic relevance where the settings ask for it."""
     cues = hybrid_card()["cues"]
     cues = {**cues, "relevance": {**cues["relevance"], "plural": settings.relevance_plural,
                                   "stem": settings.relevance_stem}}
     dense = hybrid_features(responses, facts, cues, prompts).astype(np.float32)
     if settings.semantic_relevance:
         dense = np.concatenate([dense, semantic_relevance(prompts, responses, dense[:, -1] > 0)[:, None]], axis=1)
-    return documents, dense
+    return dense
 
 
 SEMANTIC_CHARS = 400
@@ -90,28 +100,75 @@ SEMANTIC_CHARS = 400
 
 def semantic_relevance(prompts: list[str | None], responses: list[str], gated: np.ndarray) -> np.ndarray:
     """Per row: cos(prompt, response head) of MiniLM embeddings where `gated` (no prompt word
-    found), else 0; scaled like the other facts. Only gated rows are embedded, which keeps
-    the labeler fast: most answers share a word with their prompt."""
-    from refusaldata.labelers.embed import embed
-    from refusaldata.labelers.cue_model import FACT_SCALE
-
+    found), else 0; scaled like the other facts. Only gated rows are embedded (about 2% of real
+    answers share no word with their prompt), each distinct text once, in one sorted batch:
+    the embedding is most of the labeler's time where there are any, and nothing of torch is
+    loaded where there are none."""
     out = np.zeros(len(responses), dtype=np.float32)
     rows = np.where(gated)[0]
     if len(rows):
-        asked = embed([(prompts[i] or "")[:SEMANTIC_CHARS] for i in rows])
-        said = embed([(responses[i] or "")[:SEMANTIC_CHARS] for i in rows])
-        out[rows] = (asked * said).sum(axis=1) * FACT_SCALE
+        from refusaldata.labelers.cue_model import FACT_SCALE
+        from refusaldata.labelers.embed import embed
+
+        asked = [(prompts[i] or "")[:SEMANTIC_CHARS] for i in rows]
+        said = [(responses[i] or "")[:SEMANTIC_CHARS] for i in rows]
+        texts = sorted(set(asked) | set(said))
+        vectors = embed(texts)
+        where = {text: i for i, text in enumerate(texts)}
+        out[rows] = (vectors[[where[t] for t in asked]] * vectors[[where[t] for t in said]]).sum(axis=1) * FACT_SCALE
     return out
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The shipped refusal model's reading of (prompt, response) rows: the rule facts, the
+    response terms, the dense facts and the class probabilities (the model's class order).
+    The unsafe judge reads the same, so the last reading is kept: a judge run right after the
+    labeler on the same rows (one process) does not read them twice."""
+
+    facts: pa.Table
+    terms: ngram_model.Terms
+    dense: np.ndarray
+    probabilities: np.ndarray
+
+
+_last: dict[bytes, Reading] = {}
+
+
+def _digest(prompts: list[str | None], responses: list[str]) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for text in (*prompts, *responses):
+        digest.update(b"\0" if text is None else text.encode("utf-8", "surrogatepass") + b"\1")
+    return digest.digest()
+
+
+def reading(prompts: list[str | None], responses: list[str]) -> Reading:
+    """The shipped refusal model's Reading of the rows (computed once for the last rows asked)."""
+    key = _digest(prompts, responses)
+    if key not in _last:
+        model = refusal_model()
+        facts = rule_facts(responses)
+        terms = ngram_model.Terms.read(responses, model.settings)
+        dense = dense_inputs(prompts, responses, facts, model.settings)
+        _last.clear()
+        _last[key] = Reading(facts, terms, dense, model.probabilities(terms, dense))
+    return _last[key]
 
 
 def decide(prompts: list[str | None], responses: list[str], facts: pa.Table | None = None,
            model: ngram_model.Model | None = None) -> Verdicts:
-    """Score and verdict of each (prompt, response); `facts` are rules.rule_facts of the responses."""
-    model = model or refusal_model()
-    facts = rule_facts(responses) if facts is None else facts
-    documents, dense = refusal_inputs(prompts, responses, facts, model.settings)
-    probabilities = model.probabilities(documents, dense)
-    column = {name: i for i, name in enumerate(model.classes)}
+    """Score and verdict of each (prompt, response) by `model` (the shipped one unless given);
+    `facts` are rules.rule_facts of the responses."""
+    if model is None and facts is None:
+        read = reading(prompts, responses)
+        facts, probabilities, classes = read.facts, read.probabilities, refusal_model().classes
+    else:
+        model = model or refusal_model()
+        facts = rule_facts(responses) if facts is None else facts
+        terms = ngram_model.Terms.read(responses, model.settings)
+        probabilities = model.probabilities(terms, dense_inputs(prompts, responses, facts, model.settings))
+        classes = model.classes
+    column = {name: i for i, name in enumerate(classes)}
     score = 1.0 - probabilities[:, column["compliance"]]
     # An empty answer gives nothing asked for: a refusal, whatever the model makes of no words.
     score[np.array([not (text or "").strip() for text in responses], dtype=bool)] = 1.0
@@ -127,7 +184,6 @@ def decide(prompts: list[str | None], responses: list[str], facts: pa.Table | No
 
 def score(prompts: list[str | None], responses: list[str], *, name: str = "ngram", store=None) -> dict[str, list]:
     """The ngram labeler's columns for each (prompt, response)."""
-    facts = rule_facts(responses)
-    verdicts = decide(prompts, responses, facts)
+    verdicts = decide(prompts, responses)
     return {"refusal": verdicts.refusal.tolist(), "score": verdicts.score.tolist(), "verdict": verdicts.verdict,
-            "marker": verdicts.marker, "opening": facts.column("opening").to_pylist()}
+            "marker": verdicts.marker, "opening": reading(prompts, responses).facts.column("opening").to_pylist()}

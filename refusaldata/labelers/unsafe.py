@@ -23,7 +23,10 @@ import numpy as np
 import pyarrow as pa
 
 from refusaldata.labelers import ngram_model
-from refusaldata.labelers.ngram import REFUSAL_CLASSES, refusal_inputs, refusal_model, shipped_card, shipped_model
+from refusaldata.labelers.ngram import (
+    REFUSAL_CLASSES, dense_inputs, refusal_model, shipped_card, shipped_model,
+)
+from refusaldata.labelers.ngram import reading as shared_reading
 from refusaldata.labelers.rules import rule_facts
 from refusaldata.labelers.cue_model import FACT_SCALE, feature_names
 from refusaldata.labelers.cue_model import card as hybrid_card
@@ -52,7 +55,7 @@ class Reading:
     them), the refusal model's class probabilities (REFUSAL_CLASSES order) and the prompt
     relevance facts (share of prompt words found, none found)."""
 
-    documents: list[list[str]]
+    documents: list[list[str]] | ngram_model.Terms
     probabilities: np.ndarray
     relevance: np.ndarray
     settings: ngram_model.Settings
@@ -60,15 +63,22 @@ class Reading:
 
 def refusal_reading(prompts: list[str | None], responses: list[str], model: ngram_model.Model | None = None,
                     facts: pa.Table | None = None) -> Reading:
-    """Read the responses with a refusal model (the shipped one unless given)."""
+    """Read the responses with a refusal model (the shipped one unless given: then the ngram
+    labeler's own reading, shared with it)."""
+    if model is None and facts is None:
+        read = shared_reading(prompts, responses)
+        return reading_of(refusal_model(), read.terms, read.dense, read.probabilities)
     model = model or refusal_model()
     facts = rule_facts(responses) if facts is None else facts
-    return reading_of(model, *refusal_inputs(prompts, responses, facts, model.settings))
+    return reading_of(model, ngram_model.Terms.read(responses, model.settings),
+                      dense_inputs(prompts, responses, facts, model.settings))
 
 
-def reading_of(model: ngram_model.Model, documents: list[list[str]], dense: np.ndarray) -> Reading:
+def reading_of(model: ngram_model.Model, documents: list[list[str]] | ngram_model.Terms, dense: np.ndarray,
+               probabilities: np.ndarray | None = None) -> Reading:
     """The reading from a refusal model's inputs (shipped.refusal_inputs at the model's settings)."""
-    probabilities = model.probabilities(documents, dense)[:, [model.classes.index(c) for c in REFUSAL_CLASSES]]
+    probabilities = model.probabilities(documents, dense) if probabilities is None else probabilities
+    probabilities = probabilities[:, [model.classes.index(c) for c in REFUSAL_CLASSES]]
     names = feature_names(hybrid_card()["cues"])
     relevance = dense[:, [names.index("prompt_words_found"), names.index("no_prompt_word")]] / FACT_SCALE
     return Reading(documents, probabilities, relevance.astype(np.float64), model.settings)
@@ -88,8 +98,11 @@ def unsafe_inputs(prompts: list[str | None], responses: list[str], reading: Read
     """The judge's two inputs as `recipe` says: terms (`terms`: the response's; `prompt_terms`:
     the prompt's as context) and the chosen `facts`."""
     same = all(getattr(settings, f) == getattr(reading.settings, f) for f in READ_FIELDS)
-    if recipe["terms"]:
-        documents = reading.documents if same else [ngram_model.response_terms(text, settings) for text in responses]
+    if recipe["terms"] and not recipe["prompt_terms"]:
+        documents = reading.documents if same else ngram_model.Terms.read(responses, settings)
+    elif recipe["terms"]:
+        documents = reading.documents if same and not isinstance(reading.documents, ngram_model.Terms) else \
+            [ngram_model.response_terms(text, settings) for text in responses]
     else:
         documents = [[] for _ in responses]
     if recipe["prompt_terms"]:
