@@ -188,21 +188,24 @@ def _open_for_writing(target: Path):
     return os.fdopen(fd, "wb")
 
 
-def write_bytes(target: str | os.PathLike[str], data: bytes, error: type[Exception] = StoreError) -> None:
-    """Write `data` to `target` atomically (in place for a special file)."""
-    with atomic_path(target, error) as path:
+def write_bytes(target: str | os.PathLike[str], data: bytes, error: type[Exception] = StoreError,
+                within: str | os.PathLike[str] | None = None) -> None:
+    """Write `data` to `target` atomically (in place for a special file; never through a link with `within`)."""
+    with atomic_path(target, error, within) as path:
         with open(path, "wb") as handle:
             handle.write(data)
 
 
-def write_text(target: str | os.PathLike[str], text: str, error: type[Exception] = StoreError) -> None:
-    """Write UTF-8 `text` to `target` atomically (in place for a special file)."""
-    write_bytes(target, text.encode("utf-8"), error)
+def write_text(target: str | os.PathLike[str], text: str, error: type[Exception] = StoreError,
+               within: str | os.PathLike[str] | None = None) -> None:
+    """Write UTF-8 `text` to `target` atomically (see `write_bytes`)."""
+    write_bytes(target, text.encode("utf-8"), error, within)
 
 
-def write_json(target: str | os.PathLike[str], value: Any, error: type[Exception] = StoreError) -> None:
-    """Write `value` as indented, key-sorted JSON to `target` atomically."""
-    write_text(target, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", error)
+def write_json(target: str | os.PathLike[str], value: Any, error: type[Exception] = StoreError,
+               within: str | os.PathLike[str] | None = None) -> None:
+    """Write `value` as indented, key-sorted JSON to `target` atomically (see `write_bytes`)."""
+    write_text(target, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", error, within)
 
 
 @contextlib.contextmanager

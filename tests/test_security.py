@@ -497,3 +497,21 @@ def test_a_report_written_inside_the_store_never_follows_a_link_out(store, tmp_p
     with pytest.raises(InputError, match="is a link"):
         write_report(store, None, folder / "quickstart.html", labeler="rules", bootstrap=10)
     assert outside.read_text() == "the user's file" and not (folder / "quickstart.html").exists()
+
+
+def test_training_into_the_store_never_follows_a_link_out(store, tmp_path):
+    """quickstart trains into the store's trained/ folder: a method folder there that links out is refused."""
+    from refusaldata.errors import BackendError
+    from refusaldata.train.loop import train_adapter
+
+    store.replace("sft", pa.Table.from_pylist([
+        {"set_name": "s", "mode": "baseline", "kind": "refusal", "prompt_id": prompt_id(f"q{i}?"), "split": "train",
+         "prompt": f"q{i}?", "target": "No."} for i in range(3)]))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    trained = store.local_folder("trained")
+    trained.mkdir()
+    (trained / "sft").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(BackendError, match="a link leads it out of the store"):
+        train_adapter(store, "s", "no-such-model-is-ever-loaded", trained / "sft", max_steps=1)
+    assert not list(outside.iterdir())

@@ -57,8 +57,10 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save(out: Path, step: int, adapter: dict[str, torch.Tensor], optimizer_state: dict, state: dict) -> None:
-    """Write checkpoint `step`, point checkpoint.json at it, then drop older ones."""
+def save(out: Path, step: int, adapter: dict[str, torch.Tensor], optimizer_state: dict, state: dict,
+         within: Path | None = None) -> None:
+    """Write checkpoint `step`, point checkpoint.json at it, then drop older ones (`within`: the
+    store's root, for an `out` inside it, whose files are never written through a link)."""
     folder = out / f"{_PREFIX}{step:08d}"
     tensors, meta = _flatten_optimizer(optimizer_state)
     with io.atomic_folder(folder, BackendError) as staging:
@@ -67,7 +69,7 @@ def save(out: Path, step: int, adapter: dict[str, torch.Tensor], optimizer_state
         save_file(tensors, staging / "optimizer.safetensors")
         io.write_json(staging / "state.json", {**state, "step": step, "optimizer": meta}, BackendError)
     io.write_json(out / POINTER, {"folder": folder.name, "step": step, "adapter_id": state["adapter_id"]},
-                  BackendError)
+                  BackendError, within)
     for stale in out.glob(f"{_PREFIX}*"):
         if stale.name != folder.name:
             shutil.rmtree(stale, ignore_errors=True)

@@ -503,7 +503,11 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
     config.update({name: value for name, value in (("load_in_4bit", load_in_4bit), ("processes", processes))
                    if value != {"load_in_4bit": False, "processes": 1}[name]})
     adapter_id = f"{slug(set_name, 30)}-{loss}-{digest(canonical_json(config), 10)}"
-    out = Path(out).expanduser().resolve()
+    given = Path(out).expanduser()
+    within = store.root if not store.remote and io.under_root(given, store.root) else None  # quickstart's trained/
+    if within is not None:
+        io.check_within(given, within, BackendError, folder=True)  # and its files, below: never through a link
+    out = given.resolve()
     _check_out(out, adapter_id, replace)
     finished = _finished(out, adapter_id)
     if finished is not None:
@@ -579,7 +583,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
                     metrics = []
                     checkpoint.save(out, step + 1, get_peft_model_state_dict(peft_model), optimizer.state_dict(),
                                     {"adapter_id": adapter_id, "elapsed_s": elapsed, "tokens": seen_tokens,
-                                     "first_loss": first_loss})
+                                     "first_loss": first_loss}, within)
 
         if main:
             _save_adapter(peft_model, out)
@@ -603,7 +607,7 @@ def train_adapter(store: Store, set_name: str, model: str, out: str | os.PathLik
         "adapter_id": adapter_id, "path": str(out), "base_model": model, "set_name": set_name, "loss": loss,
         "config": json.dumps(record, sort_keys=True), "created_at": now()}]), where=f"adapter {adapter_id}")
     # The record goes last: its presence is what marks the run finished.
-    io.write_json(out / RECORD, record, BackendError)
+    io.write_json(out / RECORD, record, BackendError, within)
     checkpoint.clear(out)
     accelerator.wait_for_everyone()
     return result
