@@ -24,6 +24,10 @@ from refusaldata.runs import now, select_runs
 from refusaldata.schemas import LABELS
 from refusaldata.store import Store
 
+SUMMARY = pa.schema([("run", pa.string()), ("run_id", pa.string()), ("labeler", pa.string()),
+                     *[(name, pa.int64()) for name in ("labelled", "refusals", "undecided", "partials", "new",
+                                                       "skipped", "in_sample")]])
+"""`label`'s summary: one row per run."""
 CHUNK_ROWS = 20_000
 """Responses scored at a time: the progress bar moves per chunk, and memory stays flat."""
 
@@ -80,39 +84,24 @@ def _score(entry: Labeler, name: str, store: Store, rows: pa.Table, options: dic
     return columns
 
 
-def _query(store: Store, name: str, params: dict) -> pa.Table:
-    con = store.connect(["responses", "prompts", "labels"])
-    try:
-        return con.sql(sql_text(name), params=params).to_arrow_table()
-    finally:
-        con.close()
-
-
 def label_run(store: Store, run_id: str, entry: Labeler, name: str, version: str, force: bool = False,
               options: dict | None = None) -> Labelled:
-    """Label what `name` has not labelled of one run at `version` (everything when `force`)
-    and write the partition: kept labels plus new ones. Nothing is written when nothing is new."""
-    options = options or {}
+    """Label what `name` has not labelled of one run at `version` (everything when `force`) and
+    write the partition: kept labels plus new ones."""
     params = {"run_id": run_id, "labeler": name, "version": version, "force": force}
-    pending = _query(store, "label_pending", params)
-    kept = _query(store, "label_kept", params)
-    stored = store.connect(["labels"])
+    con = store.connect(["responses", "prompts", "labels"])
     try:
-        held = stored.sql("SELECT count(*) FROM labels WHERE labeler = $labeler AND run_id = $run_id",
-                          params={"labeler": name, "run_id": run_id}).fetchall()[0][0]
+        pending = con.sql(sql_text("label_pending"), params=params).to_arrow_table()
+        kept = con.sql(sql_text("label_kept"), params=params).to_arrow_table()
     finally:
-        stored.close()
-    if not pending.num_rows and kept.num_rows == held:
-        return Labelled(run_id, 0, kept.num_rows, 0)
+        con.close()
     training = entry.training_set()
     inside = in_sample(pending.column("response").to_pylist(), training) if training is not None else 0
-    partition = {"labeler": name, "run_id": run_id}
     if entry.run_labeler is not None and not kept.num_rows and pending.num_rows:
-        written = resolve(entry.run_labeler)(store, run_id, name, version)
-        return Labelled(run_id, written, 0, inside)
-    new = verdict_table(pending, name, version, _score(entry, name, store, pending, options), now())
+        return Labelled(run_id, resolve(entry.run_labeler)(store, run_id, name, version), 0, inside)
+    new = verdict_table(pending, name, version, _score(entry, name, store, pending, options or {}), now())
     rows = pa.concat_tables([kept.select(LABELS.schema.names).cast(LABELS.schema), new])
-    store.replace("labels", rows, partition=partition, where=f"labels of {name} on {run_id}")
+    store.replace("labels", rows, partition={"labeler": name, "run_id": run_id}, where=f"labels of {name} on {run_id}")
     return Labelled(run_id, pending.num_rows, kept.num_rows, inside)
 
 
@@ -129,25 +118,31 @@ def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, for
     run_ids = run_ids_for(store, runs)
     if not run_ids:
         raise NotFoundError(f"no responses to label in {store.root}")
-    done = [label_run(store, run_id, entry, labeler, version, force, options) for run_id in run_ids]
-    did = pa.table({"run_id": [d.run_id for d in done], "new": pa.array([d.new for d in done], pa.int64()),
-                    "skipped": pa.array([d.kept for d in done], pa.int64()),
-                    "in_sample": pa.array([d.in_sample for d in done], pa.int64())})
-    con = store.connect(["runs", "labels"])
+    con = store.connect(["responses", "labels"])
     try:
-        con.register("did", did)
-        return con.sql(
-            "SELECT coalesce(r.name, d.run_id) AS run, d.run_id, $labeler AS labeler, "
-            "count(l.run_id)::BIGINT AS labelled, count(*) FILTER (l.refusal)::BIGINT AS refusals, "
-            "count(l.run_id) FILTER (l.refusal IS NULL)::BIGINT AS undecided, "
-            "count(*) FILTER (l.verdict = 'partial')::BIGINT AS partials, "
-            "any_value(d.new) AS new, any_value(d.skipped) AS skipped, any_value(d.in_sample) AS in_sample "
-            "FROM did d LEFT JOIN (SELECT run_id, any_value(name) AS name FROM runs GROUP BY run_id) r USING (run_id) "
-            "LEFT JOIN labels l ON l.run_id = d.run_id AND l.labeler = $labeler "
-            "GROUP BY d.run_id, r.name ORDER BY d.run_id",
-            params={"labeler": labeler}).to_arrow_table()
+        status = con.sql(sql_text("label_status"), params={
+            "run_ids": run_ids, "labeler": labeler, "version": version}).fetchall()
     finally:
         con.close()
+    # A run whose answered responses all hold a current label, and nothing else, is not read again.
+    done = [Labelled(run_id, 0, current, 0) if not force and answered == current == held
+            else label_run(store, run_id, entry, labeler, version, force, options)
+            for run_id, answered, current, held in status]
+    con = store.connect(["runs", "labels"])
+    try:
+        names = dict(con.sql("SELECT run_id, any_value(name) FROM runs WHERE list_contains($run_ids, run_id) "
+                             "GROUP BY run_id", params={"run_ids": run_ids}).fetchall())
+        counts = {row[0]: row[1:] for row in con.sql(
+            "SELECT run_id, count(*), count(*) FILTER (refusal), count(*) FILTER (refusal IS NULL), "
+            "count(*) FILTER (verdict = 'partial') FROM labels "
+            "WHERE labeler = $labeler AND list_contains($run_ids, run_id) GROUP BY run_id",
+            params={"labeler": labeler, "run_ids": run_ids}).fetchall()}
+    finally:
+        con.close()
+    rows = [{"run": names.get(d.run_id) or d.run_id, "run_id": d.run_id, "labeler": labeler,
+             **dict(zip(("labelled", "refusals", "undecided", "partials"), counts.get(d.run_id, (0, 0, 0, 0)))),
+             "new": d.new, "skipped": d.kept, "in_sample": d.in_sample} for d in sorted(done, key=lambda d: d.run_id)]
+    return pa.Table.from_pylist(rows, schema=SUMMARY)
 
 
 def summary_lines(summary: pa.Table, labeler: str) -> list[str]:
