@@ -262,7 +262,7 @@ def speed(texts: list[str], prompts: list[str]) -> dict[str, float]:
         for labeler in ("ngram", "unsafe"):
             label(store, ["speed"], labeler)  # the first call loads models and SQL: timed on the second
             started = time.perf_counter()
-            label(store, ["speed"], labeler)
+            label(store, ["speed"], labeler, force=True)  # labels each response once unless forced
             rates[labeler] = len(texts) / (time.perf_counter() - started)
     return rates
 
