@@ -22,7 +22,8 @@ class Analysis:
     """A store opened for analysis: SQL over its views and macros, the mining queries, labelling.
 
     Queries read the store as it was when the first one ran; `label` (or `refresh`) makes
-    the next query see what was written since. Results stay usable after either.
+    the next query see what was written since. Results stay usable after either, as long
+    as the Analysis itself is kept (older DuckDB closes a connection with its owner).
     """
 
     def __init__(self, store: Store):

@@ -70,10 +70,14 @@ def cli():
     line too): cli("sql", "SELECT 1") -> CliResult(exit_code, stdout, stderr)."""
     from refusaldata.cli.main import run
 
-    runner = CliRunner()
+    try:
+        runner = CliRunner(mix_stderr=False)  # click before 8.2 (typer before 0.16) mixes them unless told
+    except TypeError:
+        runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None) -> CliResult:
-        with runner.isolation(input=input) as (stdout, stderr, _):
+        with runner.isolation(input=input) as streams:  # (stdout, stderr), or with a mixed output after them
+            stdout, stderr = streams[0], streams[1]
             code = run([str(a) for a in args])
             return CliResult(code, stdout.getvalue().decode("utf-8", "replace"),
                              stderr.getvalue().decode("utf-8", "replace"))

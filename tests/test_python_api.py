@@ -87,7 +87,8 @@ def test_a_bad_query_is_duckdbs_error(runs):
 def test_import_refusaldata_stays_light(runs):
     probe = ("import sys, refusaldata\n"
              "light = not any(m in sys.modules for m in ('duckdb', 'pyarrow', 'torch', 'polars'))\n"
-             f"refusaldata.open({str(runs.root)!r}).rates().fetchall()\n"
+             f"rd = refusaldata.open({str(runs.root)!r})\n"
+             "rd.rates().fetchall()\n"
              "print(light, [m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
