@@ -244,3 +244,15 @@ def test_a_live_lease_blocks_and_a_dead_holders_claim_is_taken_over_at_once(s3):
     assert acquired.wait(30)
     taker.join()
     assert not [key for key in object_keys(s3) if "/.locks/" in key]  # the dead holder's claim is gone too
+
+
+def test_read_only_sql_reads_an_s3_store(cli, s3):
+    """sql without --write opens only the store's own files; on S3 those are s3:// objects read through
+    the store's client, which external access off must still allow (and nothing else)."""
+    Store(s3).append("prompts", pa.table({"prompt_id": ["p1"], "dataset": ["d"], "text": ["Hi"], "harmful": [True],
+                                          "split": ["test"]}))
+    result = cli("sql", "SELECT count(*) AS n FROM prompts", "--format", "csv", "--store", s3)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["n", "1"]
+    refused = cli("sql", "COPY (SELECT 1) TO 'x.csv'", "--store", s3)
+    assert refused.exit_code == 1 and "need --write" in refused.stderr
