@@ -147,13 +147,14 @@ def _compare_attacks(runs: list[str], labeler: str, bootstrap: int, seed: int, s
     comparison = compare_attacks(open_store(store), runs, labeler=labeler, bootstrap=bootstrap, seed=seed,
                                  split=split)
     split = comparison_settings(comparison)["split"]
+    shown = "every prompt" if split == "all" else f"{split} split"
     if all(attack == PLAIN for attack in comparison.column("attack").to_pylist()):
         raise NotFoundError(f"no response of these runs to an attacked harmful prompt of split '{split}' is "
                             f"labelled by '{labeler}'; make attacked prompts with `refusaldata prompts augment "
                             "SOURCE --attack NAME`, generate on them and label the answers")
     if fmt is OutputFormat.table:
         emit(as_text(attack_cells(comparison)), fmt, output, width=TERMINAL_WIDTH,
-             title=f"refusal under attack: {split} split, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, "
+             title=f"refusal under attack: {shown}, labeler {labeler}, 95% bootstrap CIs (B={bootstrap}, "
                    f"seed {seed}); Δ: attacked minus its unattacked source, paired")
     else:
         emit(comparison, fmt, output)

@@ -195,7 +195,8 @@ def accuracy(store: Store, runs: list[str] | None = None) -> pa.Table:
                             "import FILE`")
     run_ids_column = table.column("run_id").to_pylist()
     runs_column = ["all runs" if run_id is None else (names.get(run_id) or run_id) for run_id in run_ids_column]
-    return table.add_column(1, "run", pa.array(runs_column, pa.string()))
+    table = table.add_column(1, "run", pa.array(runs_column, pa.string()))
+    return table.select([name for name in table.column_names if name != "run_id"] + ["run_id"])
 
 
 def _merge_reviews(fresh: pa.Table, stored: pa.Table) -> pa.Table:

@@ -81,7 +81,8 @@ SELECT
     coalesce(d.distinct_openings, 0)::BIGINT AS distinct_openings,
     d.top1_share,
     d.top5_share,
-    CASE WHEN d.refusals = 1 THEN 1.0 WHEN d.refusals > 1 THEN 1 - d.entropy / ln(d.refusals) END AS uniformity,
+    CASE WHEN d.refusals = 1 THEN 1.0 WHEN d.refusals > 1 THEN greatest(0.0, 1 - d.entropy / ln(d.refusals)) END
+        AS uniformity,
     g.distinct_1,
     g.distinct_2,
     g.distinct_3,
