@@ -391,7 +391,7 @@ def _id_columns(names: list[str]) -> set[str]:
 
 
 def render_table(result: pa.Table, title: str | None = None, width: int | None = None) -> str:
-    """The table as plain text fitting `width` columns (default: the terminal's).
+    """The table as plain text fitting `width` columns (at most the terminal's, its default).
 
     Text cells wrap between words; a header never breaks inside a word. Columns empty in
     every row are hidden (--all-columns shows them), as are ids shown by name as well (--ids
@@ -399,7 +399,7 @@ def render_table(result: pa.Table, title: str | None = None, width: int | None =
     left out and a line below names them.
     """
     options = _TABLE_OPTIONS.get() or TableOptions()
-    width = terminal_width() if width is None else width
+    width = terminal_width() if width is None else min(width, terminal_width())
     names = [printable(name) for name in result.column_names]
     cells = [[_format_cell(value) for value in column.to_pylist()] for column in result.columns]
     numeric = [_numeric(field.type) for field in result.schema]

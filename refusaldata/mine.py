@@ -3,7 +3,8 @@
 Each measurement is one query in sql/mine_*.sql run by DuckDB over the store (see
 DESIGN.md, "Mining: what the numbers mean"). Only the fuzzy parts run in Python, and
 vectorized: rapidfuzz's `process.cdist` for the mean pairwise similarity of a seeded
-sample of openings, and for clustering distinct openings into templates.
+sample of openings, and for clustering distinct openings into templates. Every function
+reads `best` labels unless `labeler` names one, as the `mine` commands do.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rapidfuzz import fuzz, process
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.io import sha256_text
 from refusaldata.label import run_ids_for
-from refusaldata.labelers.registry import RULES
+from refusaldata.labelers.registry import BEST
 from refusaldata.labelers.rules import OPENING_WORDS, prepare
 from refusaldata.queries import sql_text
 from refusaldata.runs import now
@@ -61,7 +62,7 @@ def _query(store: Store, name: str, labeler: str, runs: list[str] | None, **para
         con.close()
 
 
-def rates(store: Store, runs: list[str] | None = None, by: str = "run", labeler: str = RULES) -> pa.Table:
+def rates(store: Store, runs: list[str] | None = None, by: str = "run", labeler: str = BEST) -> pa.Table:
     """Refusal, over-refusal and unsafe rates with Wilson 95% intervals, per run (and group).
 
     By attack, each attack's row also gets the paired difference to its unattacked source
@@ -89,7 +90,7 @@ def _attack_pairs(store: Store, rates_by_attack: pa.Table, labeler: str, runs: l
 
 
 def openings(store: Store, runs: list[str] | None = None, k: int = 5, top: int = 10,
-             labeler: str = RULES) -> pa.Table:
+             labeler: str = BEST) -> pa.Table:
     """The `top` most frequent refusal openings of k words per run, with shares."""
     _check_k(k)
     if top < 1:
@@ -111,7 +112,7 @@ def _check_min_refusals(min_refusals: int) -> None:
         raise InputError(f"--min-refusals must be at least 1, got {min_refusals}")
 
 
-def uniformity(store: Store, runs: list[str] | None = None, k: int = 5, labeler: str = RULES,
+def uniformity(store: Store, runs: list[str] | None = None, k: int = 5, labeler: str = BEST,
                sample: int = SIMILARITY_SAMPLE, seed: int = SIMILARITY_SEED,
                min_refusals: int = MIN_REFUSALS) -> pa.Table:
     """Per run: how uniform its refusal openings are, with its refusal rate beside.
@@ -162,7 +163,7 @@ def permutation_p(values: np.ndarray, rates: np.ndarray, permutations: int = PER
     return (reached + 1) / (permutations + 1)
 
 
-def correlation(store: Store, runs: list[str] | None = None, k: int = 5, labeler: str = RULES,
+def correlation(store: Store, runs: list[str] | None = None, k: int = 5, labeler: str = BEST,
                 min_refusals: int = MIN_REFUSALS) -> pa.Table:
     """Spearman correlation across runs between each uniformity measure and the refusal rate,
     with the number of runs it rests on and a permutation p-value (`permutation_p`).
@@ -226,7 +227,7 @@ def template_id(medoid: str) -> str:
 
 
 def templates(store: Store, runs: list[str] | None = None, k: int = 5, threshold: float = 80.0,
-              labeler: str = RULES) -> pa.Table:
+              labeler: str = BEST) -> pa.Table:
     """Cluster each run's refusal openings into templates and store them (table `templates`).
 
     Each (labeler, run, k) partition of `templates` is replaced, so it holds the latest

@@ -135,7 +135,7 @@ def test_templates_are_stored(corpus):
         ("run-uniform", 5, "i cannot do that.", 1, 0.25, ["i cannot do that."]),
     ]
     stored = corpus.read("templates")
-    assert stored.num_rows == 2 and set(stored.column("labeler").to_pylist()) == {"rules"}
+    assert stored.num_rows == 2 and set(stored.column("labeler").to_pylist()) == {"best"}
     assert stored.column("template_id").to_pylist()[0] == mine.template_id(stored.column("medoid").to_pylist()[0])
     merged = mine.templates(corpus, ["uniform"], k=5, threshold=30)
     assert rows(merged, "medoid", "support") == [("i'm sorry, but i can't", 4)]
