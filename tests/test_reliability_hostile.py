@@ -103,6 +103,8 @@ BASE_ARGS: dict[str, list | None] = {
     "evaluate capability": ["no-such-run", "--limit", "1"],
     "review export": ["--run", "base", "--budget", "2", "--output", "{tmp}/review.csv"],
     "review import": ["{tmp}/responses.csv"],
+    "review accuracy": [],
+    "runs": [],
 }
 # Commands that may change the store when they succeed.
 WRITERS = {"generate", "label", "build-sft", "build-pairs", "train", "quickstart", "prompts import", "prompts augment",
@@ -967,19 +969,6 @@ def test_review_export_neutralises_formulas_and_import_restores_them_exactly(tex
     assert imported.code == 0, imported.stderr
     human = [row for row in Store(root).read("labels").to_pylist() if row["labeler"] == "human"]
     assert len(human) == len(reader)
-
-
-# -- names that collide: a run name names one run ----------------------------------------------------------------------
-
-def test_a_run_name_another_run_holds_is_refused(hostile_store, tmp_path):
-    """Imports and generate check names before writing anything (Inspect folders and several
-    adapters under one name: tests/test_inspect.py, tests/test_generate_many.py)."""
-    root = _copy(hostile_store, tmp_path)
-    inputs(tmp_path)
-    _refused(["responses", "import", tmp_path / "responses.csv", "--format", "csv", "--name", "base"], root,
-             "run name 'base' is taken by run base-0123456789")
-    _accepted(["responses", "import", tmp_path / "responses.csv", "--format", "csv", "--name", "fresh"], root,
-              changes=True)
 
 
 # -- names that collide: a run name names one run ----------------------------------------------------------------------
