@@ -108,28 +108,29 @@ class Vocabulary:
     def __init__(self, terms: Sequence[str]):
         self.words: dict[str, int] = {}
         self.other: dict[str, int] = {}
-        keyed = []
+        tags, firsts, seconds, rows = [], [], [], []
         for row, term in enumerate(terms):
             tag, _, rest = term.partition(":")
             if tag in _TAGS:
-                ids = [self.words.setdefault(word, len(self.words)) for word in rest.split(" ")]
-                keyed.append((_TAGS[tag], ids[0], ids[1] if len(ids) > 1 else -1, row))
+                first, _, second = rest.partition(" ")
+                tags.append(_TAGS[tag])
+                firsts.append(self.words.setdefault(first, len(self.words)))
+                seconds.append(self.words.setdefault(second, len(self.words)) if second else -1)
+                rows.append(row)
             else:
                 self.other[term] = row
+        tag, first, second, row = (np.array(column, dtype=np.int64) for column in (tags, firsts, seconds, rows))
         # Keys once every word has its id: the base is the number of words.
-        keys = np.array([self.key(tag, first, second) for tag, first, second, _ in keyed], dtype=np.int64)
-        rows = np.array([row for *_, row in keyed], dtype=np.int64)
+        keys = self.key(tag, first, second)
         order = np.argsort(keys)
-        self.keys, self.rows, self.width = keys[order], rows[order], len(terms)
+        self.keys, self.rows, self.width = keys[order], row[order], len(terms)
         self._table = None
         # Unigrams by direct lookup; a bigram is searched only where its first word starts one.
         self.unigrams = np.full((len(_TAGS), len(self.words) + 1), -1, dtype=np.int64)
         self.starts = np.zeros((len(_TAGS), len(self.words) + 1), dtype=bool)
-        for tag, first, second, row in keyed:
-            if second < 0:
-                self.unigrams[tag, first] = row
-            else:
-                self.starts[tag, first] = True
+        single = second < 0
+        self.unigrams[tag[single], first[single]] = row[single]
+        self.starts[tag[~single], first[~single]] = True
 
     @property
     def base(self) -> int:
