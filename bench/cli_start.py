@@ -8,7 +8,11 @@ command of the `duckdb-cli` package (skipped when it is not on PATH or beside th
 
 Targets (idle machine): `refusaldata --help` and `refusaldata sql "select 1"` at most 0.5 s.
 
-Run: python bench/cli_start.py [--rounds 15]
+--before DIR times an older checkout's CLI beside (`python -m refusaldata.cli` with DIR on
+PYTHONPATH; DIR/refusaldata/cli and DIR/refusaldata/sql must link to DIR/cli and DIR/sql,
+as the wheel lays them out), e.g. a `git worktree add` of an earlier commit.
+
+Run: python bench/cli_start.py [--rounds 15] [--before DIR]
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ def _make_store(root: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--before", type=Path, help="an older checkout whose CLI is timed beside")
+    args = parser.parse_args()
+    rounds = args.rounds
     cli = _refusaldata()
     commands = {
         'python -c "import duckdb"': [sys.executable, "-c", "import duckdb"],
@@ -62,15 +68,27 @@ def main() -> int:
         "refusaldata mine rates": [*cli, "mine", "rates", "--labeler", "rules"],
     }
     commands = {name: command for name, command in commands.items() if command}
-    with tempfile.TemporaryDirectory() as folder:
+    envs = {name: {} for name in commands}
+    if args.before:
+        for name, tail in (("--help", ["--help"]), ('sql "select 1"', ["sql", "select 1"])):
+            commands[f"before: {name}"] = [sys.executable, "-m", "refusaldata.cli", *tail]
+            envs[f"before: {name}"] = {"PYTHONPATH": str(args.before.resolve())}
+    folder = tempfile.mkdtemp(prefix="cli-start-")
+    for name in commands:  # `sql "select 1"` on an empty store, which an older checkout can open too
+        if "select 1" in name:
+            envs[name]["REFUSALDATA_STORE"] = str(Path(folder) / "empty")
+    try:
         _make_store(Path(folder))
         env = {**os.environ, "REFUSALDATA_STORE": str(Path(folder) / "store"), "COLUMNS": "100"}
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(rounds):
             for name, command in commands.items():
                 started = time.perf_counter()
-                subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(command, env={**env, **envs[name]}, check=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=envs[name].get("PYTHONPATH", folder))
                 times[name].append(time.perf_counter() - started)
+    finally:
+        shutil.rmtree(folder)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {rounds} rounds; "
           f"python {sys.version.split()[0]}")
     base = statistics.median(times['python -c "import duckdb"'])
