@@ -306,7 +306,7 @@ def test_there_are_at_least_thirty_cases_over_every_command():
     (["sql", "--format", "nope", "SELECT 1"], "'--format'"),
     (["mine", "rates", "--by", "nope"], "'--by'"),
     (["label", "--no-such-option"], "--no-such-option"),
-    (["sql"], "'query'"),
+    (["sql", "--file"], "'--file'"),
 ])
 def test_usage_errors_of_the_console_script_are_one_line(args, names, store):
     """click's own usage errors (raised before a command runs) get the same one-line form."""
