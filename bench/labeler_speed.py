@@ -11,12 +11,11 @@ leading "> ", copy 3 a leading "**", then both marks...), imported as runs of th
 Each labeler runs as `refusaldata label --labeler NAME --force` in its own process with an empty
 embedding cache and is timed wall-clock; `unsafe after ngram` runs the judge with the cache the
 ngram run left (what a user who labels with both gets: MiniLM embeds nothing twice). Rates are
-printed beside their ratio to hybrid's in the same run, the machine's load average first.
-`--old PATH` also times an older tree (a folder holding its `refusaldata` package with `cli` and
-`sql` inside, as installed) on the same store, for a before/after in one run. Also printed: how
-many rows the ngram labeler's semantic relevance embeds (no prompt word in the answer).
+printed beside their ratio to hybrid's in the same run, the machine's load average first and
+last. Also printed: how many rows the ngram labeler's semantic relevance embeds with MiniLM (no
+prompt word in the answer): on two cores that embedding is most of ngram's and unsafe's time.
 
-Run: python bench/labeler_speed.py [--copies 3] [--labelers hybrid ngram unsafe rules] [--old PATH]
+Run: python bench/labeler_speed.py [--copies 3] [--labelers hybrid ngram unsafe rules]
 """
 
 from __future__ import annotations
@@ -36,11 +35,9 @@ LABELERS = ("hybrid", "ngram", "unsafe", "rules")
 MARKS = ("", "> ", "**")
 
 
-def cli(args: list[str], env: dict | None = None, python_path: str | None = None) -> float:
+def cli(args: list[str], env: dict | None = None) -> float:
     """Run `refusaldata ARGS` in a fresh process; its wall-clock seconds."""
     env = {**os.environ, **(env or {})}
-    if python_path:
-        env["PYTHONPATH"] = python_path
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "refusaldata.cli", *args], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -139,7 +136,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=3, help="Edited copies of the real corpus added (default 3).")
     parser.add_argument("--labelers", nargs="+", choices=LABELERS, default=list(LABELERS))
-    parser.add_argument("--old", help="A package tree of an older commit, timed on the same store too.")
     parser.add_argument("--store", type=Path, help="Reuse a store this bench built (its folder).")
     args = parser.parse_args()
     print("# load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} cores".format(*os.getloadavg(), os.cpu_count()))
@@ -148,22 +144,18 @@ def main() -> None:
         total, distinct, gated = counts(store)
         print(f"# {total:,} answered responses ({distinct:,} distinct); {gated:,} share no word with their prompt "
               "(ngram embeds those)", flush=True)
-        runs = [(name, name, None, f"{folder}/cache-{name}") for name in args.labelers]
+        runs = [(name, name, f"{folder}/cache-{name}") for name in args.labelers]
         if "ngram" in args.labelers and "unsafe" in args.labelers:
-            runs.append(("unsafe after ngram", "unsafe", None, f"{folder}/cache-ngram"))
-        if args.old:
-            runs += [(f"{name} (old tree)", name, args.old, f"{folder}/cache-old-{name}")
-                     for name in args.labelers if name != "rules"]
+            runs.append(("unsafe after ngram", "unsafe", f"{folder}/cache-ngram"))
         results = {}
         print(f"{'labeler':<22} {'seconds':>8} {'responses/s':>12} {'vs hybrid':>10}", flush=True)
-        for title, name, tree, cache in runs:
-            # The old tree relabels every time; today's `label` needs --force to relabel.
-            force = [] if tree else ["--force"]
-            seconds = cli(["label", "--labeler", name, *force, "--store", str(store), "--format", "csv"],
-                          env={"REFUSALDATA_CACHE": cache}, python_path=tree)
+        for title, name, cache in runs:
+            seconds = cli(["label", "--labeler", name, "--force", "--store", str(store), "--format", "csv"],
+                          env={"REFUSALDATA_CACHE": cache})
             results[title] = total / seconds
             ratio = f"{results[title] / results['hybrid']:.2f}x" if "hybrid" in results else ""
             print(f"{title:<22} {seconds:>8.1f} {results[title]:>12,.0f} {ratio:>10}", flush=True)
+        print("# load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         print(json.dumps({"responses": total, "distinct": distinct, "embedded_rows": gated,
                           "rates": {k: round(v) for k, v in results.items()}}))
 
