@@ -120,7 +120,9 @@ def with_output_options(callback):
     """Give a command that prints a result (its `fmt` parameter) the shared output behaviour.
 
     Its --format defaults to -o FILE's extension (else table), and it gains --all-columns and
-    --ids, which the table format reads: one place, so every table command behaves alike.
+    --ids, which the table format reads: one place, so every table command behaves alike. A
+    command whose flag makes it write other text (`sql --print-setup`) names the flag in the
+    function attribute TEXT_FLAGS.
     """
     signature = inspect.signature(callback, eval_str=True)
     if "fmt" not in signature.parameters or "all_columns" in signature.parameters:
@@ -128,10 +130,10 @@ def with_output_options(callback):
 
     @functools.wraps(callback)
     def run(*args, all_columns: bool = False, ids: bool = False, **kwargs):
-        try:
+        # Decided before any work, so a bad -o FILE fails before the command stores anything;
+        # not where a flag of the command's TEXT_FLAGS makes it write text of its own.
+        if not any(kwargs.get(flag) for flag in getattr(callback, "TEXT_FLAGS", ())):
             kwargs["fmt"] = output_format(kwargs.get("fmt"), kwargs.get("output"))
-        except InputError:
-            kwargs["fmt"] = None  # emit names the problem, if the command prints a result at all
         token = _TABLE_OPTIONS.set(TableOptions(all_columns, ids))
         try:
             return callback(*args, **kwargs)

@@ -42,6 +42,9 @@ def sql(
     emit(run_sql(open_store(store), _query_text(query, file), allow_write=write), fmt, output)
 
 
+sql.TEXT_FLAGS = ("print_setup",)  # -o FILE takes the set-up as it is, whatever its extension
+
+
 def _query_text(query: str | None, file: Path | None) -> str:
     """The SQL from the argument, stdin (`-`) or --file: exactly one of them."""
     if file is not None and query is not None:
