@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import typing
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,9 @@ def with_output_options(callback):
     function attribute TEXT_FLAGS.
     """
     signature = inspect.signature(callback, eval_str=True)
-    if "fmt" not in signature.parameters or "all_columns" in signature.parameters:
-        return callback
+    fmt = signature.parameters.get("fmt")
+    if fmt is None or OutputFormat not in typing.get_args(fmt.annotation) or "all_columns" in signature.parameters:
+        return callback  # not the shared --format (responses import's fmt is what it reads)
 
     @functools.wraps(callback)
     def run(*args, all_columns: bool = False, ids: bool = False, **kwargs):
