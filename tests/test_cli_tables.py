@@ -128,3 +128,6 @@ def test_every_table_command_takes_the_shared_options():
             shared += 1
             assert {"--all-columns", "--ids"} <= options, path
     assert shared >= 15
+    reads = command_tree()["responses import"]  # its --format says what it reads: required, no table options
+    assert next(p for p in reads.params if "--format" in p.opts).required
+    assert not {"--all-columns", "--ids"} & {opt for parameter in reads.params for opt in parameter.opts}
