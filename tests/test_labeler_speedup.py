@@ -95,3 +95,18 @@ def test_terms_build_the_bag_response_terms_builds(model):
 
 def test_whitespace_is_what_python_strips():
     assert "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) == ngram_model.WHITESPACE
+
+
+@pytest.mark.slow
+def test_empty_and_megabyte_responses_get_labelled_rows(store, cli):
+    texts = ["", "   ", "I can't help with that. " * 45_000, "line\n" * 200_000]
+    record_run(store, "big", "import", {"source": "test"}, name="big")
+    store.append("responses", pa.table({"run_id": ["big"] * len(texts), "prompt_id": ["p"] * len(texts),
+                                        "sample_index": pa.array(range(len(texts)), pa.int32()),
+                                        "response": texts, "finish_reason": ["stop"] * len(texts)}))
+    for labeler in ("ngram", "unsafe"):
+        result = cli("label", "--labeler", labeler)
+        assert result.exit_code == 0, result.stderr
+    ngram, unsafe = stored(store, "ngram"), stored(store, "unsafe")
+    assert [ngram[i][0] for i in range(4)][:3] == ["refusal", "refusal", "refusal"]
+    assert len(unsafe) == 4 and all(unsafe[i][3] is not None for i in range(4))
