@@ -32,7 +32,7 @@ SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/responses/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
 WHERE regexp_full_match(filename, '.*/responses/run=[^/]+/part-[0-9a-f]{32}\.parquet');
 CREATE OR REPLACE VIEW labels AS
-SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "prompt_id", NULL::INTEGER AS "sample_index", NULL::VARCHAR AS "labeler", NULL::BOOLEAN AS "refusal", NULL::DOUBLE AS "score", NULL::VARCHAR AS "marker", NULL::VARCHAR AS "opening", NULL::BOOLEAN AS "unsafe", NULL::VARCHAR AS "categories", NULL::VARCHAR AS "raw", NULL::TIMESTAMP WITH TIME ZONE AS "created_at", NULL::VARCHAR AS "verdict", NULL::VARCHAR AS "reviewer" LIMIT 0)
+SELECT * FROM (SELECT NULL::VARCHAR AS "run_id", NULL::VARCHAR AS "prompt_id", NULL::INTEGER AS "sample_index", NULL::VARCHAR AS "labeler", NULL::BOOLEAN AS "refusal", NULL::DOUBLE AS "score", NULL::VARCHAR AS "marker", NULL::VARCHAR AS "opening", NULL::BOOLEAN AS "unsafe", NULL::VARCHAR AS "categories", NULL::VARCHAR AS "raw", NULL::TIMESTAMP WITH TIME ZONE AS "created_at", NULL::VARCHAR AS "verdict", NULL::VARCHAR AS "reviewer", NULL::VARCHAR AS "labeler_version" LIMIT 0)
 UNION ALL BY NAME
 SELECT * EXCLUDE (filename)
 FROM read_parquet(getvariable('store') || '/labels/*/*/*.parquet', filename = true, hive_partitioning = false, union_by_name = true)
