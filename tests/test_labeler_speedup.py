@@ -110,3 +110,17 @@ def test_empty_and_megabyte_responses_get_labelled_rows(store, cli):
     ngram, unsafe = stored(store, "ngram"), stored(store, "unsafe")
     assert [ngram[i][0] for i in range(4)][:3] == ["refusal", "refusal", "refusal"]
     assert len(unsafe) == 4 and all(unsafe[i][3] is not None for i in range(4))
+
+
+@pytest.mark.slow
+def test_semantic_relevance_is_the_same_whatever_the_process_kept(monkeypatch):
+    from refusaldata.labelers import ngram
+
+    prompts = ["Tell me a joke.", "Plan a trip to Rome.", "Tell me a joke."]
+    responses = ["Lisbon is mild in spring.", "Bring comfortable shoes.", "Bananas are berries."]
+    gated = np.ones(3, dtype=bool)
+    monkeypatch.setattr(ngram, "_embedded", {})
+    fresh = ngram.semantic_relevance(prompts, responses, gated)
+    monkeypatch.setattr(ngram, "EMBEDDED_TEXTS", 3)  # full: the kept texts are dropped mid-way
+    again = ngram.semantic_relevance(prompts[1:], responses[1:], gated[1:])
+    assert np.allclose(again, fresh[1:], atol=1e-5)

@@ -112,11 +112,19 @@ def semantic_relevance(prompts: list[str | None], responses: list[str], gated: n
 
         asked = [(prompts[i] or "")[:SEMANTIC_CHARS] for i in rows]
         said = [(responses[i] or "")[:SEMANTIC_CHARS] for i in rows]
-        texts = sorted(set(asked) | set(said))
-        vectors = embed(texts)
-        where = {text: i for i, text in enumerate(texts)}
-        out[rows] = (vectors[[where[t] for t in asked]] * vectors[[where[t] for t in said]]).sum(axis=1) * FACT_SCALE
+        wanted = set(asked) | set(said)
+        if len(_embedded) + len(wanted - _embedded.keys()) > EMBEDDED_TEXTS:
+            _embedded.clear()
+        texts = sorted(wanted - _embedded.keys())
+        _embedded.update(zip(texts, embed(texts)))
+        out[rows] = np.array([_embedded[a] @ _embedded[s] for a, s in zip(asked, said)], dtype=np.float32) * FACT_SCALE
     return out
+
+
+EMBEDDED_TEXTS = 20_000
+"""Texts whose embedding a process keeps (about 30 MB): `label` scores run by run, and runs
+share prompts (several models answering one set), so each is embedded once per process."""
+_embedded: dict[str, np.ndarray] = {}
 
 
 @dataclass(frozen=True)
