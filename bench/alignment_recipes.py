@@ -110,6 +110,8 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
     # every linear layer; β for the pair losses.
     "dpo-s48-lr2e-3": ("pairs", {}, {**PAIR, "loss": "dpo", "max_steps": 48, "lr": 2e-3}),
     "nca-s48-lr2e-3": ("pairs", {}, {**PAIR, "loss": "nca", "max_steps": 48, "lr": 2e-3}),
+    "dpo-s20-lr2e-3-cut16": ("pairs", {}, {**PAIR, "loss": "dpo", "max_steps": 20, "lr": 2e-3, "reply_tokens": 16}),
+    "nca-s20-lr2e-3-cut16": ("pairs", {}, {**PAIR, "loss": "nca", "max_steps": 20, "lr": 2e-3, "reply_tokens": 16}),
     "dpo-s48-lr2e-3-cut16": ("pairs", {}, {**PAIR, "loss": "dpo", "max_steps": 48, "lr": 2e-3, "reply_tokens": 16}),
     "nca-s48-lr2e-3-cut16": ("pairs", {}, {**PAIR, "loss": "nca", "max_steps": 48, "lr": 2e-3, "reply_tokens": 16}),
     "dpo-s96-lr2e-3-cut16-beta0.5": ("pairs", {}, {**PAIR, "loss": "dpo", "max_steps": 96, "lr": 2e-3,
