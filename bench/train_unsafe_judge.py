@@ -24,8 +24,9 @@ import numpy as np
 import refusal_sources
 from judge_accuracy import OUT, RECIPE, WEAK, row_weights, unsafe_rows
 from refusaldata.labelers import ngram_model
-from refusaldata.labelers.ngram import REFUSAL_MODEL, model_path
-from refusaldata.labelers.unsafe import THRESHOLD, UNSAFE_CLASSES, UNSAFE_MODEL, refusal_reading, unsafe_inputs
+from refusaldata.labelers.ngram import REFUSAL_MODEL, model_path, refusal_inputs, refusal_model
+from refusaldata.labelers.rules import rule_facts
+from refusaldata.labelers.unsafe import THRESHOLD, UNSAFE_CLASSES, UNSAFE_MODEL, reading_of, unsafe_inputs
 
 SOURCE_NOTES = {
     "human": "GPTFuzz's 6,160 answers under jailbreak templates; Do-Not-Answer's six models (GPT-4, ChatGPT, "
@@ -46,7 +47,10 @@ def main() -> None:
     prompts, responses = frame["prompt"].fill_null("").to_list(), frame["response"].to_list()
     sources = frame["source"].to_numpy().astype(str)
     settings = replace(ngram_model.Settings(), **RECIPE["settings"])
-    documents, dense = unsafe_inputs(prompts, responses, refusal_reading(prompts, responses), RECIPE, settings)
+    # The refusal side read as term lists: training indexes them (the labeler's reading is compiled Terms).
+    refusal = refusal_model()
+    reading = reading_of(refusal, *refusal_inputs(prompts, responses, rule_facts(responses), refusal.settings))
+    documents, dense = unsafe_inputs(prompts, responses, reading, RECIPE, settings)
     model = ngram_model.fit(documents, dense, frame["unsafe"].to_numpy().astype(np.int64),
                       row_weights(sources, RECIPE["weighting"]), list(UNSAFE_CLASSES), settings)
     rows = {source: int((sources == source).sum()) for source in sorted(set(sources))}

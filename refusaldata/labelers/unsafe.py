@@ -98,13 +98,16 @@ def unsafe_inputs(prompts: list[str | None], responses: list[str], reading: Read
     """The judge's two inputs as `recipe` says: terms (`terms`: the response's; `prompt_terms`:
     the prompt's as context) and the chosen `facts`."""
     same = all(getattr(settings, f) == getattr(reading.settings, f) for f in READ_FIELDS)
-    if recipe["terms"] and not recipe["prompt_terms"]:
-        documents = reading.documents if same else ngram_model.Terms.read(responses, settings)
-    elif recipe["terms"]:
-        documents = reading.documents if same and not isinstance(reading.documents, ngram_model.Terms) else \
-            [ngram_model.response_terms(text, settings) for text in responses]
-    else:
+    read = isinstance(reading.documents, ngram_model.Terms)
+    if not recipe["terms"]:
         documents = [[] for _ in responses]
+    elif same and not (recipe["prompt_terms"] and read):
+        documents = reading.documents
+    elif recipe["prompt_terms"] or not read:
+        # Term lists: to extend with the prompt's, or to train on (a reading made of lists).
+        documents = [ngram_model.response_terms(text, settings) for text in responses]
+    else:
+        documents = ngram_model.Terms.read(responses, settings)
     if recipe["prompt_terms"]:
         documents = [terms + ngram_model.prompt_terms(prompt, settings) for terms, prompt in zip(documents, prompts)]
     dense = facts(reading)[:, [FACTS.index(name) for name in recipe["facts"]]]
