@@ -1,9 +1,9 @@
 """The labelling stage: label stored runs, or texts held in memory, with a labeler of
 refusaldata/labelers/ (its registry says which exist and which is the default).
 
-`label` is the one loop every labeler runs through: per run it reads the answered responses
+`label` is the one loop every labeler runs through: it reads, for every run with something to do, the answered responses
 its labeler has not labelled at its current version (sql/label_pending.sql), scores them in
-chunks and replaces the run's partition with the labels it keeps (sql/label_kept.sql) plus
+chunks across runs and replaces each run's partition with the labels it keeps (sql/label_kept.sql) plus
 the new ones. A second `label` with nothing new writes nothing; `force` relabels everything.
 """
 
@@ -84,25 +84,56 @@ def _score(entry: Labeler, name: str, store: Store, rows: pa.Table, options: dic
     return columns
 
 
-def label_run(store: Store, run_id: str, entry: Labeler, name: str, version: str, force: bool = False,
-              options: dict | None = None) -> Labelled:
-    """Label what `name` has not labelled of one run at `version` (everything when `force`) and
-    write the partition: kept labels plus new ones."""
-    params = {"run_id": run_id, "labeler": name, "version": version, "force": force}
+def _by_run(table: pa.Table) -> dict[str, pa.Table]:
+    """`table`'s rows per run_id, as zero-copy slices of it sorted by run."""
+    table = table.sort_by("run_id")
+    slices, ids, begin = {}, table.column("run_id").to_pylist(), 0
+    for index in range(1, len(ids) + 1):
+        if index == len(ids) or ids[index] != ids[begin]:
+            slices[ids[begin]] = table.slice(begin, index - begin)
+            begin = index
+    return slices
+
+
+def label_runs(store: Store, run_ids: list[str], entry: Labeler, name: str, version: str, force: bool = False,
+               options: dict | None = None) -> list[Labelled]:
+    """Label what `name` has not labelled of the runs at `version` (everything when `force`) and
+    write each run's partition: kept labels plus new ones.
+
+    The runs are read in one query and scored together, a chunk at a time: a labeler's fixed
+    cost per call (compiling the lexicon, opening the store) is paid once, not once per run,
+    which dominated on a corpus of many small runs."""
+    params = {"run_ids": run_ids, "labeler": name, "version": version, "force": force}
     con = store.connect(["responses", "prompts", "labels"])
     try:
-        pending = con.sql(sql_text("label_pending"), params=params).to_arrow_table()
-        kept = con.sql(sql_text("label_kept"), params=params).to_arrow_table()
+        pending = _by_run(con.sql(sql_text("label_pending"), params=params).to_arrow_table())
+        kept = _by_run(con.sql(sql_text("label_kept"), params=params).to_arrow_table())
     finally:
         con.close()
     training = entry.training_set()
-    inside = in_sample(pending.column("response").to_pylist(), training) if training is not None else 0
-    if entry.run_labeler is not None and not kept.num_rows and pending.num_rows:
-        return Labelled(run_id, resolve(entry.run_labeler)(store, run_id, name, version), 0, inside)
-    new = verdict_table(pending, name, version, _score(entry, name, store, pending, options or {}), now())
-    rows = pa.concat_tables([kept.select(LABELS.schema.names).cast(LABELS.schema), new])
-    store.replace("labels", rows, partition={"labeler": name, "run_id": run_id}, where=f"labels of {name} on {run_id}")
-    return Labelled(run_id, pending.num_rows, kept.num_rows, inside)
+    inside = {run_id: in_sample(rows.column("response").to_pylist(), training) if training is not None else 0
+              for run_id, rows in pending.items()}
+    done = {}
+    if entry.run_labeler is not None:  # a run labelled whole labels itself in SQL
+        for run_id in [r for r in run_ids if r in pending and r not in kept]:
+            labelled = resolve(entry.run_labeler)(store, run_id, name, version)
+            done[run_id] = Labelled(run_id, labelled, 0, inside[run_id])
+    scored = [rows for run_id, rows in pending.items() if run_id not in done]
+    if scored:
+        rows = pa.concat_tables(scored)
+        new = _by_run(verdict_table(rows, name, version, _score(entry, name, store, rows, options or {}), now()))
+    else:
+        new = {}
+    for run_id in run_ids:
+        if run_id in done:
+            continue
+        fresh = new.get(run_id, LABELS.schema.empty_table())
+        old = kept.get(run_id)
+        parts = [fresh] if old is None else [old.select(LABELS.schema.names).cast(LABELS.schema), fresh]
+        store.replace("labels", pa.concat_tables(parts), partition={"labeler": name, "run_id": run_id},
+                      where=f"labels of {name} on {run_id}")
+        done[run_id] = Labelled(run_id, fresh.num_rows, 0 if old is None else old.num_rows, inside.get(run_id, 0))
+    return [done[run_id] for run_id in run_ids]
 
 
 def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, force: bool = False,
@@ -125,9 +156,11 @@ def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, for
     finally:
         con.close()
     # A run whose answered responses all hold a current label, and nothing else, is not read again.
-    done = [Labelled(run_id, 0, current, 0) if not force and answered == current == held
-            else label_run(store, run_id, entry, labeler, version, force, options)
-            for run_id, answered, current, held in status]
+    done = [Labelled(run_id, 0, current, 0) for run_id, answered, current, held in status
+            if not force and answered == current == held]
+    todo = [run_id for run_id, answered, current, held in status if force or not answered == current == held]
+    if todo:
+        done += label_runs(store, todo, entry, labeler, version, force, options)
     con = store.connect(["runs", "labels"])
     try:
         names = dict(con.sql("SELECT run_id, any_value(name) FROM runs WHERE list_contains($run_ids, run_id) "

@@ -1,15 +1,15 @@
--- The labels of one run that `label` keeps when it labels the rest: rows of $labeler at
+-- The labels of some runs that `label` keeps when it labels the rest: rows of $labeler at
 -- its current version $version on responses still answered (none when $force). Every
 -- other row of the partition (an older version, a response gone) is dropped or relabelled.
 -- Parameters:
---   $run_id   the run
+--   $run_ids  VARCHAR[] of the runs
 --   $labeler  the labeler's stored name
 --   $version  the labeler's current version
 --   $force    true: keep nothing
 SELECT l.*
 FROM labels AS l
 WHERE l.labeler = $labeler
-  AND l.run_id = $run_id
+  AND list_contains($run_ids, l.run_id)
   AND NOT $force
   AND l.labeler_version = $version
   AND EXISTS (
