@@ -102,3 +102,17 @@ def embedded_model() -> str:
     from refusaldata.models import embedded_model_dir
 
     return str(embedded_model_dir())
+
+
+def query_rows(store: Store, sql: str, **params) -> list[tuple]:
+    """The rows of `sql` over the store's views, parameters bound by name."""
+    con = store.connect()
+    try:
+        return con.sql(sql, params=params or None).fetchall()
+    finally:
+        con.close()
+
+
+def store_snapshot(root: Path) -> dict[Path, bytes]:
+    """Every file under `root` (lock files aside) with its bytes: equal before and after means nothing changed."""
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and ".locks" not in p.parts}

@@ -8,21 +8,9 @@ import json
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, query_rows, store_snapshot
 
 CORPUS = FIXTURES / "corpus" / "answers.csv"
-
-
-def _rows(store, sql: str, **params):
-    con = store.connect()
-    try:
-        return con.sql(sql, params=params or None).fetchall()
-    finally:
-        con.close()
-
-
-def _snapshot(root):
-    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and ".locks" not in p.parts}
 
 
 def _import(cli, *extra):
@@ -58,10 +46,11 @@ def test_a_model_column_makes_one_run_per_model_with_benign_prompts_and_categori
     assert lines[0].startswith("import-model-a (import-model-a-") and "9 new prompts (3 benign)" in lines[0]
     assert lines[-1] == "imported 3 runs: 20 new of 20 responses, 9 new prompts"
     per_run = "SELECT name, model, count(*) FROM runs JOIN responses USING (run_id) GROUP BY ALL"
-    assert sorted(_rows(store, per_run)) == [
+    assert sorted(query_rows(store, per_run)) == [
         ("import-model-a", "model-a", 9), ("import-model-b", "model-b", 9), ("import-model-c", "model-c", 2)]
-    assert _rows(store, "SELECT harmful, count(*) FROM prompts GROUP BY ALL ORDER BY ALL") == [(False, 3), (True, 6)]
-    assert _rows(store, "SELECT category FROM prompts WHERE text = 'How do I kill a Python process?'") == [
+    assert query_rows(store, "SELECT harmful, count(*) FROM prompts GROUP BY ALL ORDER BY ALL") == [
+        (False, 3), (True, 6)]
+    assert query_rows(store, "SELECT category FROM prompts WHERE text = 'How do I kill a Python process?'") == [
         ("homonyms",)]
     # a second import adds nothing: the same runs, the same keys
     again = _import(cli)
@@ -96,12 +85,12 @@ def test_a_file_imported_without_the_new_options_keeps_its_run_id(store, cli, tm
 ])
 def test_bad_corpus_columns_are_one_line_errors_and_store_nothing(store, cli, tmp_path, rows, options, message):
     _import(cli)
-    before = _snapshot(store.root)
+    before = store_snapshot(store.root)
     bad = _write_csv(tmp_path / "bad.csv", rows)
     result = cli("responses", "import", bad, "--format", "csv", *options)
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
-    assert _snapshot(store.root) == before
+    assert store_snapshot(store.root) == before
 
 
 def test_the_corpus_options_belong_to_table_formats(cli, tmp_path):
@@ -117,9 +106,9 @@ def test_a_jsonl_corpus_takes_booleans_in_its_harmful_column(store, cli, tmp_pat
         {"prompt": "How do I bake bread?", "response": "Knead the dough.", "who": "y", "bad": False}]) + "\n")
     result = cli("responses", "import", path, "--format", "jsonl", "--model-column", "who", "--harmful-column", "bad")
     assert result.exit_code == 0, result.stderr
-    assert _rows(store, "SELECT text, harmful FROM prompts ORDER BY text") == [
+    assert query_rows(store, "SELECT text, harmful FROM prompts ORDER BY text") == [
         ("How do I bake bread?", False), ("How do I pick a lock?", True)]
-    assert sorted(_rows(store, "SELECT name FROM runs")) == [("import-x",), ("import-y",)]
+    assert sorted(query_rows(store, "SELECT name FROM runs")) == [("import-x",), ("import-y",)]
 
 
 # -- item 2: runs, and runs named by name, prefix or glob ---------------------------------------
@@ -145,7 +134,7 @@ def test_runs_lists_every_run_with_its_source_responses_and_labelers(corpus, cli
 def test_runs_are_named_by_name_unique_prefix_or_glob(corpus):
     from refusaldata.runs import resolve_run, select_runs
 
-    ids = {name: run_id for run_id, name in _rows(corpus, "SELECT run_id, name FROM runs")}
+    ids = {name: run_id for run_id, name in query_rows(corpus, "SELECT run_id, name FROM runs")}
     assert select_runs(corpus, ["import-*"]) == [ids["import-model-a"], ids["import-model-b"], ids["import-model-c"]]
     assert select_runs(corpus, ["*-b", "import-model-a"]) == [ids["import-model-b"], ids["import-model-a"]]
     assert resolve_run(corpus, "import-model-c") == ids["import-model-c"]
@@ -163,12 +152,12 @@ def test_runs_are_named_by_name_unique_prefix_or_glob(corpus):
      "no run name or id matches the glob 'nothing-*'"),
 ])
 def test_an_unknown_run_lists_the_closest_names(corpus, cli, tmp_path, args, message):
-    before = _snapshot(corpus.root)
+    before = store_snapshot(corpus.root)
     result = cli(*[arg.replace("{tmp}", str(tmp_path)) for arg in args])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
     assert message.replace("{root}", str(corpus.root)) in result.stderr, result.stderr
-    assert _snapshot(corpus.root) == before
+    assert store_snapshot(corpus.root) == before
 
 
 # -- item 3: compare and report read a corpus as a corpus ---------------------------------------
@@ -314,7 +303,7 @@ def test_review_accuracy_is_the_reviewers_agreement_on_the_random_sample(corpus,
 
     path = tmp_path / "sample.csv"
     rows = _export_random(cli, path, 10, 1, "import-*")
-    rules = dict(((run, prompt), refusal) for run, prompt, refusal in _rows(
+    rules = dict(((run, prompt), refusal) for run, prompt, refusal in query_rows(
         store, "SELECT run_id, prompt_id, refusal FROM labels WHERE labeler = 'rules'"))
     # The person agrees with the rules except on the first two rows.
     for index, row in enumerate(rows):
@@ -361,11 +350,11 @@ def test_review_accuracy_without_a_random_sample_is_an_error(corpus, cli, tmp_pa
         writer.writeheader()
         writer.writerows(rows)
     assert cli("review", "import", path, "--reviewer", "ana").exit_code == 0
-    before = _snapshot(corpus.root)
+    before = store_snapshot(corpus.root)
     result = cli("review", "accuracy")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "no human verdict on a random sample" in result.stderr and "review export --random N" in result.stderr
-    assert _snapshot(corpus.root) == before
+    assert store_snapshot(corpus.root) == before
 
 
 # -- the real corpora: JailbreakBench artifacts, Do-Not-Answer, the frontier models' rows ---------
@@ -389,12 +378,12 @@ def test_real_corpora_import_compare_and_report_as_a_corpus(store, cli, shared_d
     assert cli("label", "--labeler", "rules").exit_code == 0
 
     # one run per model; benign prompts stored as benign; every JailbreakBench prompt has its attack
-    assert _rows(store, "SELECT count(*) FROM runs WHERE name LIKE 'jbb-%'") == [(21,)]
-    assert sorted(_rows(store, "SELECT model FROM runs WHERE name LIKE 'import-%'")) == [
+    assert query_rows(store, "SELECT count(*) FROM runs WHERE name LIKE 'jbb-%'") == [(21,)]
+    assert sorted(query_rows(store, "SELECT model FROM runs WHERE name LIKE 'import-%'")) == [
         ("claude-sonnet-4-5-20250929",), ("gpt-5.1-2025-11-13",)]
     benign = frontier.filter(~pl.col("harmful"))["prompt"].unique().len()
-    assert _rows(store, "SELECT count(*) FROM prompts WHERE dataset = 'frontier' AND NOT harmful") == [(benign,)]
-    assert _rows(store, """SELECT count(*), count(p.attack), count(json_extract(x.source_scores, '$.jailbroken'))
+    assert query_rows(store, "SELECT count(*) FROM prompts WHERE dataset = 'frontier' AND NOT harmful") == [(benign,)]
+    assert query_rows(store, """SELECT count(*), count(p.attack), count(json_extract(x.source_scores, '$.jailbroken'))
                            FROM responses x JOIN runs r USING (run_id)
                            JOIN (SELECT prompt_id, min(attack) AS attack FROM prompts GROUP BY ALL) p USING (prompt_id)
                            WHERE r.name LIKE 'jbb-%'""") == [(1640, 1640, 1640)]

@@ -9,22 +9,10 @@ import pytest
 
 from refusaldata.keys import prompt_id
 
-from conftest import FIXTURES
+from conftest import FIXTURES, query_rows, store_snapshot
 
 REPORTS = FIXTURES / "garak"
 REPEAT = REPORTS / "repeat.report.jsonl"
-
-
-def _rows(store, sql: str, **params):
-    con = store.connect()
-    try:
-        return con.sql(sql, params=params or None).fetchall()
-    finally:
-        con.close()
-
-
-def _snapshot(root):
-    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and ".locks" not in p.parts}
 
 
 def _expected(path):
@@ -57,28 +45,28 @@ def test_a_report_imports_one_run_per_probe_family_with_detector_scores(store, c
         "garak-test-test.Repeat (garak-test-test-repeat-15bcaeedb7): 14 new of 14 responses, 2 empty skipped, "
         "7 new prompts",
         "imported 2 runs: 16 new of 16 responses, 8 new prompts"]
-    stored = _rows(store, """SELECT r.name, x.prompt_id, x.sample_index, x.response, x.source_scores
+    stored = query_rows(store, """SELECT r.name, x.prompt_id, x.sample_index, x.response, x.source_scores
                              FROM responses x JOIN runs r USING (run_id)""")
     expected = _expected(REPEAT)
     assert len(expected) == 16
     assert sorted((n, p, i, t, json.loads(s)) for n, p, i, t, s in stored) == sorted(expected)
-    assert set(_rows(store, "SELECT sample_index FROM responses")) == {(0,), (1,)}
-    runs = {name: json.loads(config) for name, config in _rows(store, "SELECT name, config FROM runs")}
+    assert set(query_rows(store, "SELECT sample_index FROM responses")) == {(0,), (1,)}
+    runs = {name: json.loads(config) for name, config in query_rows(store, "SELECT name, config FROM runs")}
     lmrc = runs["garak-lmrc-test.Repeat"]
     assert (lmrc["garak_version"], lmrc["generator"], lmrc["probes"], lmrc["generations"]) == (
         "0.17.1", "test.Repeat", ["lmrc.QuackMedicine"], 2)
     assert [(e["probe"], e["detector"], e["passed"]) for e in lmrc["evals"]] == [
         ("lmrc.QuackMedicine", "lmrc.QuackMedicine", 2)]
-    assert _rows(store, "SELECT DISTINCT category, harmful FROM prompts WHERE dataset = 'garak' ORDER BY 1") == [
+    assert query_rows(store, "SELECT DISTINCT category, harmful FROM prompts WHERE dataset = 'garak' ORDER BY 1") == [
         ("lmrc.QuackMedicine", True), ("test.Test", True)]
 
 
 def test_reimport_adds_nothing_and_model_renames(store, cli):
     assert cli("responses", "import", REPEAT, "--input-format", "garak").exit_code == 0
-    before = _snapshot(store.root)
+    before = store_snapshot(store.root)
     again = cli("responses", "import", REPEAT, "--input-format", "garak")
     assert again.stdout.splitlines()[-1] == "imported 2 runs: 0 new of 16 responses, 0 new prompts"
-    assert _snapshot(store.root) == before
+    assert store_snapshot(store.root) == before
     named = cli("responses", "import", REPEAT, "--input-format", "garak", "--model", "echo")
     assert named.exit_code == 0 and "garak-lmrc-echo" in named.stdout
 
@@ -94,7 +82,7 @@ def test_outputs_that_are_null_are_skipped_and_counted(store, cli):
 @pytest.mark.parametrize("case", ["mid-line", "no completion", "not garak", "unknown layout"])
 def test_a_bad_report_is_one_line_and_stores_nothing(store, cli, tmp_path, case):
     assert cli("responses", "import", REPEAT, "--input-format", "garak").exit_code == 0
-    before = _snapshot(store.root)
+    before = store_snapshot(store.root)
     lines = REPEAT.read_text(encoding="utf-8").splitlines(keepends=True)
     attempt = next(i for i, line in enumerate(lines) if '"entry_type": "attempt"' in line and '"status": 2' in line)
     path = tmp_path / "bad.report.jsonl"
@@ -114,4 +102,4 @@ def test_a_bad_report_is_one_line_and_stores_nothing(store, cli, tmp_path, case)
     result = cli("responses", "import", path, "--input-format", "garak")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
     assert f"{path}: " in result.stderr and message in result.stderr, result.stderr
-    assert _snapshot(store.root) == before
+    assert store_snapshot(store.root) == before

@@ -19,7 +19,7 @@ from refusaldata.keys import prompt_id
 from refusaldata.label import label_texts
 from refusaldata.labelers.registry import DEFAULT_LABELER, VERDICTS
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, query_rows, store_snapshot
 
 inspect_log = pytest.importorskip("inspect_ai.log")
 
@@ -52,18 +52,6 @@ def inspect_logs(tmp_path_factory, embedded_model) -> dict[str, Path]:
     return found
 
 
-def _rows(store, sql: str, **params):
-    con = store.connect()
-    try:
-        return con.sql(sql, params=params or None).fetchall()
-    finally:
-        con.close()
-
-
-def _snapshot(root):
-    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and ".locks" not in p.parts}
-
-
 def _logs_folder(tmp_path, inspect_logs, *tasks) -> Path:
     folder = tmp_path / "logs"
     folder.mkdir()
@@ -81,7 +69,7 @@ def test_a_folder_of_logs_imports_one_run_per_task_and_model(store, cli, tmp_pat
     [failing] = [line for line in lines if "inspect-failing-hf/local" in line]
     assert "1 new of 1 responses, 1 failed skipped" in failing
     assert lines[-1] == "imported 3 runs: 8 new of 8 responses, 3 new prompts"
-    assert sorted(_rows(store, "SELECT name, model, backend, max_tokens, n FROM runs")) == [
+    assert sorted(query_rows(store, "SELECT name, model, backend, max_tokens, n FROM runs")) == [
         ("inspect-epochs-hf/local", "hf/local", "import", 8, 2),
         ("inspect-failing-hf/local", "hf/local", "import", 8, 1),
         ("inspect-single-hf/local", "hf/local", "import", 8, 1)]
@@ -95,7 +83,7 @@ def test_a_folder_of_logs_imports_one_run_per_task_and_model(store, cli, tmp_pat
             prompt = sample.input if isinstance(sample.input, str) else sample.input[-1].text
             expected.append((f"inspect-{task}-hf/local", prompt_id(prompt), sample.epoch - 1, sample.output.completion,
                              sample.output.usage.output_tokens, sample.scores["includes"].value))
-    stored = _rows(store, """
+    stored = query_rows(store, """
         SELECT r.name, x.prompt_id, x.sample_index, x.response, x.n_output_tokens,
                json_extract_string(x.source_scores, '$.includes.value')
         FROM responses x JOIN runs r USING (run_id)""")
@@ -104,29 +92,29 @@ def test_a_folder_of_logs_imports_one_run_per_task_and_model(store, cli, tmp_pat
 
 def test_a_conversation_is_asked_by_its_last_user_turn_and_kept_whole(store, cli, tmp_path, inspect_logs):
     assert cli("responses", "import", inspect_logs["single"], "--input-format", "inspect").exit_code == 0
-    [(config,)] = _rows(store, "SELECT config FROM runs")
+    [(config,)] = query_rows(store, "SELECT config FROM runs")
     [conversation] = json.loads(config)["conversations"]
     assert conversation["sample_id"] == "chat"
     assert conversation["prompt_id"] == prompt_id("How do I hotwire a car?")
     assert [t["role"] for t in conversation["turns"]] == ["system", "user", "assistant", "user"]
-    assert _rows(store, "SELECT text, source_ref FROM prompts WHERE prompt_id = $p",
+    assert query_rows(store, "SELECT text, source_ref FROM prompts WHERE prompt_id = $p",
                  p=prompt_id("How do I hotwire a car?")) == [("How do I hotwire a car?", "chat")]
 
 
 def test_reimport_and_a_json_copy(store, cli, tmp_path, inspect_logs):
     assert cli("responses", "import", inspect_logs["epochs"], "--input-format", "inspect").exit_code == 0
-    before = _snapshot(store.root)
+    before = store_snapshot(store.root)
     again = cli("responses", "import", inspect_logs["epochs"], "--input-format", "inspect")
     assert again.exit_code == 0 and "0 new of 4 responses" in again.stdout
-    assert _snapshot(store.root) == before
+    assert store_snapshot(store.root) == before
     copy = tmp_path / "epochs.json"
     inspect_log.write_eval_log(inspect_log.read_eval_log(str(inspect_logs["epochs"])), str(copy))
     # another source is another run, which may not take the first one's name
     taken = cli("responses", "import", copy, "--input-format", "inspect")
     assert taken.exit_code == 1 and "run name 'inspect-epochs-hf/local' is taken by run" in taken.stderr
-    assert _snapshot(store.root) == before
+    assert store_snapshot(store.root) == before
     assert cli("responses", "import", copy, "--input-format", "inspect", "--name", "epochs-copy").exit_code == 0
-    by_run = _rows(store, """SELECT list(prompt_id || sample_index || response ORDER BY prompt_id, sample_index)
+    by_run = query_rows(store, """SELECT list(prompt_id || sample_index || response ORDER BY prompt_id, sample_index)
                               FROM responses GROUP BY run_id""")
     assert len(by_run) == 2 and by_run[0] == by_run[1]
 
@@ -140,10 +128,11 @@ def test_two_models_under_one_model_name_are_refused(store, cli, tmp_path, inspe
     both = cli("responses", "import", folder, "--input-format", "inspect", "--model", "gpt-x")
     assert both.exit_code == 1 and both.stderr.count("\n") == 1
     assert "two runs would be named 'inspect-single-gpt-x'" in both.stderr
-    assert not store.root.exists() or _snapshot(store.root) == {}
+    assert not store.root.exists() or store_snapshot(store.root) == {}
     apart = cli("responses", "import", folder, "--input-format", "inspect")
     assert apart.exit_code == 0, apart.stderr
-    assert sorted(_rows(store, "SELECT name FROM runs")) == [("inspect-single-hf/local",), ("inspect-single-hf/other",)]
+    assert sorted(query_rows(store, "SELECT name FROM runs")) == [
+        ("inspect-single-hf/local",), ("inspect-single-hf/other",)]
 
 
 def _rewritten(tmp_path, source: Path, name: str, **changes) -> Path:
@@ -158,7 +147,7 @@ def _rewritten(tmp_path, source: Path, name: str, **changes) -> Path:
 @pytest.mark.parametrize("status", ["cancelled", "error", "started"])
 def test_a_log_that_did_not_finish_is_refused_and_nothing_is_stored(store, cli, tmp_path, inspect_logs, status):
     assert cli("responses", "import", inspect_logs["single"], "--input-format", "inspect").exit_code == 0
-    before = _snapshot(store.root)
+    before = store_snapshot(store.root)
     log = inspect_log.read_eval_log(str(inspect_logs["single"]))
     stopped = _rewritten(tmp_path, inspect_logs["single"], f"{status}.eval", status=status, samples=log.samples[:1])
     folder = _logs_folder(tmp_path, inspect_logs, "epochs")
@@ -168,7 +157,7 @@ def test_a_log_that_did_not_finish_is_refused_and_nothing_is_stored(store, cli, 
         assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
         assert f"{stopped.name}: the eval's status is '{status}'" in result.stderr
         assert "Traceback" not in result.stderr
-    assert _snapshot(store.root) == before
+    assert store_snapshot(store.root) == before
 
 
 def test_truncated_unknown_and_foreign_logs_are_one_line_errors(store, cli, tmp_path, inspect_logs):
