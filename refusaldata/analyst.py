@@ -8,8 +8,7 @@ import pyarrow as pa
 from refusaldata.errors import InputError, StoreError, sql_error_text
 from refusaldata.queries import sql_text
 from refusaldata.schemas import TABLES
-from refusaldata.store import Store
-from refusaldata.store import _sql_types as store_sql_types
+from refusaldata.store import Store, empty_view_sql
 
 # Statement types that only read, as DuckDB classes each parsed statement; any other
 # (COPY, CREATE, INSERT, ATTACH, EXPORT, INSTALL, LOAD, CALL, a type this release does not
@@ -168,17 +167,14 @@ def duckdb_setup(store: Store) -> str:
         query = "\n".join(line for line in statement.query.strip().splitlines() if not line.startswith("--"))
         if query.upper().startswith("CREATE OR REPLACE VIEW"):
             views[query.split()[4]] = query
-    root = str(store.root).replace("'", "''")
-    lines = [f"-- refusaldata: the store {store.root} as DuckDB views and macros (refusaldata sql --print-setup).",
+    literal = "'" + str(store.root).replace("'", "''") + "'"  # the path as an SQL string literal
+    shown = " ".join(str(store.root).splitlines())  # a line break in the path cannot end the comment
+    lines = [f"-- refusaldata: the store {shown} as DuckDB views and macros "
+             "(refusaldata sql --print-setup).",
              "-- Tables empty now are typed empty views: print the set-up again once they hold files.",
-             f"SET VARIABLE store = '{root}';"]
+             f"SET VARIABLE store = {literal};"]
     for name, spec in TABLES.items():
-        if store.files(name):
-            lines.append(views[name] + ";")
-        else:
-            columns = ", ".join(f'NULL::{sql_type} AS "{column}"'
-                                for column, sql_type in zip(spec.columns, store_sql_types(spec), strict=True))
-            lines.append(f"CREATE OR REPLACE VIEW {name} AS SELECT {columns} LIMIT 0;")
+        lines.append((views[name] if store.files(name) else empty_view_sql(spec)) + ";")
     for name in ("best_labels", "best_templates", *ANALYST_MACROS):
         lines.append(sql_text(name).strip())
     return "\n".join(lines) + "\n"

@@ -201,6 +201,15 @@ def _partition_folder(spec: TableSpec, values: dict[str, object]) -> Path:
     return Path(spec.name, *parts)
 
 
+def empty_view_sql(spec: TableSpec) -> str:
+    """The statement defining `spec`'s view over no file: its declared columns, typed, no row
+    (DuckDB refuses a view over a file pattern that matches nothing)."""
+    table = spec.name
+    columns = ", ".join(f'NULL::{sql_type} AS "{name}"'
+                        for name, sql_type in zip(spec.columns, _sql_types(spec), strict=True))
+    return f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} WHERE false"
+
+
 class Store:
     """A store rooted at a directory or an ``s3://bucket/prefix``; cheap to create, opens
     nothing until used. `root` is a Path, or a storage.S3Path (printed as its URI)."""
@@ -463,9 +472,7 @@ class Store:
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM read_parquet("
                         f"getvariable('{variable}'), union_by_name = true, hive_partitioning = false)")
         else:
-            columns = ", ".join(f'NULL::{sql_type} AS "{name}"'
-                                for name, sql_type in zip(spec.columns, _sql_types(spec), strict=True))
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} WHERE false")
+            con.execute(empty_view_sql(spec))
 
     def read(self, table: str) -> pa.Table:
         """The whole table as Arrow (for small tables; query large ones with `connect`)."""

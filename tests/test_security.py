@@ -20,8 +20,9 @@ SQL_WORDS = re.compile(r"\b(SELECT|INSERT|CREATE|FROM|WHERE|SET VARIABLE|COPY|AT
 # The only expressions formatted into SQL: identifiers and fragments built from our own
 # schemas (TABLES names, declared key columns) or fixed literals in the same function.
 ALLOWED_SQL_INTERPOLATIONS = {
-    "refusaldata/analyst.py": {"name"},                      # a table name from TABLES
+    "refusaldata/analyst.py": {"name", "literal"},           # a TABLES name; the store path, quoted
     "refusaldata/distill.py": {"table", "order"},            # 'sft'/'pairs' (checked), a fixed ORDER BY
+    "refusaldata/labelers/rules.py": {"sql_text('label_rules')"},  # a named SQL asset, wrapped whole
     "refusaldata/store.py": {"variable", "table", "columns", "matches", "stored", "keys"},  # schema names
 }
 
