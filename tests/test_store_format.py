@@ -56,7 +56,13 @@ def test_every_common_command_works_on_an_upgraded_old_store(cli, v1_store):
     assert rates.exit_code == 0, rates.output
     student = json.loads(rates.stdout.splitlines()[0])
     assert (student["harmful_responses"], student["refusals"]) == (12, 5)
-    compared = cli("compare", "student", "teacher", "--format", "jsonl")
+    # Runs without an adapter are a corpus: compare counts every prompt, as mine does; the
+    # test split gives the figures the old code printed.
+    corpus = cli("compare", "student", "teacher", "--format", "jsonl")
+    assert corpus.exit_code == 0, corpus.output
+    assert [(row["harmful_responses"], row["refusals"]) for row in map(json.loads, corpus.stdout.splitlines())
+            if row["method"] == "student"] == [(12, 5)]
+    compared = cli("compare", "student", "teacher", "--split", "test", "--format", "jsonl")
     assert compared.exit_code == 0, compared.output
     by_run = {row["method"]: row for row in map(json.loads, compared.stdout.splitlines())}
     assert (by_run["student"]["harmful_responses"], by_run["student"]["refusals"]) == (3, 1)
