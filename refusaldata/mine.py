@@ -129,7 +129,8 @@ def uniformity(store: Store, runs: list[str] | None = None, k: int = 5, labeler:
     similarity = [mean_pairwise_similarity(by_run.get(run_id, [])) for run_id in table.column("run_id").to_pylist()]
     position = table.column_names.index("distinct_4") + 1
     table = table.add_column(position, "mean_similarity", pa.array(similarity, pa.float64()))
-    enough = pc.greater_equal(table.column("refusals"), min_refusals)
+    # No run holds more refusals than an int64 counts: a larger bound is the largest one.
+    enough = pc.greater_equal(table.column("refusals"), pa.scalar(min(min_refusals, 2**63 - 1), pa.int64()))
     table = table.append_column("enough_refusals", enough)
     order = np.argsort(~np.asarray(enough.to_numpy(zero_copy_only=False), dtype=bool), kind="stable")
     return table.take(pa.array(order, pa.int64()))

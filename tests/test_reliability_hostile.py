@@ -101,6 +101,7 @@ BASE_ARGS: dict[str, list | None] = {
     "judge train": ["j", "--data", "{tmp}/judge.csv", "--text-columns", "response", "--label-column", "unsafe"],
     "judge list": [],
     "evaluate capability": ["no-such-run", "--limit", "1"],
+    "evaluate separability": ["--model", "smollm2-135m-instruct", "--dataset", "no-such-set", "--layers", "1"],
     "review export": ["--run", "base", "--budget", "2", "--output", "{tmp}/review.csv"],
     "review import": ["{tmp}/responses.csv"],
     "review accuracy": [],
@@ -108,7 +109,7 @@ BASE_ARGS: dict[str, list | None] = {
 }
 # Commands that may change the store when they succeed.
 WRITERS = {"generate", "label", "build-sft", "build-pairs", "train", "quickstart", "prompts import", "prompts augment",
-           "responses import", "mine templates", "judge train", "evaluate capability",
+           "responses import", "mine templates", "judge train", "evaluate capability", "evaluate separability",
            "review import"}
 # Output files need these extensions.
 OUTPUT_NAMES = {"report": "keep.html", "build-sft": "keep.jsonl", "build-pairs": "keep.jsonl",
