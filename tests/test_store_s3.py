@@ -95,8 +95,8 @@ STUDY = [
 
 
 def training_rows(store: Store) -> None:
-    """adapters, train_metrics and capability rows as `train` and `evaluate capability` write them
-    (both are tested on the real model elsewhere)."""
+    """adapters, train_metrics, capability and separability rows as `train`, `evaluate capability`
+    and `evaluate separability` write them (all tested on the real model elsewhere)."""
     now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     store.append("adapters", pa.table({"adapter_id": ["a1"], "path": ["adapters/a1"], "created_at": [now]}))
     store.append("train_metrics", pa.table({"adapter_id": ["a1"] * 3, "step": pa.array([1, 2, 3], pa.int32()),
@@ -105,6 +105,9 @@ def training_rows(store: Store) -> None:
         "run_id": ["uncensorbench-refusals"] * 2, "suite": ["embedded"] * 2, "key": ["1000", "1001"],
         "instruction_ids": [["punctuation:no_comma"], ["change_case:english_lowercase"]],
         "followed_strict": [[True], [False]], "strict": [True, False], "kl_to_base": [0.0, 0.0]}))
+    store.replace("separability", pa.table({
+        "probe_id": ["p1"] * 2, "model": ["smollm2-135m-instruct"] * 2, "layer": pa.array([8, 16], pa.int32()),
+        "best": [False, True], "harmful_rate": [0.6, 0.8], "benign_rate": [0.2, 0.1], "separation": [0.4, 0.7]}))
 
 
 def test_every_table_round_trips_through_s3_as_on_a_local_folder(cli, s3, tmp_path):
