@@ -353,22 +353,32 @@ def rates_chart(comparison: pa.Table) -> Chart:
     for position, (statistic, label) in enumerate(series):
         color = PALETTE[position]
         handles.append(Patch(color=color, label=label))
-        if reference is not None and reference[statistic] is not None:
-            axis.axhline(reference[statistic], color=color, linewidth=1, linestyle=(0, (4, 3)), zorder=1,
-                         gid=chart.gid("reference", f"{reference['method']} (reference): {label} "
-                                                    f"{reference[statistic]:.3f}"))
+        _reference_line(chart, axis.axhline, reference, statistic, label, color)
         for index, row in enumerate(rows):
             x = index - 0.4 + bar * (position + 0.5)
             _bars(chart, axis, x, bar * 0.9, row[statistic], row[f"{statistic}_low"], row[f"{statistic}_high"],
                   color, None if row[statistic] is None else f"{row['method']}: {label} {row[statistic]:.3f}")
-    if reference is not None:
-        handles.append(Line2D([], [], color="#555", linestyle=(0, (4, 3)),
-                              label=f"{_short(reference['method'])} (reference)"))
+    handles += _reference_handles(reference)
     axis.set_xlim(-0.6, len(rows) - 0.4)
     _group_ticks(axis, range(len(rows)), names, drop > 0)
     axis.set_xlabel(f"{who} ({WHISKERS})")
     _legend(axis, handles)
     return chart
+
+
+def _reference_line(chart: Chart, line, reference: dict | None, statistic: str, label: str, color: str) -> None:
+    """The reference run's value of `statistic` as a dashed line (`line`: the axis's axhline or axvline)."""
+    if reference is None or reference[statistic] is None:
+        return
+    line(reference[statistic], color=color, linewidth=1, linestyle=(0, (4, 3)), zorder=1,
+         gid=chart.gid("reference", f"{reference['method']} (reference): {label} {reference[statistic]:.3f}"))
+
+
+def _reference_handles(reference: dict | None) -> list:
+    """The legend entry of the reference lines, where there is a reference run."""
+    if reference is None:
+        return []
+    return [Line2D([], [], color="#555", linestyle=(0, (4, 3)), label=f"{_short(reference['method'])} (reference)")]
 
 
 def _is_corpus(comparison: pa.Table) -> bool:
@@ -413,19 +423,14 @@ def _rates_rows(rows: list[dict], series: list[tuple[str, str]], reference: dict
     for position, (statistic, label) in enumerate(series):
         color = PALETTE[position]
         handles.append(Patch(color=color, label=label))
-        if reference is not None and reference[statistic] is not None:
-            axis.axvline(reference[statistic], color=color, linewidth=1, linestyle=(0, (4, 3)), zorder=1,
-                         gid=chart.gid("reference", f"{reference['method']} (reference): {label} "
-                                                    f"{reference[statistic]:.3f}"))
+        _reference_line(chart, axis.axvline, reference, statistic, label, color)
         for index, row in enumerate(rows):
             if position == 0:
                 _row_count(axis, index, row["harmful_responses"])
             _hbar(chart, axis, index - 0.4 + bar * (position + 0.5), bar * 0.9, row[statistic],
                   row[f"{statistic}_low"], row[f"{statistic}_high"], color,
                   None if row[statistic] is None else f"{row['method']}: {label} {row[statistic]:.3f}")
-    if reference is not None:
-        handles.append(Line2D([], [], color="#555", linestyle=(0, (4, 3)),
-                              label=f"{_short(reference['method'])} (reference)"))
+    handles += _reference_handles(reference)
     _legend_below(chart, handles, WIDTH)
     return chart
 
