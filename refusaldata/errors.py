@@ -35,6 +35,14 @@ class InputError(RefusalDataError):
     """A user-supplied file, option or value is unusable."""
 
 
+class NameTakenError(InputError):
+    """A run name another stored run holds: a name names one run."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class NotFoundError(RefusalDataError):
     """A named thing (run, dataset, set, model) does not exist."""
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from refusaldata import capability, distill, evaluate, imports, label, mine, prompts, report
-from refusaldata.errors import InputError, RefusalDataError
+from refusaldata.errors import InputError, NameTakenError, RefusalDataError
 from refusaldata.evaluate import NO_BOUNDARY_SUFFIX
 from refusaldata.generate import (GenerateOptions, SharedEngine, generate, generate_many, read_few_shot,
                                   resolve_backend)
@@ -154,7 +154,21 @@ def run(store: Store, fast: bool = False, backend: str = "auto",
         boundary_ablation: bool = False) -> QuickstartResult:
     """Run the study end to end into `store`; `log` hears one line per step. `boundary`: give every
     set boundary rows (look-alikes with compliant answers); without, the sets hold none.
-    `boundary_ablation`: also every method without them (`<method>-no-boundary`)."""
+    `boundary_ablation`: also every method without them (`<method>-no-boundary`).
+
+    The study names its runs (base, self-distill, ...), so a store that holds a quickstart of
+    another plan (`--fast` against the full one, another backend) is refused before anything
+    is generated, with the way out: a store of its own."""
+    try:
+        return _run_plan(store, fast, backend, log, boundary, boundary_ablation)
+    except NameTakenError as exc:
+        raise InputError(f"{store.root} holds a quickstart run '{exc.name}' of another plan (--fast or the full "
+                         "one, another backend or --boundary setting); run this one with --store DIR for a store "
+                         "of its own") from None
+
+
+def _run_plan(store: Store, fast: bool, backend: str, log: Callable[[str], None], boundary: bool,
+           boundary_ablation: bool) -> QuickstartResult:
     if backend not in QUICKSTART_BACKENDS:  # before the first import writes to the store
         raise InputError(f"--backend must be one of {', '.join(QUICKSTART_BACKENDS)}, not '{backend}'")
     if boundary_ablation and not boundary:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from refusaldata.errors import InputError, NotFoundError, redact
+from refusaldata.errors import InputError, NameTakenError, NotFoundError, redact
 from refusaldata.queries import sql_text
 from refusaldata.schemas import RUNS
 
@@ -58,9 +58,9 @@ def check_names(store: Store, runs: Sequence[tuple[str, str | None]]) -> None:
         return
     for stored_id, stored_name in _known_runs(store):
         if stored_name in wanted and wanted[stored_name] != stored_id:
-            raise InputError(f"run name '{stored_name}' is taken by run {stored_id} in {store.root} (another "
-                             f"configuration or source, not {wanted[stored_name]}); a run name names one run, so "
-                             "give this one another name (--name) or use another store")
+            raise NameTakenError(f"run name '{stored_name}' is taken by run {stored_id} in {store.root} (another "
+                                 f"configuration or source, not {wanted[stored_name]}); a run name names one run, "
+                                 "so give this one another name (--name) or use another store", stored_name)
 
 
 def record_run(store: Store, run_id: str, backend: str, config: dict, **columns) -> bool:

@@ -101,3 +101,22 @@ def test_auto_backend_is_transformers_without_a_cuda_gpu_and_a_named_one_is_kept
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present: auto resolves to vLLM where it is installed")
     assert study_backend("auto") == "transformers"
+
+
+def test_a_store_holding_another_plans_runs_is_refused_with_the_way_out(store, cli):
+    """A run named `base` of another configuration (an earlier quickstart of the other plan):
+    the quickstart stops before generating, one line naming the run and --store."""
+    import pyarrow as pa
+
+    store.append("runs", pa.table({"run_id": ["base-of-another-plan"], "name": ["base"], "backend": ["import"]}))
+    result = cli("quickstart", "--fast", "--backend", "transformers")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1], result.stderr
+    assert "quickstart run 'base' of another plan" in errors[0] and "--store DIR" in errors[0]
+    con = store.connect()
+    try:  # the imported teacher may be stored; nothing was generated
+        assert con.sql("SELECT count(*) FROM runs WHERE backend <> 'import'").fetchall() == [(0,)]
+        assert con.sql("SELECT count(*) FROM runs WHERE name = 'base'").fetchall() == [(1,)]
+    finally:
+        con.close()
