@@ -50,9 +50,12 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def store(tmp_path, monkeypatch) -> Store:
-    """Point every test (library and CLI) at a fresh temporary store."""
+    """Point every test (library and CLI) at a fresh temporary store. COLUMNS goes too: pytest-xdist
+    sets it to 80 in its workers, so tables would fit 80 columns there and the full 200 of a pipe
+    in a plain run; a test of the width sets it itself."""
     root = tmp_path / "store"
     monkeypatch.setenv(STORE_ENV, str(root))
+    monkeypatch.delenv("COLUMNS", raising=False)
     return Store(root)
 
 
