@@ -1,9 +1,9 @@
 """The console script's entry point: light, so Ctrl-C at any moment ends in one line.
 
-The commands import DuckDB, Arrow and Typer, which takes most of a second. A Ctrl-C in
-that window would print a KeyboardInterrupt traceback, or abort the process outright when
-it lands inside a compiled module's initialisation, so it is held until the imports are
-done and then ends the command. Afterwards the first Ctrl-C stops the command (its
+The command that runs imports DuckDB, Arrow and Typer (its module is loaded here, before
+it runs), which takes most of a second. A Ctrl-C in that window would print a
+KeyboardInterrupt traceback, or abort the process outright when it lands inside a compiled
+module's initialisation, so it is held until the imports are done and then ends the command. Afterwards the first Ctrl-C stops the command (its
 clean-up still runs: temp files removed, locks released); a second one during that
 clean-up is ignored so the clean-up finishes; a third stops at once. Once the command has
 ended, Ctrl-C is ignored while the interpreter exits (it would otherwise kill it mid-exit).
@@ -11,6 +11,7 @@ ended, Ctrl-C is ignored while the interpreter exits (it would otherwise kill it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -36,8 +37,10 @@ def main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored
         signal.signal(signal.SIGINT, _on_interrupt)
     try:
-        from refusaldata.cli.main import run
+        from refusaldata.cli.main import preload, run
 
+        with contextlib.suppress(Exception):  # a module that fails to load fails again, reported, in run()
+            preload(sys.argv[1:])
         _importing = False
         if _interrupts:
             raise KeyboardInterrupt

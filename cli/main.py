@@ -265,6 +265,15 @@ def command_tree() -> dict[str, object]:
     return found
 
 
+def preload(args: list[str]) -> None:
+    """Import the module of the command `args` name (its DuckDB, Arrow, ...) now, so the entry
+    point can hold a Ctrl-C until it is loaded: one landing inside a compiled module's
+    initialisation aborts the process."""
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    if name in COMMANDS:
+        _module_commands(COMMANDS[name][0])
+
+
 def run(args: list[str] | None = None) -> int:
     """Run one command line (sys.argv when None) as the console script does; its exit code.
 
