@@ -3,10 +3,11 @@
 The command that runs imports DuckDB, Arrow and Typer (its module is loaded here, before
 it runs), which takes most of a second. A Ctrl-C in that window would print a
 KeyboardInterrupt traceback, or abort the process outright when it lands inside a compiled
-module's initialisation, so it is held until the imports are done and then ends the command. Afterwards the first Ctrl-C stops the command (its
-clean-up still runs: temp files removed, locks released); a second one during that
-clean-up is ignored so the clean-up finishes; a third stops at once. Once the command has
-ended, Ctrl-C is ignored while the interpreter exits (it would otherwise kill it mid-exit).
+module's initialisation, so it is held until the imports are done and then ends the
+command. Afterwards the first Ctrl-C stops the command (its clean-up still runs: temp files
+removed, locks released); a second one during that clean-up is ignored so the clean-up
+finishes; a third stops at once. Once the command has ended, Ctrl-C is ignored while the
+interpreter exits (it would otherwise kill it mid-exit).
 """
 
 from __future__ import annotations
