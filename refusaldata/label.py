@@ -86,12 +86,14 @@ def _score(entry: Labeler, name: str, store: Store, rows: pa.Table, options: dic
 
 def _by_run(table: pa.Table) -> dict[str, pa.Table]:
     """`table`'s rows per run_id, as zero-copy slices of it sorted by run."""
+    import pyarrow.compute as pc
+
     table = table.sort_by("run_id")
-    slices, ids, begin = {}, table.column("run_id").to_pylist(), 0
-    for index in range(1, len(ids) + 1):
-        if index == len(ids) or ids[index] != ids[begin]:
-            slices[ids[begin]] = table.slice(begin, index - begin)
-            begin = index
+    slices, begin = {}, 0
+    # value_counts lists values in order of first appearance: on sorted rows, each run's span.
+    for entry in pc.value_counts(table.column("run_id")).to_pylist():
+        slices[entry["values"]] = table.slice(begin, entry["counts"])
+        begin += entry["counts"]
     return slices
 
 
