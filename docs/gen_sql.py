@@ -28,7 +28,7 @@ SECTIONS = [
     ("Mining", ("mine_",)),
     ("Distillation sets", ("distill_",)),
     ("Training", ("train_",)),
-    ("Comparison and capability", ("compare_", "capability_")),
+    ("Comparison and capability", ("compare_", "capability_", "claims_")),
 ]
 
 HEADER = """\

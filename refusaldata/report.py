@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from refusaldata import io
+from refusaldata.claims import MARGIN, ceiling_sentences, seed_claims
 from refusaldata.errors import InputError, NotFoundError, redact
 from refusaldata.escape import markdown_text
 from refusaldata.evaluate import (
@@ -155,14 +156,65 @@ MODELS_TEXT = ("Each model's runs pooled: refused / labelled responses to harmfu
                "interval (responses counted as independent).")
 
 
+CLAIMS_TEXT = ("What the runs say about the seed papers' claims (arXiv 2406.11285: self- and cross-model "
+               "distillation for refusal pattern alignment; arXiv 2409.07772: preference optimization for "
+               "safety). Each check is a difference on the prompts both runs answered, with a 95% interval of a "
+               "paired bootstrap, read in the direction the claim gives it: reproduced when the interval lies "
+               "wholly that way, not reproduced when it rules out an effect of {margin} that way, inconclusive "
+               "otherwise; a claim is reproduced when every check is, not reproduced when one is not. Uniformity "
+               "is 1 − H/log n over the openings of the refusals to harmful prompts; top-template share, the "
+               "share of them in the run's largest refusal template (`mine templates`).")
+CEILING_TEXT = ("Each method's refusal − over-refusal, with Newcombe's 95% interval (from Wilson intervals, "
+                "responses counted as independent), against the separation of the separability probe (layer "
+                "{layer} of {model}, `evaluate separability`): below the ceiling where its interval lies under "
+                "the probe's, above it where it lies over.")
+NO_CEILING_TEXT = ("No separability ceiling is stored for {model}: `refusaldata evaluate separability --model "
+                   "MODEL` measures how far a recipe could go on it.")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section of sentences: a heading, a paragraph, one list item per sentence and a table."""
+
+    heading: str
+    text: str
+    items: Sequence[str] = ()
+    table: Columns | None = None
+
+    def html(self) -> str:
+        items = "".join(f"<li>{_text(item)}</li>" for item in self.items)
+        return (f"<h2>{_text(self.heading)}</h2>\n<p>{_text(self.text)}</p>\n"
+                + (f"<ul>{items}</ul>\n" if items else "") + (f"{_html_table(self.table)}\n" if self.table else ""))
+
+    def markdown(self) -> list[str]:
+        return [f"## {markdown_text(self.heading)}", markdown_text(self.text),
+                *(["\n".join(f"- {markdown_text(item)}" for item in self.items)] if self.items else []),
+                *([_markdown_table(self.table)] if self.table else [])]
+
+
+def study_sections(store: Store, comparison: pa.Table, ceiling: dict | None) -> list[Section]:
+    """The seed papers' claims and each method against the separability ceiling, for a study."""
+    found = seed_claims(store, comparison)
+    sections = [Section("The seed papers' claims", CLAIMS_TEXT.format(margin=MARGIN),
+                        [claim.sentence() for claim in found.claims], found.pattern)]
+    model = comparison.column("model")[0].as_py()
+    if ceiling is None:
+        sections.append(Section("Against the separability ceiling", NO_CEILING_TEXT.format(model=model)))
+    else:
+        sections.append(Section("Against the separability ceiling", CEILING_TEXT.format(**ceiling),
+                                ceiling_sentences(comparison, ceiling)))
+    return sections
+
+
 def _figure_file(stem: str, figure: Figure, fmt: str = "svg") -> str:
     return f"{stem}-{figure.key}.{fmt}"
 
 
 def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], stem: str,
-           boundary: pa.Table | None = None) -> tuple[str, str]:
+           boundary: pa.Table | None = None, sections: Sequence[Section] = ()) -> tuple[str, str]:
     """The HTML page and the Markdown text for one comparison; the Markdown links FILE-<key>.svg.
-    `boundary` (`evaluate.boundary_effects`), when it has rows, gets its section after the comparison."""
+    `boundary` (`evaluate.boundary_effects`), when it has rows, gets its section after the
+    comparison; `sections` (`study_sections`) come after it."""
     meta = comparison_settings(comparison)
     corpus = meta.get("mode") == CORPUS
     prompts = "Every prompt" if meta.get("split") == "all" else f"Prompts of split '{meta.get('split')}'"
@@ -196,6 +248,7 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
                           _markdown_table(boundary_table)]
         html_boundary = (f"<h2>Boundary rows</h2>\n<p>{_text(BOUNDARY_TEXT)} {_text(sentence)}</p>\n"
                          f"{_html_table(boundary_table)}\n")
+    html_sections = "".join(section.html() for section in sections)
     html_figures = "".join(f"""<h2>{_text(figure.heading)}</h2>
 <figure>
 {figure.svg}
@@ -216,7 +269,7 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
 <p class="settings">{_text(settings)}</p>
 <h2>{"Per run" if corpus else "Comparison"}</h2>
 {_html_table(table)}
-{html_models}{html_boundary}{html_figures}<h2>Top refusal openings per run</h2>
+{html_models}{html_boundary}{html_sections}{html_figures}<h2>Top refusal openings per run</h2>
 {_html_table(openings_table)}
 <h2>Runs</h2>
 {_html_table(runs_table)}
@@ -234,6 +287,7 @@ def render(comparison: pa.Table, openings: pa.Table, figures: Sequence[Figure], 
         _markdown_table(table),
         *model_parts,
         *boundary_parts,
+        *(part for section in sections for part in section.markdown()),
         *markdown_figures,
         "## Top refusal openings per run",
         _markdown_table(openings_table),
@@ -297,13 +351,14 @@ def write_report(store: Store, runs: Sequence[str] | None = None, out_html: str 
                               attack_cells(by_attack)))
     boundary = boundary_effects(store, run_ids, labeler=labeler, bootstrap=bootstrap, seed=seed, split=split,
                                 capability_suite=capability_suite)
+    ceiling = None if corpus else best_separability(store, comparison.column("model")[0].as_py())
     if any(value is not None for value in comparison.column("capability").to_pylist()):
-        ceiling = best_separability(store, comparison.column("model")[0].as_py())
         figures.append(Figure("tradeoff", "The trade-off: refusal, over-refusal and capability",
                               "Refusal, over-refusal and capability per method", tradeoff_chart(comparison, ceiling),
                               TRADEOFF_CAPTION + (TRADEOFF_ARROWS if boundary.num_rows else "")
                               + (TRADEOFF_SEPARABILITY.format(**ceiling) if ceiling else "")))
-    page, markdown = render(comparison, openings, figures, out_html.stem, boundary)
+    sections = [] if corpus else study_sections(store, comparison, ceiling)
+    page, markdown = render(comparison, openings, figures, out_html.stem, boundary, sections)
     md_path = out_html.with_suffix(".md")
     files: list[tuple[Path, str | bytes]] = [(out_html.with_name(_figure_file(out_html.stem, figure)), figure.svg)
                                              for figure in figures]
