@@ -48,7 +48,8 @@ BALANCE_TEXT = "NCA balances safety and capability best"
 
 @dataclass(frozen=True)
 class Check:
-    """One difference a claim rests on; `sign` is +1 where the claim says it is positive, −1 negative."""
+    """One difference a claim rests on; `sign` is +1 where the claim says it is positive, −1
+    negative, 0 where the claim gives it no direction (then it cannot be reproduced)."""
 
     label: str
     diff: Estimate
@@ -56,7 +57,7 @@ class Check:
 
     @property
     def verdict(self) -> str:
-        if self.diff.value is None or self.diff.low is None or self.diff.high is None:
+        if not self.sign or self.diff.value is None or self.diff.low is None or self.diff.high is None:
             return INCONCLUSIVE
         low, high = sorted((self.sign * self.diff.low, self.sign * self.diff.high))
         if low > 0:
@@ -110,11 +111,13 @@ def _query(con, name: str, params: dict) -> pa.Table:
     return con.sql(sql_text(name), params=params).to_arrow_table()
 
 
-def _opening_stat(statistic: str):
+def _opening_statistic(statistic: str):
+    """For a run's prompts, `statistic` of its refusal openings (or templates) per resample."""
     return lambda prompts: lambda weights: opening_statistics(weights, prompts)[statistic]
 
 
 def _refusal(prompts):
+    """The refusal rate of `prompts` per resample."""
     return lambda weights: rate_statistics(weights, prompts)["refusal"]
 
 
@@ -133,7 +136,8 @@ def _estimate(side: tuple, signed: bool = False) -> Estimate:
 def _pattern(con, runs: dict[str, str], teacher: str, settings: dict, bootstrap: int, seed: int
              ) -> tuple[dict[str, dict[str, tuple]], dict[str, dict[str, tuple]]]:
     """Per run (the study's and the teacher): uniformity and top-template share as (value, low,
-    high) on its own prompts, and the difference to the base on the prompts both answered."""
+    high) on its own prompts (a run paired with itself), and the difference to the base on the
+    prompts both answered."""
     ids = [*runs.values(), teacher]
     params = {"runs": ids, "labeler": settings["labeler"], "split": settings["split"]}
     rows = _query(con, "compare_prompts", {**params, "unsafe_labeler": None})
@@ -145,15 +149,16 @@ def _pattern(con, runs: dict[str, str], teacher: str, settings: dict, bootstrap:
     for statistic, group_rows in groups.items():
         key = "top1_share" if statistic == "top_template_share" else "uniformity"
         for name, run_id in named.items():
-            own[name][statistic] = _paired(rows, group_rows, run_id, run_id, True, _opening_stat(key), bootstrap,
-                                           seed, statistic, corrected=True)["first"]
+            own[name][statistic] = _paired(rows, group_rows, run_id, run_id, True, _opening_statistic(key),
+                                           bootstrap, seed, statistic, corrected=True)["first"]
             if name != "base":
-                to_base[name][statistic] = _paired(rows, group_rows, run_id, runs["base"], True, _opening_stat(key),
-                                                   bootstrap, seed, statistic, corrected=True)["diff"]
+                to_base[name][statistic] = _paired(rows, group_rows, run_id, runs["base"], True,
+                                                   _opening_statistic(key), bootstrap, seed, statistic,
+                                                   corrected=True)["diff"]
     return own, to_base
 
 
-def _pattern_claim(store: Store, con, methods: dict[str, str], settings: dict, bootstrap: int, seed: int
+def _pattern_claim(con, methods: dict[str, str], settings: dict, bootstrap: int, seed: int
                    ) -> tuple[Claim, dict[str, list] | None]:
     teacher_rows = _query(con, "claims_teacher", {"runs": list(methods.values())}).to_pylist()
     teacher = teacher_rows[0]["run_id"] if teacher_rows else None
@@ -174,16 +179,18 @@ def _pattern_claim(store: Store, con, methods: dict[str, str], settings: dict, b
     checks, directions = [], []
     for statistic, label in PATTERN_LABELS.items():
         teacher_value, base_value = own["teacher"][statistic][0], own["base"][statistic][0]
-        sign = 1 if teacher_value is None or base_value is None or teacher_value >= base_value else -1
-        directions.append(f"{'higher' if sign > 0 else 'lower'} {label}")
+        # Toward the teacher; no direction where either is undefined or the two are equal.
+        sign = 0 if teacher_value is None or base_value is None else int(np.sign(teacher_value - base_value))
+        directions.append(f"{({1: 'higher', -1: 'lower'}).get(sign, 'no change in')} {label}")
         checks += [Check(f"{name} {label}", _estimate(to_base[name][statistic], True), sign) for name in DISTILLED]
     checks.sort(key=lambda check: DISTILLED.index(check.label.split(" ")[0]))
-    levels = "; ".join(f"{name} " + ", ".join(f"{label} {_estimate(own[name][statistic])}"
-                                               for statistic, label in PATTERN_LABELS.items())
-                       for name in ("teacher", "base"))
+    teacher_name = teacher_rows[0]["name"] or teacher
+    levels = "; ".join(f"{who}: " + ", ".join(f"{label} {_estimate(own[name][statistic])}"
+                                              for statistic, label in PATTERN_LABELS.items())
+                       for name, who in (("teacher", f"the teacher, {teacher_name}"), ("base", "base")))
     levels += f"; change from the base (toward the teacher: {', '.join(directions)})"
     names = [*runs, "teacher"]
-    table: dict[str, list] = {"run": [*runs, teacher_rows[0]["name"] or teacher], "role": [
+    table: dict[str, list] = {"run": [*runs, teacher_name], "role": [
         {"base": "before", "baseline-sft": "baseline", "teacher": "teacher"}.get(name, "after") for name in names]}
     for statistic, label in PATTERN_LABELS.items():
         table[label] = [_estimate(own[name][statistic]) for name in names]
@@ -274,7 +281,7 @@ def seed_claims(store: Store, comparison: pa.Table) -> Claims:
                          "pairs"])
     prepare(con)
     try:
-        pattern, table = _pattern_claim(store, con, methods, settings, bootstrap, seed)
+        pattern, table = _pattern_claim(con, methods, settings, bootstrap, seed)
         preference = _preference_claims(store, con, methods, settings, bootstrap, seed)
     finally:
         con.close()
@@ -285,7 +292,9 @@ def ceiling_sentences(comparison: pa.Table, ceiling: dict) -> list[str]:
     """Per run with both rates: its refusal − over-refusal against the probe's separation,
     each with Newcombe's 95% interval, and where it stands: below the ceiling (its interval
     under the probe's), above it (over it), or not distinguishable from it (they overlap)."""
-    probe = Estimate(ceiling["separation"], ceiling["separation_low"], ceiling["separation_high"])
+    probe = Estimate(ceiling["separation"], ceiling.get("separation_low"), ceiling.get("separation_high"))
+    # A probe stored without its interval is read at its estimate.
+    probe_low, probe_high = (probe.value if bound is None else bound for bound in (probe.low, probe.high))
     sentences = []
     for row in comparison.to_pylist():
         refusal, over = row["refusal_rate"], row["over_refusal_rate"]
@@ -295,7 +304,7 @@ def ceiling_sentences(comparison: pa.Table, ceiling: dict) -> list[str]:
         low, high = newcombe(refusal, wilson(row["refusals"], row["harmful_responses"]),
                              over, wilson(refused, row["benign_responses"]))
         reached = Estimate(refusal - over, low, high)
-        where = ("below the ceiling" if high < probe.low else "above the ceiling" if low > probe.high
+        where = ("below the ceiling" if high < probe_low else "above the ceiling" if low > probe_high
                  else "not distinguishable from the ceiling")
         sentences.append(f"{row['method']} reaches {reached} of the probe's {probe}: {where}.")
     return sentences

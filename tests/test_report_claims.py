@@ -106,14 +106,15 @@ def test_a_check_reads_its_interval_in_the_claimed_direction():
     assert Check("x", Estimate(-0.30, -0.40, -0.20), sign=-1).verdict == REPRODUCED  # a fall, as claimed
     assert Check("x", Estimate(0.10, 0.01, 0.20), sign=-1).verdict == NOT_REPRODUCED
     assert Check("x", Estimate(None)).verdict == INCONCLUSIVE
+    assert Check("x", Estimate(0.10, 0.01, 0.20), sign=0).verdict == INCONCLUSIVE  # no direction claimed
 
 
 def test_claims_reproduced(store):
     ids = build_store(store, REPRODUCING)
     pattern, preference, balance = _claims(store, ids)
     assert pattern.startswith("arXiv 2406.11285, after self- and cross-distillation the student's refusals take "
-                              "the teacher's pattern: reproduced. teacher uniformity 1.000 [1.00,1.00], "
-                              "top-template share 1.000 [1.00,1.00]; base uniformity 0.000 [")
+                              "the teacher's pattern: reproduced. the teacher, teacher: uniformity 1.000 "
+                              "[1.00,1.00], top-template share 1.000 [1.00,1.00]; base: uniformity 0.000 [")
     assert "(toward the teacher: higher uniformity, higher top-template share): self-distill uniformity +1.000 [" \
         in pattern
     assert pattern.count("(reproduced)") == 4
