@@ -23,12 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from refusaldata.evaluate import (
     CONFIDENCE, Estimate, comparison_settings, opening_statistics, pair_rng, paired_bootstrap, paired_effects,
     paired_prompts, rate_statistics, resample_weights, wilson,
 )
 from refusaldata.labelers.rules import prepare
+from refusaldata.mine import MIN_REFUSALS
 from refusaldata.queries import sql_text
 from refusaldata.separability import newcombe
 from refusaldata.store import Store
@@ -49,15 +51,18 @@ BALANCE_TEXT = "NCA balances safety and capability best"
 @dataclass(frozen=True)
 class Check:
     """One difference a claim rests on; `sign` is +1 where the claim says it is positive, −1
-    negative, 0 where the claim gives it no direction (then it cannot be reproduced)."""
+    negative, 0 where the claim gives it no direction. A `caveat` (too few refusals to read a
+    pattern) or no direction makes it inconclusive whatever its interval."""
 
     label: str
     diff: Estimate
     sign: int = 1
+    caveat: str = ""
 
     @property
     def verdict(self) -> str:
-        if not self.sign or self.diff.value is None or self.diff.low is None or self.diff.high is None:
+        if (self.caveat or not self.sign or self.diff.value is None or self.diff.low is None
+                or self.diff.high is None):
             return INCONCLUSIVE
         low, high = sorted((self.sign * self.diff.low, self.sign * self.diff.high))
         if low > 0:
@@ -65,7 +70,7 @@ class Check:
         return NOT_REPRODUCED if high < MARGIN else INCONCLUSIVE
 
     def __str__(self) -> str:
-        return f"{self.label} {self.diff} ({self.verdict})"
+        return f"{self.label} {self.diff} ({self.verdict}{': ' + self.caveat if self.caveat else ''})"
 
 
 @dataclass(frozen=True)
@@ -134,17 +139,19 @@ def _estimate(side: tuple, signed: bool = False) -> Estimate:
 
 
 def _pattern(con, runs: dict[str, str], teacher: str, settings: dict, bootstrap: int, seed: int
-             ) -> tuple[dict[str, dict[str, tuple]], dict[str, dict[str, tuple]]]:
-    """Per run (the study's and the teacher): uniformity and top-template share as (value, low,
-    high) on its own prompts (a run paired with itself), and the difference to the base on the
-    prompts both answered."""
+             ) -> tuple[dict[str, dict], dict[str, dict[str, tuple]]]:
+    """Per run (the study's and the teacher): its refusals to harmful prompts, uniformity and
+    top-template share as (value, low, high) on its own prompts (a run paired with itself), and
+    the difference to the base on the prompts both answered."""
     ids = [*runs.values(), teacher]
     params = {"runs": ids, "labeler": settings["labeler"], "split": settings["split"]}
     rows = _query(con, "compare_prompts", {**params, "unsafe_labeler": None})
     groups = {statistic: _query(con, name, {**params, "k": int(settings["k"])}) for statistic, name in
               (("uniformity", "compare_openings"), ("top_template_share", "claims_template_counts"))}
     named = {**runs, "teacher": teacher}
-    own: dict[str, dict[str, tuple]] = {name: {} for name in named}
+    totals = rows.filter(pc.field("harmful")).group_by("run_id").aggregate([("refusals", "sum")])
+    refusals = dict(zip(totals.column("run_id").to_pylist(), totals.column("refusals_sum").to_pylist()))
+    own: dict[str, dict] = {name: {"refusals": refusals.get(run_id, 0)} for name, run_id in named.items()}
     to_base: dict[str, dict[str, tuple]] = {name: {} for name in named if name != "base"}
     for statistic, group_rows in groups.items():
         key = "top1_share" if statistic == "top_template_share" else "uniformity"
@@ -176,22 +183,28 @@ def _pattern_claim(con, methods: dict[str, str], settings: dict, bootstrap: int,
     if unmined:
         needs = f"refusal templates of {_listing(unmined)} (`refusaldata mine templates`)"
         return Claim("2406.11285", PATTERN_TEXT, needs=needs), None
+    # A pattern of fewer than MIN_REFUSALS refusals is noise (`mine uniformity` marks such runs).
+    few = {name: f"{values['refusals']} refusals of {name}, under {MIN_REFUSALS}" for name, values in own.items()
+           if values["refusals"] < MIN_REFUSALS}
     checks, directions = [], []
     for statistic, label in PATTERN_LABELS.items():
         teacher_value, base_value = own["teacher"][statistic][0], own["base"][statistic][0]
         # Toward the teacher; no direction where either is undefined or the two are equal.
         sign = 0 if teacher_value is None or base_value is None else int(np.sign(teacher_value - base_value))
         directions.append(f"{({1: 'higher', -1: 'lower'}).get(sign, 'no change in')} {label}")
-        checks += [Check(f"{name} {label}", _estimate(to_base[name][statistic], True), sign) for name in DISTILLED]
+        checks += [Check(f"{name} {label}", _estimate(to_base[name][statistic], True), sign,
+                         "; ".join(few[who] for who in ("base", name, "teacher") if who in few))
+                   for name in DISTILLED]
     checks.sort(key=lambda check: DISTILLED.index(check.label.split(" ")[0]))
     teacher_name = teacher_rows[0]["name"] or teacher
-    levels = "; ".join(f"{who}: " + ", ".join(f"{label} {_estimate(own[name][statistic])}"
-                                              for statistic, label in PATTERN_LABELS.items())
+    levels = "; ".join(f"{who}: {own[name]['refusals']} refusals, " + ", ".join(
+        f"{label} {_estimate(own[name][statistic])}" for statistic, label in PATTERN_LABELS.items())
                        for name, who in (("teacher", f"the teacher, {teacher_name}"), ("base", "base")))
     levels += f"; change from the base (toward the teacher: {', '.join(directions)})"
     names = [*runs, "teacher"]
     table: dict[str, list] = {"run": [*runs, teacher_name], "role": [
-        {"base": "before", "baseline-sft": "baseline", "teacher": "teacher"}.get(name, "after") for name in names]}
+        {"base": "before", "baseline-sft": "baseline", "teacher": "teacher"}.get(name, "after") for name in names],
+        "refusals": [own[name]["refusals"] for name in names]}
     for statistic, label in PATTERN_LABELS.items():
         table[label] = [_estimate(own[name][statistic]) for name in names]
         table[f"Δ {label} vs base"] = ["ref" if name == "base" else _estimate(to_base[name][statistic], True)

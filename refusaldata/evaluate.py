@@ -108,7 +108,7 @@ def opening_statistics(weights: np.ndarray, prompts: _Prompts) -> dict[str, np.n
             share = counts / total[:, None]
             entropy = -np.sum(np.where(counts > 0, share * np.log(np.where(counts > 0, share, 1.0)), 0.0), axis=1)
             uniformity[start:start + block] = np.where(
-                total > 1, 1.0 - entropy / np.log(total), np.where(total == 1, 1.0, np.nan))
+                total > 1, np.maximum(0.0, 1.0 - entropy / np.log(total)), np.where(total == 1, 1.0, np.nan))
             top1_share[start:start + block] = np.where(total > 0, counts.max(axis=1) / total, np.nan)
     return {"uniformity": uniformity, "top1_share": top1_share}
 

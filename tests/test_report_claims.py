@@ -33,13 +33,13 @@ def _run(harmful, benign=range(2), capability=range(18), opening=lambda index: V
     return {"harmful": set(harmful), "benign": set(benign), "capability": set(capability), "opening": opening}
 
 
-BASE = _run(range(10))
+BASE = _run(range(20))  # 20 refusals: enough to read a pattern (mine.MIN_REFUSALS), all opening differently
 ALIGNED = _run(range(25), opening=lambda index: SORRY)
 REPRODUCING = {
     "base": BASE, "baseline-sft": _run(range(20), opening=lambda index: "i will not do that"),
     "self-distill": ALIGNED, "cross-distill": ALIGNED,
-    "dpo": _run(range(25), benign=range(14), capability=range(10)),
-    "nca": _run(range(25), benign=range(3), capability=range(14)),
+    "dpo": _run(range(30), benign=range(17), capability=range(10)),
+    "nca": _run(range(30), benign=range(3), capability=range(14)),
     TEACHER: _run(range(30), benign=(), opening=lambda index: SORRY),
 }
 
@@ -113,18 +113,19 @@ def test_claims_reproduced(store):
     ids = build_store(store, REPRODUCING)
     pattern, preference, balance = _claims(store, ids)
     assert pattern.startswith("arXiv 2406.11285, after self- and cross-distillation the student's refusals take "
-                              "the teacher's pattern: reproduced. the teacher, teacher: uniformity 1.000 "
-                              "[1.00,1.00], top-template share 1.000 [1.00,1.00]; base: uniformity 0.000 [")
+                              "the teacher's pattern: reproduced. the teacher, teacher: 30 refusals, uniformity "
+                              "1.000 [1.00,1.00], top-template share 1.000 [1.00,1.00]; base: 20 refusals, "
+                              "uniformity 0.000 [")
     assert "(toward the teacher: higher uniformity, higher top-template share): self-distill uniformity +1.000 [" \
         in pattern
     assert pattern.count("(reproduced)") == 4
     assert preference.startswith("arXiv 2409.07772, a preference loss (DPO, NCA) raises refusal over the base at a "
-                                 "capability cost: reproduced. base refusal 0.333 [")
-    assert "dpo refusal +0.500 [" in preference and "dpo capability -0.400 [" in preference
+                                 "capability cost: reproduced. base refusal 0.667 [")
+    assert "dpo refusal +0.333 [" in preference and "dpo capability -0.400 [" in preference
     assert preference.count("(reproduced)") == 4
-    # nca − dpo: refusal alike, over-refusal 0.55 lower, capability 0.20 higher.
+    # nca − dpo: refusal alike, over-refusal 0.70 lower, capability 0.20 higher.
     assert balance.startswith("arXiv 2409.07772, NCA balances safety and capability best: reproduced. balance "
-                              "(refusal − over-refusal + capability) on the prompts both answered: nca − dpo +0.750 [")
+                              "(refusal − over-refusal + capability) on the prompts both answered: nca − dpo +0.900 [")
 
 
 def test_claims_not_reproduced(store):
@@ -140,12 +141,19 @@ def test_claims_not_reproduced(store):
 
 def test_claims_inconclusive(store):
     # dpo and nca each move a few prompts either way: too few to tell.
-    noisy = _run([*range(3, 13)], capability=[*range(2, 20)])
-    ids = build_store(store, {**REPRODUCING, "dpo": noisy, "nca": _run([*range(1, 10), 12], capability=range(17))})
+    noisy = _run([*range(2, 22)], capability=[*range(2, 20)])
+    ids = build_store(store, {**REPRODUCING, "dpo": noisy, "nca": _run([*range(1, 20), 22], capability=range(17))})
     _, preference, balance = _claims(store, ids)
     assert ": inconclusive. " in preference and "dpo refusal +0.000 [" in preference
     assert "(not reproduced)" not in preference
     assert ": inconclusive. " in balance
+
+
+def test_a_pattern_of_few_refusals_is_inconclusive(store):
+    ids = build_store(store, {**REPRODUCING, "base": _run(range(5))})
+    pattern = _claims(store, ids)[0]
+    assert ": inconclusive. " in pattern and "base: 5 refusals, uniformity 0.000 [" in pattern
+    assert pattern.count("(inconclusive: 5 refusals of base, under 20)") == 4
 
 
 def test_claims_say_which_runs_they_need(store):
@@ -180,13 +188,13 @@ def test_report_states_claims_and_the_ceiling_escaped(store, tmp_path):
            "pattern: reproduced." in markdown
     assert "<li>arXiv 2409.07772, NCA balances safety and capability best: reproduced." in page
     # The pattern table names the teacher run, escaped in both.
-    assert "| &lt;b&gt;teacher&lt;/b&gt; \\| &#91;x&#93;(javascript:alert(1)) | teacher | 1.000 [1.00,1.00] |" \
+    assert "| &lt;b&gt;teacher&lt;/b&gt; \\| &#91;x&#93;(javascript:alert(1)) | teacher | 30 | 1.000 [1.00,1.00] |" \
         in markdown
     assert "<b>teacher" not in page and "&lt;b&gt;teacher&lt;/b&gt;" in page
-    # dpo: 25/30 refused, 14/20 over-refused; nca: 25/30 and 3/20.
-    assert "- dpo reaches 0.133 &#91;-0.10,0.37&#93; of the probe's 0.671 &#91;0.45,0.80&#93;: below the ceiling." \
+    # dpo: 30/30 refused, 17/20 over-refused; nca: 30/30 and 3/20.
+    assert "- dpo reaches 0.150 &#91;0.00,0.36&#93; of the probe's 0.671 &#91;0.45,0.80&#93;: below the ceiling." \
         in markdown
-    assert "<li>nca reaches 0.683 [0.41,0.82] of the probe&#x27;s 0.671 [0.45,0.80]: not distinguishable from " \
+    assert "<li>nca reaches 0.850 [0.61,0.95] of the probe&#x27;s 0.671 [0.45,0.80]: not distinguishable from " \
            "the ceiling.</li>" in page
     assert "(layer 16 of m, \\`evaluate separability\\`)" in markdown
     # Without a probe stored, one line says how to measure it.
@@ -200,6 +208,5 @@ def test_a_method_past_a_weak_probe_is_above_it(store):
     comparison = compare_runs(store, [ids["base"], ids["nca"]], bootstrap=50)
     _separability(store, (0.10, 0.05, 0.15))
     sentences = ceiling_sentences(comparison, best_row(store, "m"))
-    assert sentences[0].startswith("base reaches 0.233 [")
-    assert sentences[0].endswith(": not distinguishable from the ceiling.")
-    assert sentences[1].startswith("nca reaches 0.683 [") and sentences[1].endswith(": above the ceiling.")
+    assert sentences[0].startswith("base reaches 0.567 [") and sentences[0].endswith(": above the ceiling.")
+    assert sentences[1].startswith("nca reaches 0.850 [") and sentences[1].endswith(": above the ceiling.")
