@@ -184,17 +184,17 @@ def _pattern_claim(con, methods: dict[str, str], settings: dict, bootstrap: int,
         needs = f"refusal templates of {_listing(unmined)} (`refusaldata mine templates`)"
         return Claim("2406.11285", PATTERN_TEXT, needs=needs), None
     # A pattern of fewer than MIN_REFUSALS refusals is noise (`mine uniformity` marks such runs).
-    few = {name: f"{values['refusals']} refusals of {name}, under {MIN_REFUSALS}" for name, values in own.items()
-           if values["refusals"] < MIN_REFUSALS}
+    few = {name for name, values in own.items() if values["refusals"] < MIN_REFUSALS}
     checks, directions = [], []
     for statistic, label in PATTERN_LABELS.items():
         teacher_value, base_value = own["teacher"][statistic][0], own["base"][statistic][0]
         # Toward the teacher; no direction where either is undefined or the two are equal.
         sign = 0 if teacher_value is None or base_value is None else int(np.sign(teacher_value - base_value))
         directions.append(f"{({1: 'higher', -1: 'lower'}).get(sign, 'no change in')} {label}")
-        checks += [Check(f"{name} {label}", _estimate(to_base[name][statistic], True), sign,
-                         "; ".join(few[who] for who in ("base", name, "teacher") if who in few))
-                   for name in DISTILLED]
+        for name in DISTILLED:
+            short = [who for who in ("base", name, "teacher") if who in few]
+            caveat = f"fewer than {MIN_REFUSALS} refusals in {_listing(short)}" if short else ""
+            checks.append(Check(f"{name} {label}", _estimate(to_base[name][statistic], True), sign, caveat))
     checks.sort(key=lambda check: DISTILLED.index(check.label.split(" ")[0]))
     teacher_name = teacher_rows[0]["name"] or teacher
     levels = "; ".join(f"{who}: {own[name]['refusals']} refusals, " + ", ".join(

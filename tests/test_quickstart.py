@@ -63,6 +63,10 @@ def test_quickstart_fast_runs_every_method_and_reports(store):
     html = store.root / "report" / "quickstart.html"
     assert html.is_file() and html.with_suffix(".md").is_file()
     assert 'id="chart-tradeoff"' in html.read_text()
+    # Every seed paper's claim is judged: the methods, the teacher (found through the cross set) and
+    # capability are all there.
+    markdown = html.with_suffix(".md").read_text()
+    assert markdown.count("\n- arXiv ") == 3 and "not judged" not in markdown
     files = {path: path.stat().st_mtime_ns for table in ("responses", "capability") for path in store.files(table)}
 
     # A rerun resumes: nothing is generated, trained or scored again.
