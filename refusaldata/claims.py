@@ -8,7 +8,8 @@ paired bootstrap (`evaluate.paired_bootstrap`), read in the direction the claim 
 check is reproduced when its interval lies wholly that way, not reproduced when it rules
 out an effect of MARGIN that way, inconclusive otherwise. A claim is reproduced when every
 check is, not reproduced when one is not, inconclusive otherwise; a claim whose runs the
-store lacks is not judged, and says what it needs.
+store lacks is not judged, and says what it needs. A refusal pattern (uniformity, top-template
+share) of fewer than mine.MIN_REFUSALS refusals is noise, so its checks are inconclusive.
 
 The methods are the study's runs by name, as the quickstart names them
 (`evaluate.STUDY_METHODS`); the teacher is the run a cross set took its refusal targets
@@ -199,7 +200,7 @@ def _pattern_claim(con, methods: dict[str, str], settings: dict, bootstrap: int,
     teacher_name = teacher_rows[0]["name"] or teacher
     levels = "; ".join(f"{who}: {own[name]['refusals']} refusals, " + ", ".join(
         f"{label} {_estimate(own[name][statistic])}" for statistic, label in PATTERN_LABELS.items())
-                       for name, who in (("teacher", f"the teacher, {teacher_name}"), ("base", "base")))
+                       for name, who in (("teacher", f"The teacher, {teacher_name}"), ("base", "base")))
     levels += f"; change from the base (toward the teacher: {', '.join(directions)})"
     names = [*runs, "teacher"]
     table: dict[str, list] = {"run": [*runs, teacher_name], "role": [
@@ -273,14 +274,14 @@ def _preference_claims(store: Store, con, methods: dict[str, str], settings: dic
     base = effects[0]
     refusal, capability = (Estimate(*(base[f"{statistic}_without{suffix}"] for suffix in ("", "_low", "_high")))
                            for statistic in ("refusal_rate", "capability"))
-    levels = f"base refusal {refusal}, capability {capability}; change from the base (a capability cost is a fall)"
+    levels = f"Base refusal {refusal}, capability {capability}; change from the base (a capability cost is a fall)"
     rows = _query(con, "compare_prompts", {"runs": [methods[name] for name in PREFERENCE],
                                            "labeler": settings["labeler"], "split": settings["split"],
                                            "unsafe_labeler": None})
     balance = Check("nca − dpo", _balance(rows, capability_rows, methods["nca"], methods["dpo"], bootstrap, seed))
     return [Claim("2409.07772", PREFERENCE_TEXT, tuple(checks), levels),
             Claim("2409.07772", BALANCE_TEXT, (balance,),
-                  "balance (refusal − over-refusal + capability) on the prompts both answered")]
+                  "Balance (refusal − over-refusal + capability) on the prompts both answered")]
 
 
 def seed_claims(store: Store, comparison: pa.Table) -> Claims:

@@ -113,18 +113,18 @@ def test_claims_reproduced(store):
     ids = build_store(store, REPRODUCING)
     pattern, preference, balance = _claims(store, ids)
     assert pattern.startswith("arXiv 2406.11285, after self- and cross-distillation the student's refusals take "
-                              "the teacher's pattern: reproduced. the teacher, teacher: 30 refusals, uniformity "
+                              "the teacher's pattern: reproduced. The teacher, teacher: 30 refusals, uniformity "
                               "1.000 [1.00,1.00], top-template share 1.000 [1.00,1.00]; base: 20 refusals, "
                               "uniformity 0.000 [")
     assert "(toward the teacher: higher uniformity, higher top-template share): self-distill uniformity +1.000 [" \
         in pattern
     assert pattern.count("(reproduced)") == 4
     assert preference.startswith("arXiv 2409.07772, a preference loss (DPO, NCA) raises refusal over the base at a "
-                                 "capability cost: reproduced. base refusal 0.667 [")
+                                 "capability cost: reproduced. Base refusal 0.667 [")
     assert "dpo refusal +0.333 [" in preference and "dpo capability -0.400 [" in preference
     assert preference.count("(reproduced)") == 4
     # nca − dpo: refusal alike, over-refusal 0.70 lower, capability 0.20 higher.
-    assert balance.startswith("arXiv 2409.07772, NCA balances safety and capability best: reproduced. balance "
+    assert balance.startswith("arXiv 2409.07772, NCA balances safety and capability best: reproduced. Balance "
                               "(refusal − over-refusal + capability) on the prompts both answered: nca − dpo +0.900 [")
 
 
