@@ -11,14 +11,17 @@ Each measurement runs in its own subprocess, so its peak RSS (getrusage) is its 
               first HEAD_CHARS characters the labeler reads), counting matches: what any
               regex labeler pays before it extracts, decides or writes anything;
 - startswith: a Python loop, lower() + str.startswith(tuple of the lexicon's phrases);
-- label:      refusaldata.labelers.rules.label_run (normalize, match, write labels);
+- label:      refusaldata.labelers.rules.label_runs, what `label --labeler rules` runs
+              (match, fold the opening, write the run's labels);
 - uniformity: refusaldata.mine.uniformity (k=5), over the labels just written.
 
 DuckDB runs with its default threads (every core) in all three DuckDB measurements.
 
-The machine's load average is printed first (the figures are wall-clock), and after each
-size a summary of the ratios the issue targets: label time over scan time (target: at
-most 2x) and label time over the Python loop's.
+The machine's load average is printed first. The figures are wall-clock, with each
+measurement's CPU seconds beside them (user + system, every thread): on a busy machine
+wall-clock ratios swing with the neighbours' load, CPU ones much less. After each size,
+a summary of the ratios the issue targets: label time over the regex pass's (target: at
+most 2x), over the bare scan's and over the Python loop's, wall-clock and CPU.
 
 Run: python bench/mining_speed.py [--sizes 1000000 10000000] [--methods scan startswith label]
 """
@@ -112,12 +115,13 @@ def build_corpus(store_root: Path, size: int, seed: int = 0) -> None:
 
 def measure(kind: str, store_root: Path) -> dict:
     """One measurement in this process: seconds, rows, peak RSS."""
-    from refusaldata.labelers.rules import HEAD_CHARS, label_run, load_lexicon, rule_patterns
+    from refusaldata.labelers.rules import HEAD_CHARS, label_runs, load_lexicon, rule_patterns
     from refusaldata.mine import uniformity
     from refusaldata.store import Store
 
     store = Store(store_root)
     files = [str(p) for p in store.files("responses")]
+    used = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if kind == "scan":
         con = duckdb.connect()
@@ -139,13 +143,15 @@ def measure(kind: str, store_root: Path) -> dict:
                     refusals += text.lower().startswith(phrases)
                 rows += batch.num_rows
     elif kind == "label":
-        rows = label_run(store, RUN_ID)
+        rows = sum(label_runs(store, [RUN_ID])[RUN_ID])
     elif kind == "uniformity":
         rows = uniformity(store, [RUN_ID], k=5).column("harmful_responses")[0].as_py()
     else:
         raise SystemExit(f"unknown measurement {kind}")
     seconds = time.perf_counter() - start
-    return {"kind": kind, "rows": rows, "seconds": seconds,
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
+    return {"kind": kind, "rows": rows, "seconds": seconds, "cpu_seconds": cpu,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -161,30 +167,30 @@ def main() -> None:
         print(json.dumps(measure(args.measure, args.store)))
         return
     print("# load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} cores".format(*os.getloadavg(), os.cpu_count()))
-    print(f"{'rows':>10} {'method':<11} {'seconds':>8} {'rows/s':>11} {'vs scan':>8} {'peak RSS MiB':>13}")
+    print(f"{'rows':>10} {'method':<11} {'seconds':>8} {'cpu s':>7} {'rows/s':>11} {'vs scan':>8} "
+          f"{'peak RSS MiB':>13}")
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="refusaldata-bench-") as folder:
             started = time.perf_counter()
             build_corpus(Path(folder), size)
             print(f"# corpus of {size:,} responses built in {time.perf_counter() - started:.1f} s", flush=True)
             floor = None
-            seconds = {}
+            seconds, cpu = {}, {}
             for kind in [kind for kind in METHODS if kind == "scan" or kind in args.methods]:
                 result = json.loads(subprocess.run(
                     [sys.executable, __file__, "--measure", kind, "--store", folder],
                     check=True, capture_output=True, text=True).stdout)
                 rate = result["rows"] / result["seconds"]
                 floor = floor or rate
-                seconds[kind] = result["seconds"]
-                print(f"{size:>10,} {kind:<11} {result['seconds']:>8.2f} {rate:>11,.0f} {floor / rate:>7.2f}x "
+                seconds[kind], cpu[kind] = result["seconds"], result["cpu_seconds"]
+                print(f"{size:>10,} {kind:<11} {result['seconds']:>8.2f} {cpu[kind]:>7.2f} {rate:>11,.0f} "
+                      f"{floor / rate:>7.2f}x "
                       f"{result['peak_rss_mib']:>13.0f}", flush=True)
             if "label" in seconds:
-                python_ratio = (f", {seconds['label'] / seconds['startswith']:.2f}x the Python startswith loop"
-                                if "startswith" in seconds else "")
-                regex_ratio = (f", {seconds['label'] / seconds['regex']:.2f}x one regex pass"
-                               if "regex" in seconds else "")
-                print(f"# label at {size:,} rows: {seconds['label'] / seconds['scan']:.2f}x the bare scan "
-                      f"(target <= 2x){regex_ratio}{python_ratio}", flush=True)
+                ratios = [f"{seconds['label'] / seconds[kind]:.2f}x {name} ({cpu['label'] / cpu[kind]:.2f}x CPU)"
+                          for kind, name in (("regex", "one regex pass (target <= 2x)"), ("scan", "the bare scan"),
+                                             ("startswith", "the Python startswith loop")) if kind in seconds]
+                print(f"# label at {size:,} rows: {', '.join(ratios)}", flush=True)
 
 
 if __name__ == "__main__":

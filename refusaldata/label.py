@@ -104,7 +104,11 @@ def label_runs(store: Store, run_ids: list[str], entry: Labeler, name: str, vers
 
     The runs are read in one query and scored together, a chunk at a time: a labeler's fixed
     cost per call (compiling the lexicon, opening the store) is paid once, not once per run,
-    which dominated on a corpus of many small runs."""
+    which dominated on a corpus of many small runs. A labeler with a `run_labeler` (the rules)
+    does all of this inside the store in one pass."""
+    if entry.run_labeler is not None:
+        counts = resolve(entry.run_labeler)(store, run_ids, name, version, force)
+        return [Labelled(run_id, *counts[run_id], 0) for run_id in run_ids]
     params = {"run_ids": run_ids, "labeler": name, "version": version, "force": force}
     con = store.connect(["responses", "prompts", "labels"])
     try:
@@ -115,20 +119,13 @@ def label_runs(store: Store, run_ids: list[str], entry: Labeler, name: str, vers
     training = entry.training_set()
     inside = {run_id: in_sample(rows.column("response").to_pylist(), training) if training is not None else 0
               for run_id, rows in pending.items()}
-    done = {}
-    if entry.run_labeler is not None:  # a run labelled whole labels itself in SQL
-        for run_id in [r for r in run_ids if r in pending and r not in kept]:
-            labelled = resolve(entry.run_labeler)(store, run_id, name, version)
-            done[run_id] = Labelled(run_id, labelled, 0, inside[run_id])
-    scored = [rows for run_id, rows in pending.items() if run_id not in done]
-    if scored:
-        rows = pa.concat_tables(scored)
+    if pending:
+        rows = pa.concat_tables(list(pending.values()))
         new = _by_run(verdict_table(rows, name, version, _score(entry, name, store, rows, options or {}), now()))
     else:
         new = {}
+    done = {}
     for run_id in run_ids:
-        if run_id in done:
-            continue
         fresh = new.get(run_id, LABELS.schema.empty_table())
         old = kept.get(run_id)
         parts = [fresh] if old is None else [old.select(LABELS.schema.names).cast(LABELS.schema), fresh]

@@ -1,5 +1,7 @@
--- Rule labels for one run: one row per answered response (finish_reason 'skipped' and
--- null responses get no label), in the labels table's columns.
+-- Rule labels of the responses of some runs that the rule labeler has still to label:
+-- one row per answered response (finish_reason 'skipped' and null responses get no
+-- label) without a label of $labeler at version $version (every one when $force), in the
+-- labels table's columns. All runs are read in one pass.
 -- Only the head of a response is read, and matching needs no normalization pass: the
 -- patterns are case-insensitive and accept curly apostrophes and any punctuation
 -- between a phrase's words. Steps:
@@ -11,19 +13,24 @@
 -- the opening) runs in the CTEs before the lexicon join, so only short strings travel
 -- through the join; an exception is recognised by its own regex on the short hit, so
 -- a single join (on the phrase that decides) looks up "where" and N; the second search
--- and the word count run only on the rows that need them (CASE is lazy in DuckDB).
+-- and the word count run only on the rows that need them (CASE is lazy in DuckDB). A
+-- text of at most N bytes has at most N characters, so left() copies only longer ones.
+-- Opening: the first words ($opening_words) read from the head, re-read from its first
+-- $opening_chars characters only when they may end past them; then rd_normalize.
 -- Verdict: compliance without a marker; partial when an `answer` phrase of the lexicon
 -- ("here's how you can", "step 1") occurs in the first $answer_chars characters (the
 -- response goes on to answer after declining); else refusal.
 -- Score: P(refusal) calibrated per marker on labelled data (the relation
 -- `marker_scores`, from the shipped model's card); a marker without its own estimate
 -- gets $marked_score, no marker $unmarked_score.
--- Needs the macros of sql/normalize.sql, the relation `lexicon` (phrase, "where",
--- words): sql/refusal_lexicon.csv as refusaldata.labelers.rules reads it, and `marker_scores`
--- (marker, score).
+-- Needs the macros of sql/normalize.sql, the relations `responses` and `labels`, the
+-- relation `lexicon` (phrase, "where", words): sql/refusal_lexicon.csv as
+-- refusaldata.labelers.rules reads it, and `marker_scores` (marker, score).
 -- Parameters:
---   $run_id             the run to label
+--   $run_ids            VARCHAR[] of the runs to label
 --   $labeler            the labeler name stored with each row
+--   $version            its current version (labels.labeler_version), stored with each row
+--   $force              true: every answered response, labelled or not
 --   $head_chars         how many leading characters of a response are read
 --   $opening_pattern    regex of the opening phrases, anchored at the start
 --   $window_pattern     regex of every other phrase and the exceptions, earliest first
@@ -37,15 +44,22 @@
 --   $marked_score       P(refusal) of a marker without its own calibration
 --   $unmarked_score     P(refusal) of a response with no marker
 WITH heads AS (
-    SELECT run_id, prompt_id, sample_index, left(response, $head_chars) AS head,
-        left(response, $answer_chars) AS answer_window
-    FROM responses
-    WHERE run_id = $run_id AND response IS NOT NULL AND finish_reason IS DISTINCT FROM 'skipped'
+    SELECT r.run_id, r.prompt_id, r.sample_index, r.response,
+        CASE WHEN strlen(r.response) <= $head_chars THEN r.response ELSE left(r.response, $head_chars) END AS head
+    FROM responses AS r
+    WHERE list_contains($run_ids, r.run_id)
+      AND r.response IS NOT NULL
+      AND r.finish_reason IS DISTINCT FROM 'skipped'
+      AND ($force OR NOT EXISTS (
+          SELECT 1 FROM labels AS l
+          WHERE l.labeler = $labeler AND l.run_id = r.run_id AND l.prompt_id = r.prompt_id
+            AND l.sample_index = r.sample_index AND l.labeler_version = $version))
 ),
 first_hits AS (
     SELECT *,
         nullif(regexp_extract(head, $opening_pattern), '') AS opening_hit,
-        nullif(regexp_extract(head, $window_pattern), '') AS first_hit
+        nullif(regexp_extract(head, $window_pattern), '') AS first_hit,
+        regexp_extract(head, $opening_words) AS first_words
     FROM heads
 ),
 first_places AS (
@@ -66,14 +80,20 @@ window_places AS (
             ELSE first_at END AS window_at
     FROM window_hits
 ),
-matched AS (
-    SELECT run_id, prompt_id, sample_index, answer_window, opening_hit, rd_phrase(window_hit) AS window_phrase,
-        window_at,
+spans AS (
+    SELECT run_id, prompt_id, sample_index, response, opening_hit, window_hit, window_at,
         -- N words take at least 2N - 1 characters: a phrase starting before character 2N
         -- has fewer than N words before it, no count needed
-        CASE WHEN window_at >= 2 * $fewest_words THEN rd_words(left(head, window_at - 1)) END AS words_before,
-        rd_normalize(regexp_extract(left(head, $opening_chars), $opening_words)) AS opening
+        CASE WHEN window_at >= 2 * $fewest_words THEN trim(rd_squash(left(head, window_at - 1))) END AS before,
+        -- words ending within the first $opening_chars characters are the words found there
+        CASE WHEN strlen(first_words) <= $opening_chars THEN first_words
+             ELSE regexp_extract(left(head, $opening_chars), $opening_words) END AS opening_words
     FROM window_places
+),
+matched AS (
+    SELECT run_id, prompt_id, sample_index, response, opening_hit, rd_phrase(window_hit) AS window_phrase,
+        window_at, rd_count_words(before) AS words_before, rd_normalize(opening_words) AS opening
+    FROM spans
 ),
 verdicts AS (
     SELECT m.*,
@@ -99,7 +119,9 @@ SELECT
     NULL::VARCHAR AS raw,
     now() AS created_at,
     CASE WHEN v.marker IS NULL THEN 'compliance'
-         WHEN regexp_matches(v.answer_window, $answer_pattern) THEN 'partial'
-         ELSE 'refusal' END AS verdict
+         WHEN regexp_matches(CASE WHEN strlen(v.response) <= $answer_chars THEN v.response
+                                  ELSE left(v.response, $answer_chars) END, $answer_pattern) THEN 'partial'
+         ELSE 'refusal' END AS verdict,
+    $version::VARCHAR AS labeler_version
 FROM verdicts v
 LEFT JOIN marker_scores s ON s.marker = v.marker

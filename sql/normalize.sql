@@ -5,14 +5,20 @@
 -- rd_collapse(text): runs of spaces collapsed to one, when there are any: plain
 --   replace for runs of up to 16 (far faster than a global regex), a regex for the
 --   rare longer run left after that (rd_collapse_rest), so normalizing is idempotent.
--- rd_normalize(text): lower case, quotes straight, white space made spaces and runs
---   of spaces collapsed, leading markdown and punctuation (#, *, >, -, quotes, emoji
---   ...) stripped, trailing space trimmed. Letters and digits are kept, so a response
---   opening with "1." keeps it. Chained replace() calls: translate() and a global
---   regexp_replace are each several times slower on DuckDB.
+-- rd_fold(text): lower case, quotes straight, white space made spaces and runs of
+--   spaces collapsed, trailing space (Unicode Zs, what rtrim removes) trimmed. Most
+--   texts hold none of the characters that change: one regex tells them, and they are
+--   only lower-cased (the chain costs several times more). Chained replace() calls:
+--   translate() and a global regexp_replace are each several times slower on DuckDB.
+--   `text` is read three times: pass a column, not an expression to compute.
+-- rd_normalize(text): rd_fold, then leading markdown and punctuation (#, *, >, -,
+--   quotes, emoji ...) stripped. Letters and digits are kept, so a response opening
+--   with "1." keeps it.
 -- rd_phrase(text): a matched phrase as the lexicon writes it: lower case, straight
 --   apostrophes, every other run of non-alphanumerics one space.
--- rd_words(text): how many white-space separated words text has.
+-- rd_words(text): how many white-space separated words text has: the spaces of the
+--   squashed, trimmed text plus one (no list is built); rd_count_words(squashed) counts
+--   them in text already squashed and trimmed.
 -- rd_opening(normalized, k): the first k words (space-separated) of normalized text.
 CREATE OR REPLACE MACRO rd_straight(text) AS
     replace(replace(replace(replace(replace(replace(text,
@@ -29,11 +35,14 @@ CREATE OR REPLACE MACRO rd_collapse(text) AS
 CREATE OR REPLACE MACRO rd_squash(text) AS
     rd_collapse(replace(replace(replace(replace(text, chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' '));
 
+CREATE OR REPLACE MACRO rd_fold(text) AS
+    CASE WHEN regexp_matches(text, '[’‘“”′″\t\n\r\x{a0}\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]|  | $')
+         THEN rtrim(rd_collapse(replace(replace(replace(replace(rd_straight(lower(text)),
+             chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' ')))
+         ELSE lower(text) END;
+
 CREATE OR REPLACE MACRO rd_normalize(text) AS
-    rtrim(regexp_replace(
-        rd_collapse(replace(replace(replace(replace(rd_straight(lower(text)),
-            chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' ')),
-        '^[^\p{L}\p{N}]+', ''));
+    regexp_replace(rd_fold(text), '^[^\p{L}\p{N}]+', '');
 
 CREATE OR REPLACE MACRO rd_phrase(text) AS
     trim(regexp_replace(replace(lower(text), '’', ''''), '[^a-z0-9'']+', ' ', 'g'));
@@ -41,5 +50,8 @@ CREATE OR REPLACE MACRO rd_phrase(text) AS
 CREATE OR REPLACE MACRO rd_opening(normalized, k) AS
     array_to_string(string_split(normalized, ' ')[1:k], ' ');
 
+CREATE OR REPLACE MACRO rd_count_words(squashed) AS
+    CASE WHEN squashed = '' THEN 0 ELSE length(squashed) - length(replace(squashed, ' ', '')) + 1 END;
+
 CREATE OR REPLACE MACRO rd_words(text) AS
-    len(string_split(trim(rd_squash(text)), ' ')) - (trim(rd_squash(text)) = '')::INTEGER;
+    rd_count_words(trim(rd_squash(text)));

@@ -94,8 +94,9 @@ class Labeler:
     **options) and returns Scores. A `family` labeler is named NAME:SUFFIX ("learned:mine",
     "judge:lg3"). Its version is the digest of `version_files` (a shipped model changes when
     they do), or what `versioner` (name, store, options) says where it depends on the store or
-    the options. `run_labeler` (store, run_id, labeler, version), where given, labels a whole
-    run inside the store (the rules' one SQL statement) instead of scoring it in Python.
+    the options. `run_labeler` (store, run_ids, labeler, version, force), where given, labels the
+    runs and writes their partitions inside the store (the rules' one SQL statement) instead of
+    scoring in Python, and returns (new, kept) per run.
     `training_hashes` names a packaged file of its training responses' content_hashes.
     """
 
@@ -107,7 +108,7 @@ class Labeler:
     family: bool = False
     version_files: tuple[str, ...] = ()
     versioner: str | Callable[..., str] | None = None
-    run_labeler: str | Callable[..., int] | None = None
+    run_labeler: str | Callable[..., dict[str, tuple[int, int]]] | None = None
     training_hashes: str | None = None
 
     @property
@@ -246,7 +247,7 @@ register(Labeler(
 register(Labeler(
     RULES, "the SQL lexicon alone, sql/refusal_lexicon.csv: every verdict names the phrase that made it",
     "refusaldata.labelers.rules:score", speed="one SQL pass, ~14,000 responses/s on 2 cores", version_files=RULE_FILES,
-    run_labeler="refusaldata.labelers.rules:label_run"))
+    run_labeler="refusaldata.labelers.rules:label_runs"))
 register(Labeler(
     UNSAFE_LABELER, "the shipped unsafe-content judge: does the answer give what a harmful request asked for, "
     "and compare's unsafe rate reads it", "refusaldata.labelers.unsafe:score", speed="~1,700 responses/s on 2 cores",

@@ -3,8 +3,8 @@ cores, docs/benchmarks.md). It is the floor the other labelers are scored agains
 other refusal labeler reads its facts (rule_facts), and its marker and opening are what the
 mining queries group on.
 
-The rule labeler is one DuckDB statement per run (sql/label_rules.sql) over the first
-HEAD_CHARS characters of each response: two regexes compiled from the lexicon in
+The rule labeler is one DuckDB statement over every run it labels (sql/label_rules.sql),
+reading the first HEAD_CHARS characters of each response: two regexes compiled from the lexicon in
 sql/refusal_lexicon.csv (case-insensitive, curly or straight apostrophes, any
 punctuation between words, so no per-row normalization pass is needed), a third that
 recognises an exception in the short matched text, one join with the lexicon for the
@@ -50,6 +50,7 @@ import pyarrow as pa
 from refusaldata.errors import InputError, NotFoundError
 from refusaldata.labelers.registry import RULES
 from refusaldata.queries import sql_text
+from refusaldata.schemas import LABELS
 from refusaldata.store import Store
 
 HEAD_CHARS = 300
@@ -152,7 +153,7 @@ def prepare(con) -> None:
 
 def prepare_rules(con, labeler: str = RULES, lexicon_text: str | None = None) -> dict:
     """Ready `con` for sql/label_rules.sql (macros, the `lexicon` relation); returns its
-    parameters but $run_id. Whoever runs the rule labeler's query goes through here.
+    parameters but $run_ids, $version and $force. Whoever runs the rule labeler's query goes through here.
     `lexicon_text` replaces sql/refusal_lexicon.csv (the bench scores candidate lexicons)."""
     from refusaldata.labelers.cue_model import marker_scores
 
@@ -181,7 +182,9 @@ def rule_facts(responses: Sequence[str | None], lexicon_text: str | None = None)
     try:
         params = prepare_rules(con, lexicon_text=lexicon_text)
         con.register("responses", inputs)
-        rules = con.sql(sql_text("label_rules"), params={**params, "run_id": ""}).to_arrow_table()
+        con.register("labels", LABELS.schema.empty_table())
+        rules = con.sql(sql_text("label_rules"), params={**params, "run_ids": [""], "version": None,
+                                                          "force": True}).to_arrow_table()
         con.register("rule_labels", rules)
         return con.sql(sql_text("rule_facts"), params={"answer_chars": ANSWER_CHARS,
                                                        "answer_pattern": params["answer_pattern"]}).to_arrow_table()
@@ -195,18 +198,39 @@ def score(prompts: list[str | None], responses: list[str], *, name: str = RULES,
     return {column: facts.column(column).to_pylist() for column in ("refusal", "verdict", "score", "marker", "opening")}
 
 
-def label_run(store: Store, run_id: str, labeler: str = RULES, version: str | None = None) -> int:
-    """Label one whole run with the SQL rule labeler inside DuckDB (no row passes through
-    Python); returns the rows written. `version` is stored as each row's labeler_version."""
-    # The query's rows gain the version column; no value is formatted into the SQL.
-    query = f"SELECT *, $labeler_version::VARCHAR AS labeler_version FROM (\n{sql_text('label_rules')}\n)"
-    con = store.connect(["responses"])
+def label_runs(store: Store, run_ids: list[str], labeler: str = RULES, version: str | None = None,
+               force: bool = False) -> dict[str, tuple[int, int]]:
+    """Label what the rule labeler has not labelled of the runs at `version` (every answered
+    response when `force`) inside DuckDB, no row passing through Python, and write each run's
+    partition: the labels it keeps (sql/label_kept.sql) plus the new ones. Returns (new, kept)
+    per run.
+
+    Every run is scored in one pass (sql/label_rules.sql over all of them): several runs' new
+    labels are held in a DuckDB table until their partitions are written, one run's stream
+    straight into its file, so a store of many small runs pays the fixed cost (compiling the
+    lexicon's regexes, opening the files) once."""
+    con = store.connect(["responses", "labels"])
     try:
-        params = prepare_rules(con, labeler)
-        # Rows may reach the file in any order (readers key on prompt_id): DuckDB then streams
+        pending = {"run_ids": run_ids, "labeler": labeler, "version": version, "force": force}
+        params = {**prepare_rules(con, labeler), **pending}
+        kept = dict(con.sql(f"SELECT run_id, count(*) FROM ({sql_text('label_kept')}) GROUP BY run_id",
+                            params=pending).fetchall())
+        # Rows may reach a file in any order (readers key on prompt_id): DuckDB then streams
         # from its threads without reordering batches.
         con.execute("SET preserve_insertion_order = false")
-        return store.replace_query("labels", con, query, {**params, "run_id": run_id, "labeler_version": version},
-                                   {"labeler": labeler, "run_id": run_id})
+        if len(run_ids) > 1:
+            con.execute(f"CREATE TEMP TABLE rule_labels AS {sql_text('label_rules')}", params)
+            query = f"FROM rule_labels WHERE list_contains($run_ids, run_id) UNION ALL BY NAME {sql_text('label_kept')}"
+            params = {}
+        else:
+            query = f"FROM ({sql_text('label_rules')}) UNION ALL BY NAME {sql_text('label_kept')}"
+        done = {}
+        for run_id in run_ids:
+            partition = {"labeler": labeler, "run_id": run_id}
+            rows = store.replace_query("labels", con, query, {**params, **pending, "run_ids": [run_id]}, partition)
+            if not rows:  # nothing to hold: no partition, as the other labelers leave it
+                store.replace("labels", LABELS.schema.empty_table(), partition=partition)
+            done[run_id] = (rows - kept.get(run_id, 0), kept.get(run_id, 0))
+        return done
     finally:
         con.close()
