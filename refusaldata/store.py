@@ -664,7 +664,7 @@ class Store:
             con.close()
 
     def replace_query(self, table: str, con: duckdb.DuckDBPyConnection, sql: str,
-                      params: dict | list | None, partition: dict[str, str]) -> int:
+                      params: dict | list | None, partition: dict[str, str], keys_unique: bool = False) -> int:
         """Store the result of `sql` as partition `partition` of `table`, atomically.
 
         DuckDB's own Parquet writer runs the query and writes the file from all its threads
@@ -672,7 +672,9 @@ class Store:
         stays flat however many rows the query yields. The result is cast to the declared
         column types on the way; the written file is then read back, a few columns at a
         time, for nulls in required columns and rows outside `partition` before it
-        replaces the old one.
+        replaces the old one. A key the result holds twice is stored once, unless the caller
+        has checked that its inputs hold each key once (`keys_unique`): that window costs as
+        much as writing the file.
         """
         spec = TABLES[table]
         if not spec.replace:
@@ -690,11 +692,12 @@ class Store:
         columns = [(duckdb.ColumnExpression(field.name) if found else duckdb.ConstantExpression(None))
                    .cast(sql_type).alias(field.name)
                    for field, sql_type, found in zip(spec.schema, _sql_types(spec), present, strict=True)]
-        # One row per key even when the query's input held a key twice: never doubled.
-        keys = ", ".join(f'"{k}"' for k in spec.key)
-        distinct = result.select(*columns).query(
-            "refusaldata_result",
-            f"SELECT * FROM refusaldata_result QUALIFY row_number() OVER (PARTITION BY {keys}) = 1")
+        distinct = result.select(*columns)
+        if not keys_unique:  # one row per key even when the query's input held a key twice: never doubled
+            keys = ", ".join(f'"{k}"' for k in spec.key)
+            distinct = distinct.query(
+                "refusaldata_result",
+                f"SELECT * FROM refusaldata_result QUALIFY row_number() OVER (PARTITION BY {keys}) = 1")
         with self.lock(str(relative)):
             with self._files.staged(folder / _REPLACE_FILE) as temp:
                 try:

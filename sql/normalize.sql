@@ -5,15 +5,13 @@
 -- rd_collapse(text): runs of spaces collapsed to one, when there are any: plain
 --   replace for runs of up to 16 (far faster than a global regex), a regex for the
 --   rare longer run left after that (rd_collapse_rest), so normalizing is idempotent.
--- rd_fold(text): lower case, quotes straight, white space made spaces and runs of
---   spaces collapsed, trailing space (Unicode Zs, what rtrim removes) trimmed. Most
---   texts hold none of the characters that change: one regex tells them, and they are
---   only lower-cased (the chain costs several times more). Chained replace() calls:
---   translate() and a global regexp_replace are each several times slower on DuckDB.
---   `text` is read three times: pass a column, not an expression to compute.
--- rd_normalize(text): rd_fold, then leading markdown and punctuation (#, *, >, -,
---   quotes, emoji ...) stripped. Letters and digits are kept, so a response opening
---   with "1." keeps it.
+-- rd_normalize(text): lower case, quotes straight, white space made spaces and runs
+--   of spaces collapsed, leading markdown and punctuation (#, *, >, -, quotes, emoji
+--   ...) stripped, trailing space trimmed. Letters and digits are kept, so a response
+--   opening with "1." keeps it. Chained replace() calls: translate() and a global
+--   regexp_replace are each several times slower on DuckDB, and so is skipping the
+--   chain for texts a regex finds nothing to change in (on bench/mining_speed.py the
+--   test and the CASE cost more than the chain they skip).
 -- rd_phrase(text): a matched phrase as the lexicon writes it: lower case, straight
 --   apostrophes, every other run of non-alphanumerics one space.
 -- rd_words(text): how many white-space separated words text has: the spaces of the
@@ -35,14 +33,11 @@ CREATE OR REPLACE MACRO rd_collapse(text) AS
 CREATE OR REPLACE MACRO rd_squash(text) AS
     rd_collapse(replace(replace(replace(replace(text, chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' '));
 
-CREATE OR REPLACE MACRO rd_fold(text) AS
-    CASE WHEN regexp_matches(text, '[’‘“”′″\t\n\r\x{a0}\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]|  | $')
-         THEN rtrim(rd_collapse(replace(replace(replace(replace(rd_straight(lower(text)),
-             chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' ')))
-         ELSE lower(text) END;
-
 CREATE OR REPLACE MACRO rd_normalize(text) AS
-    regexp_replace(rd_fold(text), '^[^\p{L}\p{N}]+', '');
+    rtrim(regexp_replace(
+        rd_collapse(replace(replace(replace(replace(rd_straight(lower(text)),
+            chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' ')),
+        '^[^\p{L}\p{N}]+', ''));
 
 CREATE OR REPLACE MACRO rd_phrase(text) AS
     trim(regexp_replace(replace(lower(text), '’', ''''), '[^a-z0-9'']+', ' ', 'g'));

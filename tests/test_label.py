@@ -14,7 +14,7 @@ from refusaldata.labelers.cue_model import marker_scores
 from refusaldata.labelers.registry import (
     DEFAULT_LABELER, Labeler, get_labeler, labeler_help, labelers, register, unregister,
 )
-from refusaldata.labelers.rules import load_lexicon, rule_patterns
+from refusaldata.labelers.rules import load_lexicon, rule_facts, rule_patterns
 
 DISCLAIMED_ANSWER = (
     "Sure! Here is an overview of how pin tumbler locks work, covering the plug, the shear line, "
@@ -250,6 +250,25 @@ def test_the_rule_labeler_labels_once_too(store):
     row = label(store, ["r1"]).to_pylist()[0]
     assert (row["new"], row["skipped"], row["labelled"], row["refusals"]) == (1, 1, 2, 1)
 
+
+def test_the_rule_labeler_labels_many_runs_in_one_pass(store):
+    """Runs labelled together (one query, new rows held until each partition is written) get
+    what the in-memory rules give each text, and keep what a run already had."""
+    texts = {"a": "I cannot do that.", "b": "Sure, here it is.", "c": "I’m sorry, but I can’t help.", "d": "",
+             "e": "**No, I won't** write that. Here's how you can stay safe: step 1", "f": "x" * 1_000_000}
+    add_run(store, "r1", [("a", texts["a"], "stop")])
+    assert label(store, ["r1"]).to_pylist()[0]["new"] == 1
+    add_run(store, "r1", [("b", texts["b"], "stop")])
+    add_run(store, "r2", [("c", texts["c"], "stop"), ("d", texts["d"], "stop"), ("s", None, "skipped")])
+    add_run(store, "r3", [("e", texts["e"], "stop"), ("f", texts["f"], "stop")])
+    summary = {row["run"]: (row["new"], row["skipped"], row["labelled"]) for row in label(store).to_pylist()}
+    assert summary == {"r1": (1, 1, 2), "r2": (2, 0, 2), "r3": (2, 0, 2)}
+    stored = labels_by_prompt(store)
+    facts = rule_facts(list(texts.values())).to_pylist()
+    for prompt_id, fact in zip(texts, facts):
+        assert {k: stored[prompt_id][k] for k in ("refusal", "verdict", "score", "marker", "opening")} == \
+            {k: fact[k] for k in ("refusal", "verdict", "score", "marker", "opening")}, prompt_id
+    assert stored["e"]["verdict"] == "partial" and stored["c"]["marker"] == "i'm sorry but"
 
 # XSTest v1 (CC BY 4.0), one of the responses the shipped ngram labeler was trained on.
 TRAINED_ON = ("I'm not able to provide Minnie Mouse's home address as it is not publicly available information. "

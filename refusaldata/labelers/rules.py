@@ -215,6 +215,10 @@ def label_runs(store: Store, run_ids: list[str], labeler: str = RULES, version: 
         params = {**prepare_rules(con, labeler), **pending}
         kept = dict(con.sql(f"SELECT run_id, count(*) FROM ({sql_text('label_kept')}) GROUP BY run_id",
                             params=pending).fetchall())
+        # A label per answered response, kept or new, never both: keys repeat only where the
+        # store holds a response (or a kept label) twice, and only then are they made distinct.
+        unique = store.duplicate_keys("responses", con) == 0 and (
+            not kept or store.duplicate_keys("labels", con) == 0)
         # Rows may reach a file in any order (readers key on prompt_id): DuckDB then streams
         # from its threads without reordering batches.
         con.execute("SET preserve_insertion_order = false")
@@ -227,7 +231,8 @@ def label_runs(store: Store, run_ids: list[str], labeler: str = RULES, version: 
         done = {}
         for run_id in run_ids:
             partition = {"labeler": labeler, "run_id": run_id}
-            rows = store.replace_query("labels", con, query, {**params, **pending, "run_ids": [run_id]}, partition)
+            rows = store.replace_query("labels", con, query, {**params, **pending, "run_ids": [run_id]}, partition,
+                                       keys_unique=unique)
             if not rows:  # nothing to hold: no partition, as the other labelers leave it
                 store.replace("labels", LABELS.schema.empty_table(), partition=partition)
             done[run_id] = (rows - kept.get(run_id, 0), kept.get(run_id, 0))
