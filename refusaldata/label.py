@@ -124,14 +124,22 @@ def label_runs(store: Store, run_ids: list[str], entry: Labeler, name: str, vers
         new = _by_run(verdict_table(rows, name, version, _score(entry, name, store, rows, options or {}), now()))
     else:
         new = {}
-    done = {}
+    done, partitions = {}, []
     for run_id in run_ids:
         fresh = new.get(run_id, LABELS.schema.empty_table())
         old = kept.get(run_id)
         parts = [fresh] if old is None else [old.select(LABELS.schema.names).cast(LABELS.schema), fresh]
-        store.replace("labels", pa.concat_tables(parts), partition={"labeler": name, "run_id": run_id},
-                      where=f"labels of {name} on {run_id}")
+        partition = pa.concat_tables(parts)
+        if partition.num_rows:
+            partitions.append(partition)
+        else:  # nothing left to hold: the run's partition goes
+            store.replace("labels", partition, partition={"labeler": name, "run_id": run_id},
+                          where=f"labels of {name} on {run_id}")
         done[run_id] = Labelled(run_id, fresh.num_rows, 0 if old is None else old.num_rows, inside.get(run_id, 0))
+    if partitions:
+        # One call writes every run's partition (each file still swapped whole): a call per run
+        # checked its rows in a DuckDB connection of its own, seconds on a store of many runs.
+        store.replace("labels", pa.concat_tables(partitions), where=f"labels of {name}")
     return [done[run_id] for run_id in run_ids]
 
 

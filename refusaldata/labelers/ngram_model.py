@@ -54,6 +54,8 @@ class Settings:
     """Where no prompt word is found in the response, also read how close their meanings are
     (MiniLM sentence embeddings of the prompt and the response's head): a chatty prompt's
     answer shares few of its words, an off-topic one shares neither words nor meaning."""
+    semantic_chars: int = 400
+    """The head of prompt and response that semantic relevance embeds (400: about 100 tokens)."""
     min_df: int = 3
     """An n-gram joins the vocabulary when at least this many training responses hold it."""
     l2: float = 1e-4
@@ -106,20 +108,24 @@ class Vocabulary:
     is mapped on the vocabulary by array lookups instead of building each term's string."""
 
     def __init__(self, terms: Sequence[str]):
-        self.words: dict[str, int] = {}
-        self.other: dict[str, int] = {}
-        tags, firsts, seconds, rows = [], [], [], []
-        for row, term in enumerate(terms):
-            tag, _, rest = term.partition(":")
-            if tag in _TAGS:
-                first, _, second = rest.partition(" ")
-                tags.append(_TAGS[tag])
-                firsts.append(self.words.setdefault(first, len(self.words)))
-                seconds.append(self.words.setdefault(second, len(self.words)) if second else -1)
-                rows.append(row)
-            else:
-                self.other[term] = row
-        tag, first, second, row = (np.array(column, dtype=np.int64) for column in (tags, firsts, seconds, rows))
+        import polars as pl
+
+        # Split by Polars' kernels: a Python loop over a hundred thousand terms was a second of start-up.
+        parts = pl.DataFrame({"term": list(terms)}, schema={"term": pl.String}).with_row_index("row").select(
+            "row", "term", tag=pl.col("term").str.split_exact(":", 1).struct.field("field_0"),
+            rest=pl.col("term").str.splitn(":", 2).struct.field("field_1"))
+        tagged = parts.filter(pl.col("tag").is_in(list(_TAGS))).with_columns(
+            first=pl.col("rest").str.splitn(" ", 2).struct.field("field_0"),
+            second=pl.col("rest").str.splitn(" ", 2).struct.field("field_1"))
+        words = pl.concat([tagged["first"], tagged["second"].drop_nulls()]).unique(maintain_order=True)
+        self.words: dict[str, int] = dict(zip(words.to_list(), range(len(words))))
+        other = parts.filter(~pl.col("tag").is_in(list(_TAGS)) | pl.col("tag").is_null())
+        self.other: dict[str, int] = dict(zip(other["term"].to_list(), other["row"].to_list()))
+        tags = tagged["tag"].replace_strict(_TAGS, return_dtype=pl.Int64).to_numpy()
+        firsts = self.ids(tagged["first"])
+        seconds = np.where(tagged["second"].is_null().to_numpy(), -1, self.ids(tagged["second"].fill_null("")))
+        rows = tagged["row"].to_numpy()
+        tag, first, second, row = (np.asarray(column, dtype=np.int64) for column in (tags, firsts, seconds, rows))
         # Keys once every word has its id: the base is the number of words.
         keys = self.key(tag, first, second)
         order = np.argsort(keys)
@@ -295,12 +301,12 @@ class Bag:
 
     def matmul(self, weights: np.ndarray) -> np.ndarray:
         """self @ weights, (rows, classes), without a sparse library."""
-        out = np.zeros((len(self.indptr) - 1, weights.shape[1]), dtype=np.float64)
-        filled = np.diff(self.indptr) > 0
-        if filled.any():
-            products = self.values[:, None].astype(np.float64) * weights[self.indices]
-            out[filled] = np.add.reduceat(products, self.indptr[:-1][filled], axis=0)
-        return out
+        count = len(self.indptr) - 1
+        rows = np.repeat(np.arange(count), np.diff(self.indptr))
+        values = self.values.astype(np.float64)
+        # One weighted count per class: no (entries, classes) array of products.
+        return np.stack([np.bincount(rows, weights=values * weights[self.indices, column], minlength=count)
+                         for column in range(weights.shape[1])], axis=1)
 
     def torch(self):
         import torch
