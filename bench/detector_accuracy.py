@@ -116,6 +116,8 @@ VARIANTS = {
     "relevance plural": {"settings": {"relevance_plural": True}},
     "relevance plural stem 5": {"settings": {"relevance_plural": True, "relevance_stem": 5}},
     "word relevance only": {"settings": {"semantic_relevance": False}},
+    "semantic 200 chars": {"settings": {"semantic_chars": 200}},
+    "semantic 100 chars": {"settings": {"semantic_chars": 100}},
     "hybrid facts only": {"terms": False},
 }
 RECIPE = {"scheme": "clear", "weighting": "source", "mismatched": True, "dense": True, "terms": True,
@@ -161,7 +163,7 @@ class Pool:
 
     def dense_for(self, settings: ngram_model.Settings) -> np.ndarray:
         """The dense facts as `settings` match prompt words (the terms do not depend on it)."""
-        key = (settings.relevance_plural, settings.relevance_stem, settings.semantic_relevance)
+        key = (settings.relevance_plural, settings.relevance_stem, settings.semantic_relevance, settings.semantic_chars)
         if key not in self._dense:
             self._dense[key] = refusal_inputs(self.prompts, self.responses, self.facts, settings)[1]
         return self._dense[key]

@@ -90,15 +90,13 @@ def dense_inputs(prompts: list[str | None], responses: list[str], facts: pa.Tabl
                                   "stem": settings.relevance_stem}}
     dense = hybrid_features(responses, facts, cues, prompts).astype(np.float32)
     if settings.semantic_relevance:
-        dense = np.concatenate([dense, semantic_relevance(prompts, responses, dense[:, -1] > 0)[:, None]], axis=1)
+        relevance = semantic_relevance(prompts, responses, dense[:, -1] > 0, settings.semantic_chars)
+        dense = np.concatenate([dense, relevance[:, None]], axis=1)
     return dense
 
 
-SEMANTIC_CHARS = 400
-"""The head of prompt and response embedded for semantic relevance (about 100 tokens)."""
-
-
-def semantic_relevance(prompts: list[str | None], responses: list[str], gated: np.ndarray) -> np.ndarray:
+def semantic_relevance(prompts: list[str | None], responses: list[str], gated: np.ndarray,
+                       chars: int = ngram_model.Settings.semantic_chars) -> np.ndarray:
     """Per row: cos(prompt, response head) of MiniLM embeddings where `gated` (no prompt word
     found), else 0; scaled like the other facts. Only gated rows are embedded (about 2% of real
     answers share no word with their prompt), each distinct text once, in one sorted batch:
@@ -110,8 +108,8 @@ def semantic_relevance(prompts: list[str | None], responses: list[str], gated: n
         from refusaldata.labelers.cue_model import FACT_SCALE
         from refusaldata.labelers.embed import embed
 
-        asked = [(prompts[i] or "")[:SEMANTIC_CHARS] for i in rows]
-        said = [(responses[i] or "")[:SEMANTIC_CHARS] for i in rows]
+        asked = [(prompts[i] or "")[:chars] for i in rows]
+        said = [(responses[i] or "")[:chars] for i in rows]
         wanted = set(asked) | set(said)
         if len(_embedded) + len(wanted - _embedded.keys()) > EMBEDDED_TEXTS:
             _embedded.clear()
