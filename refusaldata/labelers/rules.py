@@ -205,10 +205,10 @@ def label_runs(store: Store, run_ids: list[str], labeler: str = RULES, version: 
     partition: the labels it keeps (sql/label_kept.sql) plus the new ones. Returns (new, kept)
     per run.
 
-    Every run is scored in one pass (sql/label_rules.sql over all of them): several runs' new
-    labels are held in a DuckDB table until their partitions are written, one run's stream
-    straight into its file, so a store of many small runs pays the fixed cost (compiling the
-    lexicon's regexes, opening the files) once."""
+    Every run is scored in one pass (sql/label_rules.sql over all of them): several runs' labels
+    are held in a DuckDB table until their partitions are written, one run's stream straight
+    into its file, so a store of many small runs pays the fixed cost (compiling the lexicon's
+    regexes, opening the files) once."""
     con = store.connect(["responses", "labels"])
     try:
         pending = {"run_ids": run_ids, "labeler": labeler, "version": version, "force": force}
@@ -219,19 +219,21 @@ def label_runs(store: Store, run_ids: list[str], labeler: str = RULES, version: 
         # store holds a response (or a kept label) twice, and only then are they made distinct.
         unique = store.duplicate_keys("responses", con) == 0 and (
             not kept or store.duplicate_keys("labels", con) == 0)
+        labelled = f"FROM ({sql_text('label_rules')}) UNION ALL BY NAME {sql_text('label_kept')}"
+        if len(run_ids) > 1:
+            # Every run's new and kept labels read once, sorted by run so that each partition's
+            # rows are found through the table's zone maps rather than a scan per run.
+            con.execute(f"CREATE TEMP TABLE rule_labels AS {labelled} ORDER BY run_id", params)
+            query, params = "FROM rule_labels WHERE run_id = $run_id", {}
+        else:
+            query = labelled
         # Rows may reach a file in any order (readers key on prompt_id): DuckDB then streams
         # from its threads without reordering batches.
         con.execute("SET preserve_insertion_order = false")
-        if len(run_ids) > 1:
-            con.execute(f"CREATE TEMP TABLE rule_labels AS {sql_text('label_rules')}", params)
-            query = f"FROM rule_labels WHERE list_contains($run_ids, run_id) UNION ALL BY NAME {sql_text('label_kept')}"
-            params = {}
-        else:
-            query = f"FROM ({sql_text('label_rules')}) UNION ALL BY NAME {sql_text('label_kept')}"
         done = {}
         for run_id in run_ids:
             partition = {"labeler": labeler, "run_id": run_id}
-            rows = store.replace_query("labels", con, query, {**params, **pending, "run_ids": [run_id]}, partition,
+            rows = store.replace_query("labels", con, query, params or {"run_id": run_id}, partition,
                                        keys_unique=unique)
             if not rows:  # nothing to hold: no partition, as the other labelers leave it
                 store.replace("labels", LABELS.schema.empty_table(), partition=partition)
