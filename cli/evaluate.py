@@ -9,7 +9,8 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from refusaldata.cli.common import FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit, open_store
+from refusaldata.cli.common import (FormatOption, OutputFormat, OutputOption, StoreOption, choice, echo, emit,
+                                    open_store, output_format)
 from refusaldata.generate import BACKENDS
 from refusaldata.store import DEFAULT_STORE
 
@@ -66,7 +67,8 @@ def separability(
     eval_datasets: Annotated[list[str] | None, typer.Option(
         "--eval-dataset", help="Score on this data set's test split (repeat; default: the --dataset ones).")] = None,
     layers: Annotated[str | None, typer.Option(
-        "--layers", help="Layers to probe: '8,16' or '10-20' (0: the embeddings; default: every one).")] = None,
+        "--layers", "--layer", help="Layers to probe: '8,16' or '10-20' (0: the embeddings; default: every one).")
+    ] = None,
     fmt: FormatOption = OutputFormat.table,
     output: OutputOption = None,
     store: StoreOption = DEFAULT_STORE,
@@ -83,15 +85,32 @@ def separability(
 
     table = probe.evaluate(open_store(store), model, adapter=adapter, datasets=datasets,
                            eval_datasets=eval_datasets, layers=layers, progress=lambda line: echo(line, err=True))
-    shown = table.select(["layer", "best", "harmful_rate", "harmful_rate_low", "harmful_rate_high", "benign_rate",
-                          "benign_rate_low", "benign_rate_high", "separation", "separation_low", "separation_high",
-                          "selection_separation"])
-    emit(shown, fmt, output, title=f"separability of {model}" + (f" under {adapter}" if adapter else ""))
+    title = f"separability of {model}" + (f" under {adapter}" if adapter else "")
+    if output_format(fmt, output) is OutputFormat.table:
+        emit(_layer_cells(table), fmt, output, title=f"{title}: held-out prompts flagged, 95% intervals")
+    else:
+        emit(table.select(["layer", "best", "harmful_rate", "harmful_rate_low", "harmful_rate_high", "benign_rate",
+                           "benign_rate_low", "benign_rate_high", "separation", "separation_low", "separation_high",
+                           "selection_separation"]), fmt, output, title=title)
     best = next(row for row in table.to_pylist() if row["best"])
     echo(f"best layer (chosen on held-out train prompts): {best['layer']}, flags {best['harmful_rate']:.3f} of "
          f"{best['harmful_prompts']} harmful and {best['benign_rate']:.3f} of {best['benign_prompts']} benign "
          f"held-out prompts: separation {best['separation']:.3f} [{best['separation_low']:.2f}, "
          f"{best['separation_high']:.2f}]", err=fmt is not OutputFormat.table or output is not None)
+
+
+def _layer_cells(table: pa.Table) -> pa.Table:
+    """One line per layer for a terminal: each rate with its interval in one cell."""
+    def cell(row: dict, name: str, places: int = 3) -> str:
+        return f"{row[name]:.{places}f} [{row[name + '_low']:.2f}, {row[name + '_high']:.2f}]"
+
+    rows = table.to_pylist()
+    return pa.Table.from_pylist([{
+        "layer": row["layer"], "best": "best" if row["best"] else "",
+        f"harmful flagged (of {row['harmful_prompts']})": cell(row, "harmful_rate"),
+        f"benign flagged (of {row['benign_prompts']})": cell(row, "benign_rate"),
+        "separation": cell(row, "separation"), "on held-out train": round(row["selection_separation"], 3),
+    } for row in rows])
 
 
 def register(app: typer.Typer) -> None:

@@ -15,16 +15,19 @@ refuse one and answer the other: the figure says, before training, how far a rec
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from refusaldata import keys, prompts
+from refusaldata import io, keys, prompts
 from refusaldata.errors import BackendError, InputError, NotFoundError
+from refusaldata.models import cache_dir
 from refusaldata.queries import sql_text
 from refusaldata.runs import now
 from refusaldata.store import Store
@@ -33,6 +36,8 @@ from refusaldata.store import Store
 PENALTIES = (0.01, 0.1, 1.0)
 SELECTION_BUCKETS = 4  # one in this many train prompts (by prompt-id hash) chooses layer and penalty
 BATCH_SIZE = 16
+# How the kept hidden states were read (the last prompt token, float32): part of their cache key.
+HIDDEN_STATE_READER = "last-prompt-token-float32-v1"
 Z = 1.959964
 
 
@@ -101,21 +106,64 @@ def load_prompts(store: Store, datasets: list[str], eval_datasets: list[str]) ->
 def hidden_states(model: str, adapter: str | None, texts: list[str], layers: list[int],
                   progress: Callable[[str], None] = lambda line: None) -> np.ndarray:
     """(prompts, layers, hidden) float32: each chosen layer's state at the last prompt token,
-    the prompt rendered by the chat template with the generation prompt, as generation runs it."""
+    the prompt rendered by the chat template with the generation prompt, as generation runs it.
+
+    Kept under the cache (`<cache>/hidden_states`), keyed by the model folder's fingerprint,
+    the adapter's hash, the layers and the rendered prompts: a second probe of the same
+    prompts (another --eval-dataset order aside) reads them instead of running the model."""
+    from refusaldata.generate import Prompt
+    from refusaldata.generate.chat import LocalModel
+
+    local = LocalModel.load(model, adapter, None)
+    rendered = local.render([Prompt(str(i), text) for i, text in enumerate(texts)])
+    path = _cache_path(local, layers, rendered)
+    cached = _read_cached(path, (len(texts), len(layers)))
+    if cached is not None:
+        progress(f"hidden states: {len(texts)} prompts read from {path}")
+        return cached
+    states = _run_model(local, rendered, layers, progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with io.atomic_path(path) as staging, open(staging, "wb") as sink:
+            np.save(sink, states)
+    return states
+
+
+def _cache_path(local, layers: list[int], rendered: list[str]) -> Path | None:
+    """Where the states of these prompts are kept; None for a hub id (no folder fingerprint
+    says which weights it resolved to)."""
+    if local.fingerprint is None:
+        return None
+    identity = keys.canonical_json({"model": local.name, "fingerprint": local.fingerprint, "layers": layers,
+                                    "adapter_sha256": local.adapter.sha256 if local.adapter else None,
+                                    "reader": HIDDEN_STATE_READER})
+    return cache_dir() / "hidden_states" / f"{io.sha256_parts([identity, *rendered])[:24]}.npy"
+
+
+def _read_cached(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The kept states, or None where there are none or the file is not whole (then they are recomputed)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        states = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return states if states.ndim == 3 and states.shape[:2] == shape and states.dtype == np.float32 else None
+
+
+def _run_model(local, rendered: list[str], layers: list[int], progress: Callable[[str], None]) -> np.ndarray:
+    """The forward passes of `hidden_states`, through the decoder only (no LM head). The
+    token prefix every prompt shares (the template's system turn) runs once and its key/value
+    cache serves every batch: causal attention makes the states after it the same, and it is
+    half of a short prompt's tokens."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from refusaldata.generate import Prompt
-    from refusaldata.generate.chat import LocalModel
-    from refusaldata.generate.transformers_backend import torch_threads
-
-    local = LocalModel.load(model, adapter, None)
-    torch.set_num_threads(torch_threads())
     try:
         causal = AutoModelForCausalLM.from_pretrained(local.path, dtype=torch.float32, use_safetensors=True,
                                                       trust_remote_code=False)
     except OSError as exc:
-        raise BackendError(f"cannot load model '{model}': {exc}") from None
+        raise BackendError(f"cannot load model '{local.name}': {exc}") from None
     if local.adapter is not None:
         from peft import PeftModel
 
@@ -126,49 +174,71 @@ def hidden_states(model: str, adapter: str | None, texts: list[str], layers: lis
     causal.eval()
     decoder = causal.get_base_model() if local.adapter is not None else causal
     decoder = getattr(decoder, decoder.base_model_prefix)
-    rendered = local.render([Prompt(str(i), text) for i, text in enumerate(texts)])
     ids = local.tokenizer(rendered, add_special_tokens=False)["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    # The shared prefix stops before the shortest prompt's last token: that token is read.
+    shared = min(len(os.path.commonprefix(ids)), min(len(row) for row in ids) - 1)
+    tails = [row[shared:] for row in ids]
+    order = sorted(range(len(tails)), key=lambda i: len(tails[i]))
     out = np.zeros((len(ids), len(layers), decoder.config.hidden_size), dtype=np.float32)
     pad = local.tokenizer.pad_token_id if local.tokenizer.pad_token_id is not None else 0
     # Layers above the deepest chosen one are never run (the last layer's state is read after the final norm).
     if max(layers) < decoder.config.num_hidden_layers:
         decoder.layers = decoder.layers[:max(layers) + 1]
     with torch.inference_mode():
+        prefix = decoder(input_ids=torch.tensor([ids[0][:shared]]), use_cache=True).past_key_values if shared else None
         for start in range(0, len(order), BATCH_SIZE):
             rows = order[start:start + BATCH_SIZE]
-            width = max(len(ids[i]) for i in rows)
-            # Right-padded, so every position counts from 0 as in generation; the last real token is read.
-            input_ids = torch.tensor([ids[i] + [pad] * (width - len(ids[i])) for i in rows])
-            mask = torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in rows])
-            states = decoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
-            last = torch.tensor([len(ids[i]) - 1 for i in rows])
+            width = max(len(tails[i]) for i in rows)
+            # Right-padded after the prefix, so every position counts as in generation; the last real token is read.
+            input_ids = torch.tensor([tails[i] + [pad] * (width - len(tails[i])) for i in rows])
+            mask = torch.tensor([[1] * (shared + len(tails[i])) + [0] * (width - len(tails[i])) for i in rows])
+            cache = None
+            if prefix is not None:
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(len(rows))
+            states = decoder(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                             use_cache=cache is not None, output_hidden_states=True).hidden_states
+            last = torch.tensor([len(tails[i]) - 1 for i in rows])
             picked = torch.stack([states[layer][torch.arange(len(rows)), last] for layer in layers], dim=1)
             out[rows] = picked.float().numpy()
             progress(f"hidden states: {min(start + BATCH_SIZE, len(order))}/{len(order)} prompts")
     return out
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, penalty: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, scale, weights with the intercept last) of a logistic regression fitted by Newton's
-    method on standardized features, the two classes weighted equally; `penalty` x the total
-    weight is the L2 strength (the intercept is not penalized)."""
+def fit_probes(x: np.ndarray, y: np.ndarray, penalties: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray,
+                                                                                       np.ndarray]]:
+    """One (mean, scale, weights with the intercept last) per penalty: a logistic regression
+    fitted by Newton's method on standardized features, the two classes weighted equally;
+    `penalty` x the total weight is the L2 strength (the intercept is not penalized).
+
+    The penalty is the same in every direction, so the weights lie in the span of the
+    standardized rows: Newton runs in that span's coordinates (the SVD's U·S, at most one per
+    prompt against one per hidden unit), every penalty at once, in float64 on torch's threads
+    (NumPy's BLAS pool spins on a busy machine; MKL's batched Cholesky does not)."""
+    import torch
+
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))]).astype(np.float64)
-    positives = y.sum()
-    weight = np.where(y, len(y) / (2 * positives), len(y) / (2 * (len(y) - positives)))
-    ridge = np.full(z.shape[1], penalty * len(y))
-    ridge[-1] = 0.0
-    w = np.zeros(z.shape[1])
+    z = torch.from_numpy(((x - mean) / scale).astype(np.float64))
+    u, s, vh = torch.linalg.svd(z, full_matrices=False)
+    f = torch.cat([u * s, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    target = torch.from_numpy(y.astype(np.float64))
+    positives = float(y.sum())
+    weight = torch.where(target > 0, len(y) / (2 * positives), len(y) / (2 * (len(y) - positives)))
+    ridge = torch.tensor(penalties, dtype=torch.float64)[:, None] * torch.full((f.shape[1],), float(len(y)),
+                                                                                 dtype=torch.float64)
+    ridge[:, -1] = 0.0
+    diagonal = torch.diag_embed(ridge + 1e-9)
+    w = torch.zeros(len(penalties), f.shape[1], dtype=torch.float64)
     for _ in range(50):
-        p = 1 / (1 + np.exp(-np.clip(z @ w, -30, 30)))
-        gradient = z.T @ (weight * (p - y)) + ridge * w
-        hessian = (z * (weight * p * (1 - p))[:, None]).T @ z + np.diag(ridge + 1e-9)
-        step = np.linalg.solve(hessian, gradient)
+        p = torch.sigmoid((w @ f.T).clamp(-30, 30))
+        gradient = (weight * (p - target)) @ f + ridge * w
+        hessian = (f.T * (weight * p * (1 - p))[:, None, :]) @ f + diagonal
+        step = torch.cholesky_solve(gradient[..., None], torch.linalg.cholesky(hessian))[..., 0]
         w -= step
-        if np.abs(step).max() < 1e-6:
+        if step.abs().max() < 1e-6:
             break
-    return mean, scale, w
+    weights = torch.cat([w[:, :-1] @ vh, w[:, -1:]], dim=1).numpy()
+    return [(mean, scale, row) for row in weights]
 
 
 def flags(probe: tuple[np.ndarray, np.ndarray, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -207,9 +277,9 @@ def probe_layers(states: np.ndarray, data: Prompts, layers: list[int]) -> list[d
     for index, layer in enumerate(layers):
         x = states[:, index]
         selection, penalty = max(
-            (_separation(flags(fit_probe(x[data.fit], data.harmful[data.fit], c), x[data.select]),
-                         data.harmful[data.select]), -c) for c in PENALTIES)
-        probe = fit_probe(x[train], data.harmful[train], -penalty)
+            (_separation(flags(probe, x[data.select]), data.harmful[data.select]), -c)
+            for c, probe in zip(PENALTIES, fit_probes(x[data.fit], data.harmful[data.fit], PENALTIES), strict=True))
+        probe = fit_probes(x[train], data.harmful[train], [-penalty])[0]
         verdicts = flags(probe, x[data.scored])
         truth = data.harmful[data.scored]
         n_harmful, n_benign = int(truth.sum()), int((~truth).sum())
@@ -240,9 +310,11 @@ def evaluate(store: Store, model: str, adapter: str | None = None, datasets: lis
     `datasets`: fit on their train split (default: every data set in the store);
     `eval_datasets`: score on their test split (default: `datasets`). Inputs are checked,
     and a bad one raised, before the model's weights load; nothing is stored on failure."""
+    import torch
     from transformers import AutoConfig
 
     from refusaldata.generate.chat import Adapter, model_label
+    from refusaldata.generate.transformers_backend import torch_threads
     from refusaldata.models import resolve_model
 
     if not datasets:
@@ -259,6 +331,8 @@ def evaluate(store: Store, model: str, adapter: str | None = None, datasets: lis
         raise BackendError(f"cannot load the config of model '{model}': {exc}") from None
     chosen = parse_layers(layers, config.num_hidden_layers)
     adapter_sha = Adapter.load(adapter).sha256 if adapter else None
+    # The forward passes and the probes' solver alike: two threads on a busy 2-core machine wait on each other.
+    torch.set_num_threads(torch_threads())
     states = hidden_states(model, adapter, data.texts, chosen, progress)
     rows = probe_layers(states, data, chosen)
     label = model_label(model, Path(path) if Path(path).is_dir() else None)
