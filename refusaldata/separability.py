@@ -123,9 +123,13 @@ def hidden_states(model: str, adapter: str | None, texts: list[str], layers: lis
         return cached
     states = _run_model(local, rendered, layers, progress)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with io.atomic_path(path) as staging, open(staging, "wb") as sink:
-            np.save(sink, states)
+        # Keeping them only saves time: a cache that cannot be written costs the next probe, not this one.
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with io.atomic_path(path, BackendError) as staging, open(staging, "wb") as sink:
+                np.save(sink, states)
+        except (OSError, BackendError) as exc:
+            progress(f"hidden states not kept: {exc}")
     return states
 
 

@@ -109,6 +109,15 @@ def test_separability_reads_kept_hidden_states_the_second_time(cli, store, embed
     assert third.stdout == first.stdout and np.load(kept[0]).shape == (40, 1, 576)
 
 
+def test_separability_stores_its_rows_where_the_cache_cannot_be_written(cli, store, embedded_model,
+                                                                          hidden_state_cache):
+    _seed(store)
+    hidden_state_cache.parent.write_text("a file where the cache folder should be")
+    result = cli("evaluate", "separability", "--model", "smollm2-135m-instruct", "--layers", "4")
+    assert result.exit_code == 0, result.output
+    assert "hidden states not kept: " in result.stderr and store.count("separability") == 1
+
+
 def test_shared_prefix_states_match_each_prompt_run_alone(embedded_model):
     """The template's shared opening runs once for every batch; each prompt's states are those of
     the prompt run alone, unpadded, through the whole decoder."""
