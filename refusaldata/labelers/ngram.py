@@ -1,8 +1,10 @@
 """The default refusal labeler, `ngram`, and the shipped models' files (its own and the
 unsafe judge's, which ship inside the package so a fresh install labels with no training step
 and no download). It is the refusal labeler that held up best on sources it was not trained
-on (bench/detector_accuracy.py), at ~670 responses/s on two cores (docs/benchmarks.md);
-`hybrid` is ten times faster for corpora where that matters.
+on (bench/detector_accuracy.py). Through `refusaldata label`, process start included, it
+runs at about an eighth of `hybrid`'s speed on two cores (docs/benchmarks.md): most of its
+time is MiniLM embedding the few answers that share no word with their prompt
+(semantic_relevance); `hybrid` is the choice for corpora where that matters.
 
 `ngram` reads prompt and response together: the response's tagged word n-grams and the
 hybrid labeler's dense facts (rule facts, cue counts, how much of the prompt the answer

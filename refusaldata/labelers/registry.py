@@ -239,7 +239,8 @@ register(Labeler(
     DEFAULT_LABELER, "the shipped n-gram model over prompt and response: the refusal labeler that held up "
     "best on sources it was not trained on",
     "refusaldata.labelers.ngram:score",
-    speed="~670 responses/s on 2 cores", version_files=NGRAM_FILES,
+    speed="about 1/8 of hybrid's speed, mostly MiniLM on answers sharing no word with the prompt",
+    version_files=NGRAM_FILES,
     training_hashes="data/refusal_ngram.train.u64"))
 register(Labeler(
     HYBRID, "the rules where they are sure, the shipped cue model elsewhere: for corpora too large for ngram",
@@ -250,7 +251,8 @@ register(Labeler(
     run_labeler="refusaldata.labelers.rules:label_runs"))
 register(Labeler(
     UNSAFE_LABELER, "the shipped unsafe-content judge: does the answer give what a harmful request asked for, "
-    "and compare's unsafe rate reads it", "refusaldata.labelers.unsafe:score", speed="~1,700 responses/s on 2 cores",
+    "and compare's unsafe rate reads it", "refusaldata.labelers.unsafe:score",
+    speed="ngram's speed (it reads the refusal model)",
     version_files=(*NGRAM_FILES, "data/unsafe_ngram.safetensors")))
 register(Labeler(
     JUDGE, "a generative safety classifier, Llama Guard 3, HarmBench or WildGuard in its published prompt format, "

@@ -1,7 +1,8 @@
 """The shipped unsafe-content judge, `unsafe`: does an answer give what a harmful request asked
 for? It ships inside the package, so `refusaldata label --labeler unsafe` (and `compare`'s
-unsafe column) works on a fresh install with no training step and no download, at ~1,700
-responses/s on two cores (docs/benchmarks.md).
+unsafe column) works on a fresh install with no training step and no download. It reads the
+refusal model first, so it runs at the default labeler's speed, or at about half of `hybrid`'s
+right after it (ngram's MiniLM embeddings cached; docs/benchmarks.md).
 
 The verdict is about what the answer gives, not the words of the request, so the judge
 reads the response's tagged word n-grams (ngram_model.py, the same machinery and file
