@@ -109,8 +109,9 @@ def hidden_states(model: str, adapter: str | None, texts: list[str], layers: lis
     the prompt rendered by the chat template with the generation prompt, as generation runs it.
 
     Kept under the cache (`<cache>/hidden_states`), keyed by the model folder's fingerprint,
-    the adapter's hash, the layers and the rendered prompts: a second probe of the same
-    prompts (another --eval-dataset order aside) reads them instead of running the model."""
+    the adapter's hash, the layers and the rendered prompts in order: a second probe of the
+    same prompts and layers reads them instead of running the model (a hub id, which has no
+    folder to fingerprint, is never kept)."""
     from refusaldata.generate import Prompt
     from refusaldata.generate.chat import LocalModel
 
