@@ -7,11 +7,16 @@
 --   rare longer run left after that (rd_collapse_rest), so normalizing is idempotent.
 -- rd_normalize(text): lower case, quotes straight, white space made spaces and runs
 --   of spaces collapsed, leading markdown and punctuation (#, *, >, -, quotes, emoji
---   ...) stripped, trailing space trimmed. Letters and digits are kept, so a response
---   opening with "1." keeps it. Chained replace() calls: translate() and a global
---   regexp_replace are each several times slower on DuckDB, and so is skipping the
---   chain for texts a regex finds nothing to change in (on bench/mining_speed.py the
---   test and the CASE cost more than the chain they skip).
+--   ...) stripped, trailing space trimmed: rd_tidy(rd_unify(lower(text))). Letters and
+--   digits are kept, so a response opening with "1." keeps it.
+-- rd_unify(lowered): quotes straight and tabs, newlines and no-break spaces made spaces,
+--   by a chain of replace() calls run only on texts that contain one of them (contains()
+--   is several times cheaper than a replace() that finds nothing; translate() and a
+--   global regexp_replace are each slower than the chain, and so is a regex test).
+-- rd_tidy(unified): runs of spaces collapsed, leading non-alphanumerics stripped,
+--   trailing space trimmed. A query that normalizes many texts computes rd_unify in one
+--   projection and rd_tidy in the next (sql/label_rules.sql), so the collapse's CASE does
+--   not repeat the unify chain it reads.
 -- rd_phrase(text): a matched phrase as the lexicon writes it: lower case, straight
 --   apostrophes, every other run of non-alphanumerics one space.
 -- rd_words(text): how many white-space separated words text has: the spaces of the
@@ -33,11 +38,18 @@ CREATE OR REPLACE MACRO rd_collapse(text) AS
 CREATE OR REPLACE MACRO rd_squash(text) AS
     rd_collapse(replace(replace(replace(replace(text, chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' '));
 
+CREATE OR REPLACE MACRO rd_unify(lowered) AS
+    CASE WHEN contains(lowered, '’') OR contains(lowered, '‘') OR contains(lowered, '“') OR contains(lowered, '”')
+           OR contains(lowered, '′') OR contains(lowered, '″') OR contains(lowered, chr(10))
+           OR contains(lowered, chr(13)) OR contains(lowered, chr(9)) OR contains(lowered, chr(160))
+         THEN replace(replace(replace(replace(rd_straight(lowered), chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' ')
+         ELSE lowered END;
+
+CREATE OR REPLACE MACRO rd_tidy(unified) AS
+    rtrim(regexp_replace(rd_collapse(unified), '^[^\p{L}\p{N}]+', ''));
+
 CREATE OR REPLACE MACRO rd_normalize(text) AS
-    rtrim(regexp_replace(
-        rd_collapse(replace(replace(replace(replace(rd_straight(lower(text)),
-            chr(10), ' '), chr(13), ' '), chr(9), ' '), chr(160), ' ')),
-        '^[^\p{L}\p{N}]+', ''));
+    rd_tidy(rd_unify(lower(text)));
 
 CREATE OR REPLACE MACRO rd_phrase(text) AS
     trim(regexp_replace(replace(lower(text), '’', ''''), '[^a-z0-9'']+', ' ', 'g'));
