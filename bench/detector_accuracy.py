@@ -45,6 +45,13 @@ mean; the shipped recipe's per-source figures are in docs/benchmarks.md):
 - around the shipped recipe (`--variant`): `scheme xstest` 0.825 / 0.936 / 0.812, `scheme
   partial` 0.830 / 0.938 / 0.809, `relevance plural` 0.880 / 0.959 / 0.818, `hybrid facts
   only` 0.890 / 0.955 / 0.800; all rejected.
+- cheaper semantic relevance (MiniLM is most of the labeler's time): `semantic 200 chars`
+  0.890 / 0.961 / 0.829 (holds; a third less MiniLM time; not shipped yet: the refusal model
+  and the unsafe judge would be retrained on it), `semantic 100 chars` 0.890 / 0.960 / 0.828,
+  `word relevance only` 0.890 / 0.949 / 0.823. Static embeddings (MiniLM's input token
+  embeddings, or model2vec-style per-token outputs, mean-pooled) were not trained: on the
+  pool's 2,437 rows sharing no word with their prompt they told on-topic from off-topic
+  answers at AUC 0.43-0.53, MiniLM at 0.90 (docs/benchmarks.md).
 - partial: decided by the model alone or also by the rules' answer phrase after a refusal;
   three-way accuracy held out on XSTest v1 / GPT-5.1 / Claude 4.5 0.700 / 0.763 / 0.735
   against 0.705 / 0.766 / 0.735: the answer phrase joins.
