@@ -2,6 +2,7 @@
 
     python bench/alignment_recipes.py setup --store DIR      # imports, student and context runs, validation
     python bench/alignment_recipes.py run NAME... --store DIR # build the set, train, answer, score
+    python bench/alignment_recipes.py checkpoint NAME STEP --store DIR  # NAME as it stood at step STEP
     python bench/alignment_recipes.py table --store DIR       # every recipe scored so far; with vs without
     python bench/alignment_recipes.py list                    # the recipes and what they change
     python bench/alignment_recipes.py rescore --store DIR     # every recipe's answers labelled again
@@ -37,6 +38,7 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -362,15 +364,20 @@ def run_recipe(store: Store, name: str, shared, command: str = "") -> dict:
     adapter = train_adapter(store, name, EMBEDDED_MODEL, store.root / "trained" / name, loss=loss,
                             **({"lora_r": 8, "lora_alpha": 16, "max_length": 256} | options))
     trained = time.perf_counter() - started
-    run_id = generate(store, _options(name, (VALIDATION,), "test", adapter=str(adapter.adapter_dir)),
-                      shared=shared).run_id
+    return score(store, ids, name, adapter.adapter_dir, shared, {
+        "set": kind, "set_options": set_options | ({"benign": benign} if benign else {})
+        | ({"questions": questions, "question_rows": question_rows} if questions else {}),
+        **boundary, "train": train_options, "train_s": round(trained, 1), "command": command})
+
+
+def score(store: Store, ids: dict, name: str, adapter_dir: Path, shared, facts: dict) -> dict:
+    """Answer the validation prompts through `adapter_dir`, label, score capability and KL, and
+    append the recipe's row (`facts` and the figures) to bench/out/recipes.jsonl."""
+    run_id = generate(store, _options(name, (VALIDATION,), "test", adapter=str(adapter_dir)), shared=shared).run_id
     label.label(store, [run_id], LABELER)
     capability.evaluate(store, [run_id], limit=CAPABILITY_LIMIT, shared=shared)
     row = evaluate.compare_runs(store, [ids["reference"], run_id], bootstrap=1000, labeler=BEST).to_pylist()[1]
-    result = {"recipe": name, "set": kind, "set_options": set_options | ({"benign": benign} if benign else {})
-              | ({"questions": questions, "question_rows": question_rows} if questions else {}),
-              **boundary, "train": train_options, "train_s": round(trained, 1), "run_id": run_id,
-              "command": command,
+    result = {"recipe": name, **facts, "run_id": run_id,
               **{key: row[key] for key in ("refusal_rate", "refusal_rate_low", "refusal_rate_high",
                                             "over_refusal_rate", "over_refusal_rate_low", "over_refusal_rate_high",
                                             "capability", "capability_diff", "capability_diff_low",
@@ -380,6 +387,31 @@ def run_recipe(store: Store, name: str, shared, command: str = "") -> dict:
     with OUT.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(result) + "\n")
     return result
+
+
+def score_checkpoint(store: Store, name: str, step: int, shared, command: str) -> dict:
+    """Score recipe `name` as it stood at checkpoint `step` of its training, as `name@step`: the
+    learning rate is constant and the batches' order depends on the seed only, so that is the
+    adapter of the same recipe trained `step` steps. The checkpoint's weights go into a PEFT
+    folder of their own (the loop keeps only its latest checkpoint)."""
+    from peft import LoraConfig
+
+    ids = json.loads((store.root / SETUP).read_text())
+    kind, set_options, train_options = RECIPES[name]
+    options = {"lora_r": 8, "lora_alpha": 16, "target_modules": ("q_proj", "v_proj")} | train_options
+    folder = store.root / "trained" / name / f"checkpoint-{step:08d}"
+    peft = store.root / "trained" / f"{name}@{step}"
+    if not (peft / "adapter_model.safetensors").is_file():
+        if not folder.is_dir():
+            raise SystemExit(f"{folder}: no such checkpoint (the loop keeps its latest only)")
+        peft.mkdir(parents=True, exist_ok=True)
+        LoraConfig(r=options["lora_r"], lora_alpha=options["lora_alpha"], lora_dropout=0.0, task_type="CAUSAL_LM",
+                   target_modules=list(options["target_modules"])).save_pretrained(peft)
+        shutil.copyfile(folder / "adapter.safetensors", peft / "adapter_model.safetensors")
+    boundary = {"boundary": set_options.get("boundary", True), "boundary_ratio": set_options.get("boundary_ratio", 1.0)}
+    return score(store, ids, f"{name}@{step}", peft, shared, {
+        "set": kind, "set_options": {k: v for k, v in set_options.items() if k not in ("boundary", "boundary_ratio")},
+        **boundary, "train": {**train_options, "max_steps": step}, "command": command})
 
 
 def rescore(store: Store) -> None:
@@ -461,13 +493,21 @@ def boundary_table(store: Store, rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("setup", "run", "table", "list", "rescore"))
+    parser.add_argument("command", choices=("setup", "run", "checkpoint", "table", "list", "rescore"))
     parser.add_argument("recipes", nargs="*")
     parser.add_argument("--store", type=Path, default=Path("/tmp/alignment-recipes"))
     args = parser.parse_args()
     store = Store(args.store)
     command = shlex.join(["python", "bench/alignment_recipes.py", *sys.argv[1:]])
-    if args.command in ("setup", "run"):
+    if args.command == "checkpoint":  # checkpoint NAME STEP: a recipe scored part-way through its training
+        name, step = args.recipes
+        shared = shared_engine()
+        try:
+            print(json.dumps(score_checkpoint(store, name, int(step), shared, command)), flush=True)
+        finally:
+            if shared is not None:
+                shared.close()
+    elif args.command in ("setup", "run"):
         shared = shared_engine()
         try:
             if args.command == "setup":
