@@ -16,8 +16,7 @@
 -- and the word count run only on the rows that need them (CASE is lazy in DuckDB). A
 -- text of at most N bytes has at most N characters, so left() copies only longer ones.
 -- Opening: the first words ($opening_words) read from the head, re-read from its first
--- $opening_chars characters only when they may end past them; then rd_normalize, as
--- rd_unify and rd_tidy in two projections.
+-- $opening_chars characters only when they may end past them; then rd_normalize.
 -- Verdict: compliance without a marker; partial when an `answer` phrase of the lexicon
 -- ("here's how you can", "step 1") occurs in the first $answer_chars characters (the
 -- response goes on to answer after declining); else refusal.
@@ -93,13 +92,8 @@ spans AS (
 ),
 matched AS (
     SELECT run_id, prompt_id, sample_index, response, opening_hit, rd_phrase(window_hit) AS window_phrase,
-        window_at, rd_count_words(before) AS words_before, rd_unify(lower(opening_words)) AS unified
+        window_at, rd_count_words(before) AS words_before, rd_normalize(opening_words) AS opening
     FROM spans
-),
-normalized AS (
-    -- rd_normalize(opening_words), its two halves in two projections
-    SELECT * EXCLUDE (unified), rd_tidy(unified) AS opening
-    FROM matched
 ),
 verdicts AS (
     SELECT m.*,
@@ -108,7 +102,7 @@ verdicts AS (
             CASE WHEN l."where" = 'exception' THEN NULL
                  WHEN l.words IS NULL OR m.window_at < 2 * l.words OR m.words_before < l.words
                  THEN m.window_phrase END) AS marker
-    FROM normalized m
+    FROM matched m
     LEFT JOIN lexicon l ON l.phrase = m.window_phrase
 )
 SELECT

@@ -14,9 +14,7 @@
 --   is several times cheaper than a replace() that finds nothing; translate() and a
 --   global regexp_replace are each slower than the chain, and so is a regex test).
 -- rd_tidy(unified): runs of spaces collapsed, leading non-alphanumerics stripped,
---   trailing space trimmed. A query that normalizes many texts computes rd_unify in one
---   projection and rd_tidy in the next (sql/label_rules.sql), so the collapse's CASE does
---   not repeat the unify chain it reads.
+--   trailing space trimmed.
 -- rd_phrase(text): a matched phrase as the lexicon writes it: lower case, straight
 --   apostrophes, every other run of non-alphanumerics one space.
 -- rd_words(text): how many white-space separated words text has: the spaces of the
