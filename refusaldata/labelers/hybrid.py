@@ -1,5 +1,5 @@
-"""The `hybrid` labeler: the rules where they are sure, the shipped cue model elsewhere. The
-default until `ngram` replaced it; kept for corpora too large for the default's speed.
+"""The `hybrid` labeler: the rules where they are sure, the shipped cue model elsewhere; for
+corpora too large for the default labeler's (`ngram`) speed.
 
 Every answered response of a run is read by the rule labeler (sql/label_rules.sql over
 the texts) and scored by the shipped cue model (cue_model.py), which needs no
