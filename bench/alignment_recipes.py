@@ -419,8 +419,9 @@ def rescore(store: Store) -> None:
     its figures to bench/out/recipes_rescored.jsonl: the adapters and their answers stay as
     trained (their sets were built from the labels of their day)."""
     ids = json.loads((store.root / SETUP).read_text())
-    rows = [json.loads(line) for line in OUT.read_text().splitlines()]
-    runs = [row["run_id"] for row in rows]
+    stored = set(store.read("runs").column("run_id").to_pylist())
+    rows = [row for line in OUT.read_text().splitlines() if (row := json.loads(line))["run_id"] in stored]
+    runs = [row["run_id"] for row in rows]  # rows of another store are left out
     label.label(store, [ids["reference"], *runs], LABELER)
     with RESCORED.open("a", encoding="utf-8") as handle:
         for row in rows:
