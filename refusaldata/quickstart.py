@@ -22,7 +22,7 @@ do, method by method, as paired differences on the same test prompts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,21 @@ QUICKSTART_BACKENDS = ("auto", "vllm", "transformers")
 
 
 @dataclass(frozen=True)
+class PairRecipe:
+    """How one pair loss trains: `steps` at `lr` and `beta`, replies cut to their first
+    `reply_tokens` (the opening decides a refusal, and a step on it costs a fraction), on a
+    pair set with `boundary_ratio` look-alike pairs per refusal pair. At ratio 1 the look-alike
+    pairs (answer over refusal) mirror the refusal pairs (refusal over answer) and the two
+    cancel: NCA at ratio 1 moved nothing (KL 0.006), at 0.5 it trains (bench/alignment_recipes.py)."""
+
+    steps: int
+    lr: float
+    beta: float = 0.1
+    reply_tokens: int | None = None
+    boundary_ratio: float = 1.0
+
+
+@dataclass(frozen=True)
 class Plan:
     """The sizes of one quickstart: how long answers are, how much each adapter trains, and
     how retention and capability are set (chosen on held-out train prompts, see
@@ -65,7 +80,7 @@ class Plan:
 
     max_tokens: int
     sft_steps: int
-    pair_steps: int
+    pairs: Mapping[str, PairRecipe]  # pair method -> how it trains
     batch_size: int
     max_examples: int
     harmful_test_fraction: float = 0.2
@@ -73,8 +88,6 @@ class Plan:
     max_length: int = 256
     lora_r: int = 8
     lr: float = 1e-3
-    pair_lr: float = 5e-4
-    beta: float = 0.1
     retention_ratio: float = 1.0
     retention_weight: float = 1.0
     capability_limit: int | None = None
@@ -84,10 +97,17 @@ class Plan:
     boundary_limit: int | None = None
 
 
-FULL = Plan(max_tokens=64, sft_steps=20, pair_steps=12, batch_size=8, max_examples=120, capability_limit=48,
-            context_limit=64, boundary_limit=96)
-FAST = Plan(max_tokens=20, sft_steps=10, pair_steps=6, batch_size=4, max_examples=40, max_length=160,
-            lr=2e-3, pair_lr=1e-3, capability_limit=8, context_limit=32, boundary_limit=40)
+# NCA's recipe is the best pair recipe on validation (refusal - over-refusal +0.29 [+0.12, +0.45],
+# capability -0.04, KL 0.26; docs/benchmarks.md). DPO's at those settings lost 0.08 of capability,
+# past the 0.05 the choice allows, so it keeps the recipe it had.
+FULL = Plan(max_tokens=64, sft_steps=20, batch_size=8, max_examples=120, capability_limit=48,
+            context_limit=64, boundary_limit=96,
+            pairs={"dpo": PairRecipe(steps=12, lr=5e-4),
+                   "nca": PairRecipe(steps=40, lr=2e-3, reply_tokens=16, boundary_ratio=0.5)})
+FAST = Plan(max_tokens=20, sft_steps=10, batch_size=4, max_examples=40, max_length=160,
+            lr=2e-3, capability_limit=8, context_limit=32, boundary_limit=40,
+            pairs={"dpo": PairRecipe(steps=6, lr=1e-3),
+                   "nca": PairRecipe(steps=6, lr=1e-3, reply_tokens=16, boundary_ratio=0.5)})
 
 # method name -> the SFT set's mode, or the pair loss
 SFT_METHODS = {"baseline-sft": "baseline", "self-distill": "self", "cross-distill": "cross"}
@@ -273,21 +293,31 @@ def _train_methods(store: Store, plan: Plan, base: str, context: str, lookalikes
             store, name, EMBEDDED_MODEL, trained / name, loss="sft", lora_r=plan.lora_r,
             lora_alpha=2 * plan.lora_r, max_steps=plan.sft_steps, lr=plan.lr, batch_size=plan.batch_size,
             max_length=plan.max_length, retention_weight=plan.retention_weight, replace=True).adapter_dir
-    pair_set = f"pairs{suffix}"
-    names = [f"{method}{suffix}" for method in PAIR_METHODS]
-    step(f"{', '.join(names)}: building the pair set (chosen: teacher refusals) and training")
-    try:
-        distill.build_pairs(store, pair_set, base, teacher=TEACHER, max_examples=plan.max_examples,
-                            labeler=BEST, boundary=bool(lookalikes), boundary_datasets=lookalikes or None,
-                            replace=True)
-    except RefusalDataError as exc:
-        skipped.update({name: str(exc) for name in names})
-        return adapters
-    for name, loss in zip(names, PAIR_METHODS.values()):
+    pair_sets: dict[str, Exception | None] = {}
+    for method, loss in PAIR_METHODS.items():
+        name, recipe = f"{method}{suffix}", plan.pairs[method]
+        # One pair set per boundary ratio (without look-alikes the ratio changes nothing).
+        ratio = recipe.boundary_ratio if lookalikes else 1.0
+        pair_set = f"pairs{suffix}" if ratio == 1.0 else f"pairs-b{ratio:g}{suffix}"
+        if pair_set not in pair_sets:
+            step(f"{pair_set}: building the pair set (chosen: teacher refusals)")
+            try:
+                distill.build_pairs(store, pair_set, base, teacher=TEACHER, max_examples=plan.max_examples,
+                                    labeler=BEST, boundary=bool(lookalikes), boundary_ratio=ratio,
+                                    boundary_datasets=lookalikes or None, replace=True)
+                pair_sets[pair_set] = None
+            except RefusalDataError as exc:
+                pair_sets[pair_set] = exc
+        if pair_sets[pair_set] is not None:
+            skipped[name] = str(pair_sets[pair_set])
+            step(f"{name}: skipped ({pair_sets[pair_set]})")
+            continue
+        step(f"{name}: training an adapter on {pair_set}")
         adapters[name] = train_adapter(
-            store, pair_set, EMBEDDED_MODEL, trained / name, loss=loss, beta=plan.beta,
-            lora_r=plan.lora_r, lora_alpha=2 * plan.lora_r, max_steps=plan.pair_steps, lr=plan.pair_lr,
-            batch_size=max(1, plan.batch_size // 2), max_length=plan.max_length, replace=True).adapter_dir
+            store, pair_set, EMBEDDED_MODEL, trained / name, loss=loss, beta=recipe.beta,
+            lora_r=plan.lora_r, lora_alpha=2 * plan.lora_r, max_steps=recipe.steps, lr=recipe.lr,
+            batch_size=max(1, plan.batch_size // 2), max_length=plan.max_length,
+            reply_tokens=recipe.reply_tokens, replace=True).adapter_dir
     return adapters
 
 

@@ -42,6 +42,10 @@ def test_quickstart_fast_runs_every_method_and_reports(store):
     assert boundary == [("boundary",)]
     pairs = dict(con.sql("SELECT kind, count(*) FROM pairs WHERE set_name = 'pairs' GROUP BY ALL").fetchall())
     assert pairs["boundary"] > 0 and pairs["refusal"] > 0
+    # nca trains on a set of its own with half as many look-alike pairs per refusal pair (at one
+    # each they mirror each other and cancel); dpo keeps the set at one.
+    halved = dict(con.sql("SELECT kind, count(*) FROM pairs WHERE set_name = 'pairs-b0.5' GROUP BY ALL").fetchall())
+    assert 0 < halved["boundary"] <= halved["refusal"] // 2 + 1 and halved["boundary"] <= pairs["boundary"]
     # Every adapter run answered the whole test split: harmful and benign prompts.
     answered = dict(con.sql(
         "SELECT ru.name, count(*) FROM responses r JOIN runs ru USING (run_id) "
