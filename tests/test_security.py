@@ -22,8 +22,7 @@ SQL_WORDS = re.compile(r"\b(SELECT|INSERT|CREATE|FROM|WHERE|SET VARIABLE|COPY|AT
 ALLOWED_SQL_INTERPOLATIONS = {
     "refusaldata/analyst.py": {"name", "literal"},           # a TABLES name; the store path, quoted
     "refusaldata/distill.py": {"table", "order"},            # 'sft'/'pairs' (checked), a fixed ORDER BY
-    # named SQL assets, whole, and `labelled`: the union of those two built in the same function
-    "refusaldata/labelers/rules.py": {"sql_text('label_rules')", "sql_text('label_kept')", "labelled"},
+    "refusaldata/labelers/rules.py": {"sql_text('label_rules')", "sql_text('label_kept')"},  # named SQL assets, whole
     "refusaldata/store.py": {"variable", "table", "columns", "matches", "stored", "keys"},  # schema names
 }
 
