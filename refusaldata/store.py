@@ -497,8 +497,9 @@ class Store:
         own = con is None
         con = con or self.connect([table])
         try:
+            # fetchall, not fetchone: a result left unfinished blocks the caller's next relation on `con`.
             return con.execute(f"SELECT coalesce(sum(n - 1), 0)::BIGINT FROM (SELECT count(*) AS n FROM {table} "
-                               f"GROUP BY {keys} HAVING count(*) > 1)").fetchone()[0]
+                               f"GROUP BY {keys} HAVING count(*) > 1)").fetchall()[0][0]
         finally:
             if own:
                 con.close()

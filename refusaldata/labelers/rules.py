@@ -223,8 +223,7 @@ def label_runs(store: Store, run_ids: list[str], labeler: str = RULES, version: 
         if len(run_ids) > 1:
             # Every run's new and kept labels read once, sorted by run so that each partition's
             # rows are found through the table's zone maps rather than a scan per run.
-            con.execute(f"CREATE TEMP TABLE rule_labels AS FROM ({sql_text('label_rules')}) "
-                        f"UNION ALL BY NAME {sql_text('label_kept')} ORDER BY run_id", params)
+            con.sql(labelled, params=params).order("run_id").create("rule_labels")
             query, params = "FROM rule_labels WHERE run_id = $run_id", {}
         else:
             query = labelled
