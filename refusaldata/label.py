@@ -163,9 +163,12 @@ def label(store: Store, runs: list[str] | None = None, labeler: str = RULES, for
     finally:
         con.close()
     # A run whose answered responses all hold a current label, and nothing else, is not read again.
-    done = [Labelled(run_id, 0, current, 0) for run_id, answered, current, held in status
-            if not force and answered == current == held]
-    todo = [run_id for run_id, answered, current, held in status if force or not answered == current == held]
+    done, todo = [], []
+    for run_id, answered, current, held in status:
+        if not force and answered == current == held:
+            done.append(Labelled(run_id, 0, current, 0))
+        else:
+            todo.append(run_id)
     if todo:
         done += label_runs(store, todo, entry, labeler, version, force, options)
     con = store.connect(["runs", "labels"])
